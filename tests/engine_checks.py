@@ -1,0 +1,87 @@
+"""Oracle and invariance checks shared by the tiny-model and real-pair test tiers."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from pairscope.decoding.engine import DecodeSettings, Request, generate
+from pairscope.decoding.stream import ModelStream
+from pairscope.models import LoadedModel, Pair
+
+
+def hf_greedy(lm: LoadedModel, prompt_ids: list[int], max_new: int) -> list[int]:
+    """transformers' own greedy generate(), new ids only, cut after end-of-sequence."""
+    ids = torch.tensor([prompt_ids])
+    out = lm.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, do_sample=False,
+        eos_token_id=sorted(lm.eos_ids), pad_token_id=lm.tokenizer.pad_token_id or 0,
+    )
+    new = out[0, len(prompt_ids):].tolist()
+    for i, t in enumerate(new):
+        if t in lm.eos_ids:
+            return new[:i]
+    return new
+
+
+def texts(pair: Pair, reqs: list[Request], method: str, **kw) -> list[str]:
+    return [r.text for r in generate(pair, reqs, DecodeSettings(method=method, **kw))]
+
+
+def check_base_matches_generate(pair: Pair, reqs: list[Request]) -> None:
+    ours = generate(pair, reqs, DecodeSettings(method="base", batch_size=1))
+    for req, res in zip(reqs, ours):
+        ids = hf_greedy(pair.base, pair.base.encode_completion_prompt(req.base_prompt), req.max_new_tokens)
+        assert res.text == pair.base.tokenizer.decode(ids), (res.text, ids)
+
+
+def check_neutral_settings(pair: Pair, reqs: list[Request]) -> None:
+    base = texts(pair, reqs, "base", batch_size=4)
+    assert texts(pair, reqs, "nudging", tau=0.0, batch_size=4) == base
+    assert texts(pair, reqs, "blend:0", batch_size=4) == base
+    assert texts(pair, reqs, "blend:0", tau=2.0, batch_size=4) == base
+
+
+def check_full_guide(pair: Pair, reqs: list[Request]) -> None:
+    guide = generate(pair, reqs, DecodeSettings(method="guide", batch_size=4))
+    blend = generate(pair, reqs, DecodeSettings(method="blend:1", tau=2.0, batch_size=4))
+    for g, b in zip(guide, blend):
+        assert b.text == g.text
+        assert b.intervention_rate == 1.0
+
+
+def check_batch_invariance(pair: Pair, reqs: list[Request], method: str) -> None:
+    one = texts(pair, reqs, method, batch_size=1)
+    many = texts(pair, reqs, method, batch_size=8)
+    assert one == many
+
+
+def check_cache_invariance(lm: LoadedModel, prompts: list[list[int]], seed: int = 0) -> float:
+    """Drive a stream through random appends and rollbacks on every row at once and compare
+    each row's next-token logprobs with a fresh uncached pass. Returns the worst difference."""
+    rng = random.Random(seed)
+    vocab = len(lm.tokenizer)
+    stream = ModelStream(lm.model, len(prompts))
+    targets = {r: list(p) for r, p in enumerate(prompts)}
+    worst = 0.0
+    for step in range(12):
+        for r in list(targets):
+            ids = targets[r]
+            action = rng.choice(["own", "own", "foreign", "rollback", "skip"])
+            if action == "own":
+                ids = ids + [rng.randrange(3, vocab)]
+            elif action == "foreign":
+                cut = max(len(prompts[r]), len(ids) - rng.randint(0, 3))
+                ids = ids[:cut] + [rng.randrange(3, vocab) for _ in range(rng.randint(1, 4))]
+            elif action == "rollback":
+                ids = ids[: max(len(prompts[r]), len(ids) - rng.randint(1, 3))] + [rng.randrange(3, vocab)]
+            targets[r] = ids
+        rows = [r for r in targets if step % 3 == 0 or rng.random() < 0.7]
+        got = stream.forward({r: targets[r] for r in rows})
+        for j, r in enumerate(rows):
+            with torch.inference_mode():
+                fresh = lm.model(torch.tensor([targets[r]])).logits[0, -1].float()
+            ref = torch.log_softmax(fresh, dim=-1)
+            worst = max(worst, float((got[j].exp() - ref.exp()).abs().max()))
+    return worst

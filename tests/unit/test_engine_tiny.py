@@ -1,0 +1,86 @@
+"""Engine tier 2: tiny random models with their own (different) tokenizers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pairscope.decoding.engine import DecodeSettings, Request, generate, split_word
+from tests import engine_checks as checks
+
+PROMPTS = [
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:",
+    "The capital of France is",
+    "I cannot help with that request",
+    "Let's think step by step about the numbers",
+    "The quick brown fox",
+    "Answer: Tom has",
+]
+
+
+def reqs(n: int = 24, stop: tuple[str, ...] = ()) -> list[Request]:
+    return [Request(p, p, stop, n) for p in PROMPTS]
+
+
+def test_base_matches_transformers_generate(tiny_pair):
+    checks.check_base_matches_generate(tiny_pair, reqs())
+
+
+def test_neutral_settings_reproduce_base(tiny_pair):
+    checks.check_neutral_settings(tiny_pair, reqs())
+
+
+def test_full_blend_reproduces_guide(tiny_pair):
+    checks.check_full_guide(tiny_pair, reqs())
+
+
+@pytest.mark.parametrize("method", ["base", "nudging", "blendin", "blend:0.5"])
+def test_batch_invariance(tiny_pair, method):
+    checks.check_batch_invariance(tiny_pair, reqs(), method)
+
+
+@pytest.mark.parametrize("role", ["base", "guide"])
+def test_cache_invariance(tiny_pair, role):
+    lm = getattr(tiny_pair, role)
+    prompts = [lm.encode_completion_prompt(p) for p in PROMPTS]
+    assert checks.check_cache_invariance(lm, prompts) <= 1e-4
+
+
+def test_guided_methods_intervene_and_record_steps(tiny_pair):
+    for method in ("nudging", "blendin"):
+        out = generate(tiny_pair, reqs(), DecodeSettings(method=method, tau=0.9, batch_size=3))
+        for res in out:
+            assert res.positions == len(res.steps) > 0
+            assert "".join(s.text for s in res.steps).startswith(res.text)
+            assert res.intervention_rate == res.uncertain / res.positions
+            for s in res.steps:
+                assert s.uncertain == (s.p_base < 0.9)
+                if s.uncertain:
+                    assert s.p_guide is not None and 0 <= s.overlap <= 1
+                    if method == "blendin":
+                        assert 0 <= s.alpha <= 1
+
+
+def test_stop_strings_and_max_tokens(tiny_pair):
+    out = generate(tiny_pair, reqs(30), DecodeSettings(method="base"))
+    for res in out:
+        assert res.positions <= 30
+    # A stop string the response starts with ends it at once, cut before the stop string.
+    first = out[0].text[:2]
+    stopped = generate(
+        tiny_pair, [Request(PROMPTS[0], PROMPTS[0], (first,), 30)], DecodeSettings(method="base")
+    )[0]
+    assert stopped.text == "" and stopped.stop_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    "text,word,complete",
+    [
+        (" the", " the", False),
+        (" the ", " the", True),
+        ("\nThe cat", "\nThe", True),
+        ("5.\n", "5.", True),
+        ("   ", "   ", False),
+    ],
+)
+def test_split_word(text, word, complete):
+    assert split_word(text) == (word, complete)
