@@ -305,7 +305,7 @@ def _resolve_source(spec: str) -> tuple[ModelSource, Path | str, bool]:
     if spec.count("/") != 1 or any(c.isspace() for c in spec):
         raise ModelLoadError(
             f"'{spec}' is not a model: no such file or directory, and not a Hub id (org/name).",
-            hint=f"Use a local path, a .gguf file, a Hub id, or {EMBEDDED_BASE} / {EMBEDDED_GUIDE}.",
+            hint=f"Use a local path, a .gguf file, a Hub id, or {EMBEDDED_BASE}.",
         )
     return ModelSource(spec, "hub"), spec, False
 
@@ -358,8 +358,7 @@ def load_model(
             f"Could not load model '{spec}' (tried {target}): {_short(exc)}",
             hint=_load_hint(source),
         ) from exc
-    model.to(dev)
-    model.eval()
+    model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
     if source.kind == "hub":
         source = ModelSource(spec, "hub", revision=getattr(model.config, "_commit_hash", None))
     return LoadedModel(

@@ -22,14 +22,23 @@ import random
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pairscope.errors import DataError, InputError, unknown
 
@@ -42,17 +51,22 @@ __all__ = [
     "SampleSizeWarning",
     "answer_letters",
     "build_samples",
+    "dataset_fingerprint",
     "list_probes",
     "load_dataset_records",
     "load_manifest",
     "load_probe",
     "make_manifest",
+    "manifest_json",
     "prepare_samples",
     "probe_info",
     "render_template",
+    "resolve_data_dir",
+    "sample_id",
     "save_manifest",
     "select",
     "select_by_manifest",
+    "sha256_file",
 ]
 
 DATA_DIR_ENV = "PAIRSCOPE_DATA_DIR"
@@ -123,7 +137,12 @@ class Prompts(_Strict):
 
 
 class ProbeSpec(_Strict):
-    """A validated probe definition (one YAML file)."""
+    """A validated probe definition (one YAML file).
+
+    Fields are validated in the order declared here, so the cross-field checks below
+    can see the fields declared before them (``info.data``) and report the field at
+    fault by name.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(ge=1)
@@ -134,10 +153,10 @@ class ProbeSpec(_Strict):
     stratify: str | list[str] | None = None
     n: int = Field(default=100, gt=0)
     seed: int = 0
+    scorer: str
     prompts: Prompts
     stop: list[str] = Field(default_factory=list)
     max_new_tokens: int = Field(gt=0)
-    scorer: str
     reference: str | None = None
     target: str = Field(min_length=1)
     threshold: float = Field(default=0.20, ge=0.0, le=1.0)
@@ -156,39 +175,73 @@ class ProbeSpec(_Strict):
             return ()
         return (self.stratify,) if isinstance(self.stratify, str) else tuple(self.stratify)
 
-    @model_validator(mode="after")
-    def _check_names(self) -> ProbeSpec:
-        task = _TASKS.get(self.scorer)
-        if task is None:
-            raise ValueError(f"unknown scorer '{self.scorer}'; choose one of {sorted(_TASKS)}")
-        missing = [f for f in task.required if f not in self.fields]
-        if missing:
-            raise ValueError(f"scorer '{self.scorer}' needs fields {missing} in 'fields'")
-        for name in self.list_fields:
-            if name not in self.fields:
-                raise ValueError(f"list_fields: '{name}' is not a key of 'fields'")
-        if self.source.hub and self.source.hub.fields is not None:
-            if set(self.source.hub.fields) != set(self.fields):
+    @field_validator("fields")
+    @classmethod
+    def _hub_columns_cover_fields(cls, value: dict[str, str], info: ValidationInfo) -> dict:
+        source = info.data.get("source")
+        if source is not None and source.hub is not None and source.hub.fields is not None:
+            if set(source.hub.fields) != set(value):
                 raise ValueError("source.hub.fields must map exactly the keys of 'fields'")
-        for name in self.stratify_fields:
-            if name not in self.fields:
-                raise ValueError(f"stratify: '{name}' is not a key of 'fields'")
-        names = set(self.fields) | set(task.derived)
-        templates = {
-            "prompts.base": (self.prompts.base, names | {"fewshot"}),
-            "prompts.guide_user": (self.prompts.guide_user, names | {"fewshot"}),
-            "target": (self.target, names),
-        }
-        if self.reference is not None:
-            templates["reference"] = (self.reference, names)
-        for where, (text, known) in templates.items():
-            _check_placeholders(where, text, known)
-        if self.prompts.fewshot_template is not None:
-            for i, example in enumerate(self.prompts.fewshot):
-                _check_placeholders(
-                    f"prompts.fewshot.{i}", self.prompts.fewshot_template, set(example)
-                )
-        return self
+        return value
+
+    @field_validator("list_fields")
+    @classmethod
+    def _list_fields_known(cls, value: dict[str, str], info: ValidationInfo) -> dict:
+        _check_known("list_fields", value, info.data.get("fields"))
+        return value
+
+    @field_validator("stratify")
+    @classmethod
+    def _stratify_known(cls, value: str | list[str] | None, info: ValidationInfo) -> Any:
+        names = [value] if isinstance(value, str) else value or []
+        _check_known("stratify", names, info.data.get("fields"))
+        return value
+
+    @field_validator("scorer")
+    @classmethod
+    def _scorer_known(cls, value: str, info: ValidationInfo) -> str:
+        task = _TASKS.get(value)
+        if task is None:
+            raise ValueError(f"unknown scorer '{value}'; choose one of {sorted(_TASKS)}")
+        fields = info.data.get("fields")
+        missing = [f for f in task.required if fields is not None and f not in fields]
+        if missing:
+            raise ValueError(f"scorer '{value}' needs fields {missing} in 'fields'")
+        return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompt_placeholders(cls, value: Prompts, info: ValidationInfo) -> Prompts:
+        names = _template_names(info)
+        if names is not None:
+            _check_placeholders("prompts.base", value.base, names | {"fewshot"})
+            _check_placeholders("prompts.guide_user", value.guide_user, names | {"fewshot"})
+        if value.fewshot_template is not None:
+            for i, example in enumerate(value.fewshot):
+                _check_placeholders(f"prompts.fewshot.{i}", value.fewshot_template, set(example))
+        return value
+
+    @field_validator("reference", "target")
+    @classmethod
+    def _field_placeholders(cls, value: str | None, info: ValidationInfo) -> str | None:
+        names = _template_names(info)
+        if value is not None and names is not None:
+            _check_placeholders(str(info.field_name), value, names)
+        return value
+
+
+def _template_names(info: ValidationInfo) -> set[str] | None:
+    """Placeholders a template may use, or None when fields or scorer failed validation."""
+    fields, scorer = info.data.get("fields"), info.data.get("scorer")
+    if fields is None or scorer is None:
+        return None
+    return set(fields) | set(_TASKS[scorer].derived)
+
+
+def _check_known(where: str, names: Iterable[str], fields: Mapping[str, str] | None) -> None:
+    unknown_names = [n for n in names if fields is not None and n not in fields]
+    if unknown_names:
+        raise ValueError(f"{where}: {unknown_names} not a key of 'fields'")
 
 
 def _check_placeholders(where: str, template: str, known: set[str]) -> None:

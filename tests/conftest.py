@@ -42,14 +42,19 @@ def _tokenizer(kind: str):
     else:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
         tok.decoder = decoders.Sequence(
-            [decoders.Metaspace(replacement="▁", prepend_scheme="never"), decoders.ByteFallback(),
-             decoders.Fuse()]
+            [
+                decoders.Metaspace(replacement="▁", prepend_scheme="never"),
+                decoders.ByteFallback(),
+                decoders.Fuse(),
+            ]
         )
         alphabet = []
         specials += [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(
-        vocab_size=400 if kind == "byte" else 600, special_tokens=specials,
-        initial_alphabet=alphabet, show_progress=False,
+        vocab_size=400 if kind == "byte" else 600,
+        special_tokens=specials,
+        initial_alphabet=alphabet,
+        show_progress=False,
     )
     tok.train_from_iterator([CORPUS], trainer)
     fast = PreTrainedTokenizerFast(
@@ -70,17 +75,35 @@ def _tiny_model(kind: str, vocab: int, seed: int):
     torch.manual_seed(seed)
     if kind == "gemma3":
         config = Gemma3TextConfig(
-            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=512,
-            max_position_embeddings=2048, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-            layer_types=["sliding_attention", "full_attention"], tie_word_embeddings=False,
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=512,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            layer_types=["sliding_attention", "full_attention"],
+            tie_word_embeddings=False,
         )
         model = Gemma3ForCausalLM(config)
     else:
         config = LlamaConfig(
-            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
         )
         model = LlamaForCausalLM(config)
     # Sharpen the random logits so greedy decoding is decisive and some positions are confident.
@@ -101,7 +124,10 @@ def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     byte-level BPE with a chat template) to local directories."""
     root = tmp_path_factory.mktemp("tiny")
     out = {}
-    for role, arch, kind, seed in (("base", "gemma3", "metaspace", 0), ("guide", "llama", "byte", 1)):
+    for role, arch, kind, seed in (
+        ("base", "gemma3", "metaspace", 0),
+        ("guide", "llama", "byte", 1),
+    ):
         tok = _tokenizer(kind)
         if role == "guide":
             tok.chat_template = CHAT_TEMPLATE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import torch
@@ -15,10 +16,14 @@ def hf_greedy(lm: LoadedModel, prompt_ids: list[int], max_new: int) -> list[int]
     """transformers' own greedy generate(), new ids only, cut after end-of-sequence."""
     ids = torch.tensor([prompt_ids])
     out = lm.model.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, do_sample=False,
-        eos_token_id=sorted(lm.eos_ids), pad_token_id=lm.tokenizer.pad_token_id or 0,
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new,
+        do_sample=False,
+        eos_token_id=sorted(lm.eos_ids),
+        pad_token_id=lm.tokenizer.pad_token_id or 0,
     )
-    new = out[0, len(prompt_ids):].tolist()
+    new = out[0, len(prompt_ids) :].tolist()
     for i, t in enumerate(new):
         if t in lm.eos_ids:
             return new[:i]
@@ -30,9 +35,12 @@ def texts(pair: Pair, reqs: list[Request], method: str, **kw) -> list[str]:
 
 
 def check_base_matches_generate(pair: Pair, reqs: list[Request]) -> None:
+    reqs = [dataclasses.replace(r, stop=()) for r in reqs]  # generate() has no stop strings here
     ours = generate(pair, reqs, DecodeSettings(method="base", batch_size=1))
     for req, res in zip(reqs, ours):
-        ids = hf_greedy(pair.base, pair.base.encode_completion_prompt(req.base_prompt), req.max_new_tokens)
+        ids = hf_greedy(
+            pair.base, pair.base.encode_completion_prompt(req.base_prompt), req.max_new_tokens
+        )
         assert res.text == pair.base.tokenizer.decode(ids), (res.text, ids)
 
 
@@ -75,7 +83,9 @@ def check_cache_invariance(lm: LoadedModel, prompts: list[list[int]], seed: int 
                 cut = max(len(prompts[r]), len(ids) - rng.randint(0, 3))
                 ids = ids[:cut] + [rng.randrange(3, vocab) for _ in range(rng.randint(1, 4))]
             elif action == "rollback":
-                ids = ids[: max(len(prompts[r]), len(ids) - rng.randint(1, 3))] + [rng.randrange(3, vocab)]
+                ids = ids[: max(len(prompts[r]), len(ids) - rng.randint(1, 3))] + [
+                    rng.randrange(3, vocab)
+                ]
             targets[r] = ids
         rows = [r for r in targets if step % 3 == 0 or rng.random() < 0.7]
         got = stream.forward({r: targets[r] for r in rows})

@@ -85,6 +85,8 @@ class ModelStream:
             of ``targets``.
         """
         order = list(targets)
+        if not order:
+            return torch.empty((0, 0))
         feeds: dict[int, tuple[int, list[int]]] = {}
         for r in order:
             row, want = self.rows[r], targets[r]

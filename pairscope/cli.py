@@ -1,0 +1,774 @@
+"""Command line: parse -> options -> one core call -> Rich output -> exit code.
+
+Heavy imports (torch, transformers) happen inside command bodies so `--help` is
+instant. Errors are caught in one place (:func:`_guard`): a PairscopeError prints
+one line and its next step and exits with its code; anything else is a runtime
+failure (exit 3) with the traceback shown only when PAIRSCOPE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pairscope import __version__
+from pairscope.errors import ExitCode, InputError, PairscopeError
+
+app = typer.Typer(
+    name="pairscope",
+    help=(
+        "Will this guide model steer this base model well at inference time, and how sure "
+        "are we? Probes intervention rate, vocabulary overlap and calibration on small "
+        "seeded benchmark samples and gates CI on the answer."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+probes_app = typer.Typer(help="List and inspect the probe sets.", no_args_is_help=True)
+app.add_typer(probes_app, name="probes")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# -- shared options, declared once ---------------------------------------------------------
+
+Base = Annotated[
+    str,
+    typer.Option(
+        "--base",
+        help="Base model: Hub id, local directory, .gguf file, or embedded:gemma-3-270m.",
+        rich_help_panel="Models",
+    ),
+]
+Guide = Annotated[
+    str,
+    typer.Option(
+        "--guide",
+        help="Guide model: Hub id, local directory, .gguf file, or embedded:smollm2-135m-instruct.",
+        rich_help_panel="Models",
+    ),
+]
+Device = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.", rich_help_panel="Models")]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA).",
+        rich_help_panel="Models",
+    ),
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Allow a Hub model's own Python code to run (off unless you ask).",
+        rich_help_panel="Models",
+    ),
+]
+Tau = Annotated[
+    float,
+    typer.Option(
+        help="Uncertainty threshold: a base position is uncertain when its top-1 "
+        "probability is below tau. 0 never intervenes; above 1 always does.",
+        rich_help_panel="Decoding",
+    ),
+]
+TopK = Annotated[
+    int, typer.Option("--k", help="Top-k tokens blended per model.", rich_help_panel="Decoding")
+]
+Lam = Annotated[
+    float,
+    typer.Option(
+        "--lambda", help="BlendIn's lambda in the adaptive weight.", rich_help_panel="Decoding"
+    ),
+]
+BatchSize = Annotated[
+    int, typer.Option(help="Samples decoded together.", rich_help_panel="Decoding")
+]
+MaxNew = Annotated[
+    int | None,
+    typer.Option(
+        help="Cap on new tokens per response (default: the probe's own).",
+        rich_help_panel="Decoding",
+    ),
+]
+Tasks = Annotated[
+    str,
+    typer.Option(help="Comma-separated probes (names or YAML files).", rich_help_panel="Data"),
+]
+N = Annotated[
+    str,
+    typer.Option(
+        "--n",
+        help="Samples per task, or 'all'. Default: the probe's own (100). Larger than the "
+        "dataset is clamped with a warning.",
+        rich_help_panel="Data",
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Sampling seed.", rich_help_panel="Data")]
+DataDir = Annotated[
+    str | None,
+    typer.Option(
+        help="Directory with the benchmark files (or set PAIRSCOPE_DATA_DIR); without it "
+        "data comes from the Hub.",
+        rich_help_panel="Data",
+    ),
+]
+Manifest = Annotated[
+    str | None,
+    typer.Option(
+        help="Reuse the exact samples of an earlier run (its manifest.json or run directory).",
+        rich_help_panel="Data",
+    ),
+]
+OutDir = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        help="Run directory to create (default reports/<command>-<time>).",
+        rich_help_panel="Output",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an earlier run in --out.", rich_help_panel="Output"),
+]
+Resume = Annotated[
+    str | None,
+    typer.Option(help="Continue an interrupted run directory.", rich_help_panel="Output"),
+]
+JsonOut = Annotated[
+    str | None,
+    typer.Option(
+        "--json", help="Write the summary JSON to PATH ('-' for stdout).", rich_help_panel="Output"
+    ),
+]
+
+
+def _guard(func: F) -> F:
+    """Run a command body; turn every failure into one line and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _route_warnings()
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except PairscopeError as exc:
+            if os.environ.get("PAIRSCOPE_DEBUG"):
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"  {exc.hint}", highlight=False)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]interrupted:[/] finished samples are saved; continue with "
+                "--resume RUN_DIR."
+            )
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except MemoryError:
+            err.print(
+                "[bold red]error:[/] out of memory. Try a smaller --batch-size; the run "
+                "is resumable with --resume."
+            )
+            raise typer.Exit(int(ExitCode.RUNTIME)) from None
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are caught
+            if os.environ.get("PAIRSCOPE_DEBUG"):
+                err.print_exception()
+            err.print(f"[bold red]runtime failure:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print(
+                "  Set PAIRSCOPE_DEBUG=1 for the traceback. A run directory stays "
+                "resumable with --resume."
+            )
+            raise typer.Exit(int(ExitCode.RUNTIME)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _route_warnings() -> None:
+    def show(message: Any, category: Any, filename: str, lineno: int, *a: Any, **k: Any) -> None:
+        if category.__module__.startswith("pairscope") or "pairscope" in filename:
+            err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    warnings.showwarning = show
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _n(text: str | None) -> int | Literal["all"] | None:
+    if text is None or text == "":
+        return None
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--n must be a positive integer or 'all' (got '{text}').") from None
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pairscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """pairscope: pre-deployment diagnostics for inference-time alignment pairs."""
+
+
+@app.command()
+@_guard
+def generate(
+    prompt: Annotated[str, typer.Option(help="The question or prompt.")],
+    base: Base = "embedded:gemma-3-270m",
+    guide: Guide = "embedded:smollm2-135m-instruct",
+    method: Annotated[
+        str, typer.Option(help="base, guide, nudging, blendin or blend:<alpha>.")
+    ] = "nudging",
+    tau: Tau = 0.4,
+    k: TopK = 100,
+    lam: Lam = 0.1,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            help="Use PROMPT as the base's completion prompt as is "
+            "(default: 'Question: PROMPT\\nAnswer:')."
+        ),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Decode one prompt with a pair and show which model wrote each piece.
+
+    Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
+    """
+    from pairscope.decoding.engine import DecodeSettings, Request
+    from pairscope.decoding.engine import generate as run_generate
+    from pairscope.models import load_pair
+
+    settings = DecodeSettings(method=method, tau=tau, top_k=k, lam=lam, batch_size=1)
+    settings.strategy()  # validate before loading models
+    if max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be >= 1 (got {max_new_tokens}).")
+    pair = load_pair(base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
+    stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
+    request = Request(base_prompt, prompt, stops, max_new_tokens)
+    result = run_generate(pair, [request], settings)[0]
+    if json_out:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    colours = {"base": "cyan", "guide": "magenta", "blend": "yellow"}
+    from rich.text import Text
+
+    text = Text()
+    for step in result.steps:
+        text.append(step.text, style=colours.get(step.source, ""))
+    out.print(text)
+    rate = result.intervention_rate
+    out.print(
+        f"\n[dim]{result.positions} positions, {result.uncertain} uncertain, "
+        f"{result.overridden} overridden; intervention rate "
+        f"{'n/a' if rate is None else f'{rate:.3f}'}; stop: {result.stop_reason}. "
+        "Colours: [cyan]base[/] [magenta]guide[/] [yellow]blend[/][/]"
+    )
+
+
+def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
+    from pairscope.pipeline import run
+
+    with _RichProgress() as progress:
+        summary, run_dir = run(opts, progress)
+    _print_summary(summary, run_dir)
+    if json_path:
+        text = json.dumps(summary, indent=2, sort_keys=True)
+        if json_path == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            Path(json_path).write_text(text + "\n", encoding="utf-8")
+    if markdown:
+        Path(markdown).write_text(markdown_summary(summary, run_dir), encoding="utf-8")
+    raise typer.Exit(int(summary["overall"]["exit_code"]))
+
+
+@app.command()
+@_guard
+def probe(
+    base: Base = "embedded:gemma-3-270m",
+    guide: Guide = "embedded:smollm2-135m-instruct",
+    tasks: Tasks = "gsm8k,truthfulqa,xstest",
+    n: N = "",
+    seed: Seed = 0,
+    tau: Tau = 0.4,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Guided method whose interventions are measured: nudging or blendin.",
+            rich_help_panel="Decoding",
+        ),
+    ] = "nudging",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Intervention-rate threshold for every task (default: each probe's own, 0.20).",
+            rich_help_panel="Gate",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")
+    ] = False,
+    data_dir: DataDir = None,
+    manifest: Manifest = None,
+    out_dir: OutDir = None,
+    force: Force = False,
+    resume: Resume = None,
+    json_path: JsonOut = None,
+    markdown: Annotated[
+        str | None,
+        typer.Option(
+            help="Write a Markdown summary table (for a CI job summary).", rich_help_panel="Output"
+        ),
+    ] = None,
+    no_calibration: Annotated[
+        bool, typer.Option("--no-calibration", help="Skip teacher-forced calibration.")
+    ] = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    batch_size: BatchSize = 16,
+    max_new_tokens: MaxNew = None,
+    k: TopK = 100,
+    lam: Lam = 0.1,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Probe a base/guide pair and gate on its intervention rate.
+
+    Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
+    130 interrupted (resume with --resume RUN_DIR).
+
+    Example: pairscope probe --data-dir ../shared/data --n 100 --out reports/my-pair
+    """
+    from pairscope.pipeline import RunOptions
+
+    if method not in ("nudging", "blendin") and not method.startswith("blend:"):
+        from pairscope.errors import unknown
+
+        raise unknown("probe method", method, ["nudging", "blendin"])
+    opts = RunOptions(
+        command="probe",
+        base=base,
+        guide=guide,
+        tasks=_csv(tasks),
+        methods=(method,),
+        n=_n(n),
+        seed=seed,
+        tau=tau,
+        k=k,
+        lam=lam,
+        threshold=threshold,
+        strict=strict,
+        data_dir=data_dir,
+        out=out_dir,
+        resume=resume,
+        force=force,
+        manifest=manifest,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+        max_new_tokens=max_new_tokens,
+        calibration=not no_calibration,
+    )
+    _run_command(opts, json_path, markdown)
+
+
+@app.command()
+@_guard
+def evaluate(
+    base: Base = "embedded:gemma-3-270m",
+    guide: Guide = "embedded:smollm2-135m-instruct",
+    tasks: Tasks = "gsm8k,truthfulqa,xstest",
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated methods: base, guide, nudging, blendin, blend:<alpha>.",
+            rich_help_panel="Decoding",
+        ),
+    ] = "base,guide,nudging,blendin",
+    n: N = "",
+    seed: Seed = 0,
+    tau: Tau = 0.4,
+    alpha: Annotated[
+        str,
+        typer.Option(
+            help="BlendIn weight: 'auto' (adaptive) or a number in [0, 1].",
+            rich_help_panel="Decoding",
+        ),
+    ] = "auto",
+    threshold: Annotated[
+        float | None, typer.Option(help="Intervention-rate threshold.", rich_help_panel="Gate")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")
+    ] = False,
+    data_dir: DataDir = None,
+    manifest: Manifest = None,
+    out_dir: OutDir = None,
+    force: Force = False,
+    resume: Resume = None,
+    json_path: JsonOut = None,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    batch_size: BatchSize = 16,
+    max_new_tokens: MaxNew = None,
+    k: TopK = 100,
+    lam: Lam = 0.1,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Compare methods on identical samples with paired statistics and an HTML report.
+
+    Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k --n 200
+    """
+    from pairscope.pipeline import RunOptions
+
+    if alpha == "auto":
+        alpha_value = None
+    else:
+        try:
+            alpha_value = float(alpha)
+        except ValueError:
+            raise InputError(
+                f"--alpha must be 'auto' or a number in [0, 1] (got '{alpha}')."
+            ) from None
+    opts = RunOptions(
+        command="evaluate",
+        base=base,
+        guide=guide,
+        tasks=_csv(tasks),
+        methods=_csv(methods),
+        n=_n(n),
+        seed=seed,
+        tau=tau,
+        k=k,
+        lam=lam,
+        alpha=alpha_value,
+        threshold=threshold,
+        strict=strict,
+        data_dir=data_dir,
+        out=out_dir,
+        resume=resume,
+        force=force,
+        manifest=manifest,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+        max_new_tokens=max_new_tokens,
+        calibration=False,
+    )
+    _run_command(opts, json_path, None)
+
+
+@app.command()
+@_guard
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by probe or evaluate.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default RUN_DIR/report.html).")
+    ] = None,
+) -> None:
+    """Render a self-contained report.html from a run directory (never re-runs a model)."""
+    from pairscope.report.html import render_report
+
+    path = render_report(run_dir, out_file)
+    out.print(f"report: {path}")
+
+
+@app.command()
+@_guard
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of several pairs.")],
+    out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "reports/compare.html"
+    ),
+) -> None:
+    """Rank pairs by verdict and intervention rate; plot the intervention paradox."""
+    from pairscope.report.html import compare_rows, render_compare
+
+    rows = compare_rows(run_dirs)
+    table = Table(title="Pairs, best first")
+    for col in ("run", "base", "guide", "verdict", "mean IR"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            *(str(row.get(c, "")) for c in ("run", "base", "guide", "verdict", "mean_ir"))
+        )
+    out.print(table)
+    path = render_compare(run_dirs, out_file)
+    out.print(f"compare report: {path}")
+
+
+@app.command()
+@_guard
+def score(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL: one line per response with a sample id (or the prompt) and a 'completion'."
+        ),
+    ],
+    task: Annotated[str, typer.Option(help="gsm8k, truthfulqa or xstest.")],
+    data_dir: DataDir = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON label per line.")] = False,
+) -> None:
+    """Score responses produced elsewhere with pairscope's judge-free scorers."""
+    from pairscope.scoring import score_jsonl
+
+    result = score_jsonl(task, file, data_dir)
+    if json_out:
+        for line in result.lines:
+            sys.stdout.write(
+                json.dumps(line.to_dict() if hasattr(line, "to_dict") else line) + "\n"
+            )
+        return
+    low, high = result.interval
+    out.print(
+        f"{task}: accuracy {result.accuracy:.3f} [{low:.3f}, {high:.3f}] "
+        f"(Wilson 95 %), {result.correct}/{result.n} correct"
+    )
+
+
+@probes_app.command("list")
+@_guard
+def probes_list() -> None:
+    """List the built-in probes."""
+    from pairscope.probes import list_probes, load_probe
+
+    table = Table()
+    for col in ("name", "version", "n", "scorer", "threshold", "description"):
+        table.add_column(col)
+    for name in list_probes():
+        spec = load_probe(name)
+        table.add_row(
+            name,
+            str(spec.version),
+            str(spec.n),
+            spec.scorer,
+            f"{spec.threshold:.2f}",
+            spec.description.strip(),
+        )
+    out.print(table)
+
+
+@probes_app.command("show")
+@_guard
+def probes_show(
+    name: Annotated[str, typer.Argument(help="Probe name or YAML file.")],
+    data_dir: DataDir = None,
+    n: N = "",
+    seed: Seed = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a probe: its definition, dataset size, strata and the sample its seed selects."""
+    from pairscope.probes import load_probe, probe_info
+
+    info = probe_info(load_probe(name), data_dir, n=_n(n), seed=seed)
+    if json_out:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    out.print(f"[bold]{info['name']}[/]  ({info['path']})")
+    out.print(
+        f"dataset size: {info['dataset_size']}; selected: {info['selected']['n']} "
+        f"(seed {info['selected']['seed']})"
+    )
+    table = Table("stratum", "in dataset", "selected")
+    for stratum, count in info["strata"].items():
+        table.add_row(stratum, str(count), str(info["selected"]["strata"].get(stratum, 0)))
+    out.print(table)
+    out.print(
+        "selected ids: "
+        + ", ".join(info["selected"]["ids"][:10])
+        + (" ..." if len(info["selected"]["ids"]) > 10 else "")
+    )
+
+
+# -- output helpers -----------------------------------------------------------------------
+
+
+def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
+    if not est or est.get("point") is None:
+        return "n/a"
+    low, high = est.get("low"), est.get("high")
+    if low is None or high is None:
+        return f"{est['point']:.{digits}f}"
+    return f"{est['point']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
+
+
+def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    table = Table(
+        title=f"pairscope {summary['kind']}: {summary['pair'].get('base', {}).get('spec')}"
+        f" + {summary['pair'].get('guide', {}).get('spec')}"
+    )
+    for col in ("task", "method", "n", "intervention rate", "override", "score", "verdict"):
+        table.add_column(col)
+    for task, t in summary["tasks"].items():
+        for method, m in t["methods"].items():
+            v = t["verdict"] if method == t["gate_method"] else ""
+            table.add_row(
+                task,
+                method,
+                f"{t['n']}/{t['dataset_size']}",
+                _fmt(m["intervention_rate"]),
+                _fmt(m["override_rate"]),
+                _fmt(m["score"]),
+                f"[{VERDICT_STYLE.get(v, '')}]{v}[/]" if v else "",
+            )
+    out.print(table)
+    for task, t in summary["tasks"].items():
+        for role, cal in (t.get("calibration") or {}).items():
+            out.print(
+                f"  {task} calibration {role}: ECE {_fmt(cal['ece'])}, equal-mass ECE "
+                f"{_fmt(cal['ece_equal_mass'])}, MCE {_fmt(cal['mce'])}"
+            )
+        if t.get("arbitration") and t["arbitration"].get("statement"):
+            out.print(f"  {task} arbitration: {t['arbitration']['statement']}")
+        for c in t.get("comparisons") or []:
+            out.print(
+                f"  {task} {c['a']} - {c['b']}: {_fmt(c['diff'])}, McNemar p = "
+                f"{c['mcnemar']['p_value']:.3g}, detectable at this n: {c['mde']:.3f}"
+            )
+        if t["subset"]:
+            out.print(
+                f"  [dim]{task}: n = {t['n']} of {t['dataset_size']} samples, a subset; "
+                "read the intervals, not the points.[/]"
+            )
+    o = summary["overall"]
+    timing = summary["timing"]
+    out.print(
+        f"Overall: [{VERDICT_STYLE.get(o['verdict'], '')}]{o['verdict']}[/] "
+        f"(gate {'passed' if o['gate_passed'] else 'failed'}, exit {o['exit_code']}); "
+        f"load {timing['load_seconds']:.1f} s, decode {timing['decode_seconds']:.1f} s, "
+        f"total {timing.get('total_seconds', 0):.1f} s"
+    )
+    out.print(f"Run directory: {run_dir}")
+    if (run_dir / "report.html").exists():
+        out.print(f"Report: {run_dir / 'report.html'}")
+
+
+def markdown_summary(summary: dict[str, Any], run_dir: Path) -> str:
+    """A short Markdown table for a CI job summary."""
+    lines = [
+        f"### pairscope {summary['kind']}: {summary['overall']['verdict']}",
+        "",
+        f"Base `{summary['pair'].get('base', {}).get('spec')}`, guide "
+        f"`{summary['pair'].get('guide', {}).get('spec')}`",
+        "",
+        "| task | n | intervention rate (95% CI) | threshold | score (95% CI) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, t in summary["tasks"].items():
+        m = t["methods"][t["gate_method"]]
+        lines.append(
+            f"| {task} | {t['n']} | {_fmt(m['intervention_rate'])} | {t['threshold']:.2f} | "
+            f"{_fmt(m['score'])} | **{t['verdict']}** |"
+        )
+    lines += ["", f"Run directory: `{run_dir}`", ""]
+    return "\n".join(lines)
+
+
+class _RichProgress:
+    """Rich progress bars: samples done, tokens/s and running intervention rate per task."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.ids: dict[tuple[str, str], Any] = {}
+        self.stats: dict[tuple[str, str], list[float]] = {}
+
+    def __enter__(self) -> _RichProgress:
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.__exit__(*exc)
+
+    def phase(self, text: str) -> None:
+        self.bars.console.print(f"[dim]{text}[/]")
+
+    def start(self, task: str, method: str, total: int, done: int) -> None:
+        import time
+
+        key = (task, method)
+        self.ids[key] = self.bars.add_task(
+            f"{task} / {method}", total=total, completed=done, rate=""
+        )
+        self.stats[key] = [time.perf_counter(), 0.0, 0.0, 0.0]  # start, tokens, uncertain, counted
+
+    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None:
+        import time
+
+        key = (task, method)
+        st = self.stats[key]
+        st[1] += tokens
+        if uncertain is not None:
+            st[2] += uncertain
+            st[3] += tokens
+        speed = st[1] / max(time.perf_counter() - st[0], 1e-9)
+        ir = f", IR {st[2] / st[3]:.3f}" if st[3] else ""
+        rate = f"{speed:.0f} tok/s{ir}" if tokens else ""
+        self.bars.update(self.ids[key], advance=1, rate=rate)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""The core of `pairscope probe` and `pairscope evaluate`: samples -> decoding -> records.
+
+Data flows one way: options -> probes (samples, manifests) -> engine + strategy
+(results) -> records.jsonl (one line per finished sample) -> summary.json (from
+the records only) -> figures and report.html (from the files only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pairscope.errors import InputError, unknown
+from pairscope.runs import RunDir, versions, write_json_atomic
+
+METHOD_NAMES = ("base", "guide", "nudging", "blendin")
+DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
+
+
+class Progress(Protocol):
+    """What the pipeline reports while it runs (the CLI draws it with Rich)."""
+
+    def phase(self, text: str) -> None: ...
+
+    def start(self, task: str, method: str, total: int, done: int) -> None: ...
+
+    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None: ...
+
+
+class _Silent:
+    def phase(self, text: str) -> None:
+        pass
+
+    def start(self, task: str, method: str, total: int, done: int) -> None:
+        pass
+
+    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every setting of a probe or evaluate run (validated by :meth:`validate`)."""
+
+    command: Literal["probe", "evaluate"] = "probe"
+    base: str = "embedded:gemma-3-270m"
+    guide: str = "embedded:smollm2-135m-instruct"
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    methods: tuple[str, ...] = ("nudging",)
+    n: int | Literal["all"] | None = None
+    seed: int = 0
+    tau: float = 0.4
+    k: int = 100
+    lam: float = 0.1
+    alpha: float | None = None
+    threshold: float | None = None
+    strict: bool = False
+    policy: str = "any-fail"
+    data_dir: str | None = None
+    out: str | None = None
+    resume: str | None = None
+    force: bool = False
+    manifest: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16
+    trust_remote_code: bool = False
+    max_new_tokens: int | None = None
+    calibration: bool = True
+    report: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise InputError for any setting out of range or unknown name."""
+        from pairscope.decoding.strategies import make_strategy
+        from pairscope.metrics.intervention import POLICIES, check_threshold
+        from pairscope.probes import list_probes
+
+        if self.tau < 0:
+            raise InputError(f"--tau must be >= 0 (got {self.tau}).")
+        if self.k < 1:
+            raise InputError(f"--k must be >= 1 (got {self.k}).")
+        if self.lam < 0:
+            raise InputError(f"--lambda must be >= 0 (got {self.lam}).")
+        if self.alpha is not None and not 0 <= self.alpha <= 1:
+            raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got {self.alpha}).")
+        if isinstance(self.n, int) and self.n < 1:
+            raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise InputError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens}).")
+        if self.threshold is not None:
+            check_threshold(self.threshold)
+        if self.policy not in POLICIES:
+            raise unknown("gate policy", self.policy, POLICIES)
+        if not self.tasks:
+            raise InputError("No task given.", hint=f"Use --tasks {','.join(DEFAULT_TASKS)}.")
+        known = list_probes()
+        for task in self.tasks:
+            if task not in known and not task.endswith((".yaml", ".yml")):
+                raise unknown("task", task, known)
+        if not self.methods:
+            raise InputError("No method given.", hint="Use --methods base,guide,nudging,blendin.")
+        for method in self.methods:
+            make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
+        if len(set(self.methods)) != len(self.methods):
+            raise InputError(f"A method is listed twice in {','.join(self.methods)}.")
+
+
+def _settings(
+    opts: RunOptions, thresholds: dict[str, float], max_new: dict[str, int]
+) -> dict[str, Any]:
+    """The settings recorded in config.json (and compared on resume)."""
+    return {
+        "command": opts.command,
+        "base": opts.base,
+        "guide": opts.guide,
+        "tasks": list(opts.tasks),
+        "methods": list(opts.methods),
+        "n": opts.n,
+        "seed": opts.seed,
+        "tau": opts.tau,
+        "k": opts.k,
+        "lambda": opts.lam,
+        "alpha": opts.alpha,
+        "thresholds": thresholds,
+        "max_new_tokens": max_new,
+        "strict": opts.strict,
+        "policy": opts.policy,
+        "calibration": opts.calibration,
+        "device": opts.device,
+        "dtype": opts.dtype,
+        "batch_size": opts.batch_size,
+    }
+
+
+def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
+    """(spec, selected samples, manifest, dataset size) for each task."""
+    from pairscope.probes import (
+        Manifest,
+        build_samples,
+        load_dataset_records,
+        load_probe,
+        make_manifest,
+        select,
+        select_by_manifest,
+    )
+
+    out = {}
+    for task in opts.tasks:
+        spec = load_probe(task)
+        every = build_samples(spec, load_dataset_records(spec, opts.data_dir))
+        if spec.name in manifests_in:
+            data = dict(manifests_in[spec.name])
+            data["ids"] = tuple(data["ids"])
+            chosen = select_by_manifest(every, Manifest(**data), spec)
+        else:
+            n = spec.n if opts.n is None else opts.n
+            chosen = select(every, n, opts.seed, stratify=spec.stratify is not None)
+        out[spec.name] = (spec, chosen, make_manifest(spec, every, chosen, opts.seed), len(every))
+    return out
+
+
+def _read_manifest_option(path: str | None) -> dict[str, Any]:
+    """--manifest: a run's manifest.json (task -> manifest) or one task's manifest file."""
+    if path is None:
+        return {}
+    from pairscope.probes import load_manifest
+    from pairscope.runs import read_json
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / "manifest.json"
+    try:
+        data = read_json(file)
+    except FileNotFoundError:
+        raise InputError(f"Manifest file not found: {file}") from None
+    except ValueError as exc:
+        raise InputError(f"Manifest {file} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "ids" in data:
+        m = load_manifest(file)
+        return {m.task: {**asdict(m)}}
+    if not isinstance(data, dict):
+        raise InputError(f"Manifest {file} must be a JSON object.")
+    return data
+
+
+def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, Any], Path]:
+    """Run a probe or an evaluation; return its summary and run directory."""
+    from pairscope.models import load_pair
+    from pairscope.summary import summarize
+
+    progress = progress or _Silent()
+    opts.validate()
+    started = time.perf_counter()
+    progress.phase("Loading probes and data")
+    if opts.resume:
+        resume_dir = Path(opts.resume)
+        from pairscope.runs import is_run_dir, read_json
+
+        if not is_run_dir(resume_dir):
+            from pairscope.errors import RunDirError
+
+            raise RunDirError(
+                f"--resume {resume_dir}: not a pairscope run directory (no config.json).",
+                hint="Give the --out directory of an earlier probe or evaluate run.",
+            )
+        manifests_in = read_json(resume_dir / "manifest.json")
+    else:
+        manifests_in = _read_manifest_option(opts.manifest)
+    tasks = _load_tasks(opts, manifests_in)
+    thresholds = {
+        name: float(
+            opts.thresholds.get(
+                name, opts.threshold if opts.threshold is not None else spec.threshold
+            )
+        )
+        for name, (spec, *_) in tasks.items()
+    }
+    max_new = {
+        name: int(opts.max_new_tokens or spec.max_new_tokens) for name, (spec, *_) in tasks.items()
+    }
+    settings = _settings(opts, thresholds, max_new)
+    settings["tasks"] = list(tasks)
+    if opts.resume:
+        run_dir = RunDir.resume(Path(opts.resume), settings)
+    else:
+        out = Path(opts.out) if opts.out else _default_out(opts.command)
+        run_dir = RunDir.create(
+            out, {"command": opts.command, "settings": settings}, force=opts.force
+        )
+        run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
+    progress.phase(f"Loading models: base {opts.base}, guide {opts.guide}")
+    t0 = time.perf_counter()
+    pair = load_pair(
+        opts.base,
+        opts.guide,
+        device=opts.device,
+        dtype=opts.dtype,
+        trust_remote_code=opts.trust_remote_code,
+    )
+    load_seconds = time.perf_counter() - t0
+    run_dir.append(
+        {
+            "kind": "session",
+            "task": "-",
+            "sample_id": f"{time.time():.6f}",
+            "method": "-",
+            "load_seconds": round(load_seconds, 3),
+        }
+    )
+    _write_config(run_dir, opts, settings, pair, tasks)
+    for name, (spec, samples, *_) in tasks.items():
+        for method in opts.methods:
+            _generate(run_dir, pair, opts, name, spec, samples, method, max_new[name], progress)
+        if opts.calibration and opts.command == "probe":
+            _teacher_force(run_dir, pair, opts, name, spec, samples, progress)
+    progress.phase("Summarising")
+    summary = summarize(run_dir.path)
+    summary["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+    run_dir.write_summary(summary)
+    if opts.report:
+        progress.phase("Rendering figures and report.html")
+        _render(run_dir.path)
+    return summary, run_dir.path
+
+
+def _default_out(command: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{command}-{stamp}"
+
+
+def _manifest_dict(manifest: Any) -> dict[str, Any]:
+    data = asdict(manifest)
+    data["ids"] = list(manifest.ids)
+    return data
+
+
+def _write_config(
+    run_dir: RunDir, opts: RunOptions, settings: dict[str, Any], pair: Any, tasks: dict[str, Any]
+) -> None:
+    """Complete config.json with what is known once models and data are loaded."""
+    from pairscope.metrics.overlap import static_vocab_overlap
+
+    config = run_dir.config()
+    config["settings"] = settings
+    config["pair"] = {"base": pair.base.identity(), "guide": pair.guide.identity()}
+    config["versions"] = versions()
+    config["data"] = {
+        name: {
+            "file": spec.source.local.file if spec.source.local else None,
+            "sha256": spec.source.local.sha256 if spec.source.local else None,
+            "hub": spec.source.hub.path if spec.source.hub else None,
+            "probe_version": spec.version,
+            "data_fingerprint": man.data_sha256,
+        }
+        for name, (spec, _, man, _) in tasks.items()
+    }
+    config["tasks"] = {
+        name: {"n": len(samples), "dataset_size": size}
+        for name, (_, samples, _, size) in tasks.items()
+    }
+    if "static_overlap" not in config:
+        config["static_overlap"] = static_vocab_overlap(
+            pair.base.tokenizer.convert_ids_to_tokens(list(range(len(pair.base.tokenizer)))),
+            pair.guide.tokenizer.convert_ids_to_tokens(list(range(len(pair.guide.tokenizer)))),
+        )
+    write_json_atomic(run_dir.path / "config.json", config)
+
+
+def _generate(
+    run_dir: RunDir,
+    pair: Any,
+    opts: RunOptions,
+    task: str,
+    spec: Any,
+    samples: Sequence[Any],
+    method: str,
+    max_new: int,
+    progress: Progress,
+) -> None:
+    """Decode every not-yet-recorded sample with one method, appending records as they finish."""
+    from pairscope.decoding.engine import DecodeSettings, Engine, Request
+    from pairscope.scoring import score
+
+    todo = [s for s in samples if not run_dir.has("generation", task, s.id, method)]
+    progress.start(task, method, len(samples), len(samples) - len(todo))
+    if not todo:
+        return
+    settings = DecodeSettings(
+        method=method,
+        tau=opts.tau,
+        top_k=opts.k,
+        lam=opts.lam,
+        alpha=opts.alpha,
+        batch_size=opts.batch_size,
+    )
+    engine = Engine(pair, settings)
+    requests = [Request(s.base_prompt, s.guide_user, tuple(spec.stop), max_new) for s in todo]
+    last = [time.perf_counter()]
+
+    def on_result(index: int, result: Any) -> None:
+        now = time.perf_counter()
+        sample = todo[index]
+        scored = score(spec.scorer, sample, result.text)
+        run_dir.append(
+            {
+                "kind": "generation",
+                "task": task,
+                "sample_id": sample.id,
+                "method": method,
+                "prompt": sample.guide_user,
+                "target": sample.target,
+                "correct": scored.correct,
+                "label": scored.label,
+                "extracted": scored.extracted,
+                "seconds": round(now - last[0], 4),
+                **result.to_dict(),
+            }
+        )
+        last[0] = now
+        progress.advance(
+            task,
+            method,
+            result.positions,
+            result.uncertain if result.counts_interventions else None,
+        )
+
+    engine.run(requests, on_result)
+
+
+def _teacher_force(
+    run_dir: RunDir,
+    pair: Any,
+    opts: RunOptions,
+    task: str,
+    spec: Any,
+    samples: Sequence[Any],
+    progress: Progress,
+) -> None:
+    """Calibration records (both models), the arbitration check, and MC answer calibration."""
+    from pairscope.teacher import arbitration, forced_tokens, option_probs
+
+    with_ref = [s for s in samples if s.reference]
+    mc = [s for s in samples if s.options]
+    if not with_ref and not mc:
+        return
+    kinds = [("calibration", "base"), ("calibration", "guide"), ("arbitration", "blendin")]
+    todo = [s for s in with_ref if not all(run_dir.has(k, task, s.id, m) for k, m in kinds)]
+    todo_mc = [
+        s for s in mc if not all(run_dir.has("answer", task, s.id, m) for m in ("base", "guide"))
+    ]
+    progress.start(
+        task,
+        "teacher forcing",
+        len(with_ref) + len(mc),
+        len(with_ref) + len(mc) - len(todo) - len(todo_mc),
+    )
+    for s in todo:
+        bprompt = pair.base.encode_completion_prompt(s.base_prompt)
+        gprompt = pair.guide.encode_chat_prompt(s.guide_user)
+        for role, lm, prompt in (("base", pair.base, bprompt), ("guide", pair.guide, gprompt)):
+            if not run_dir.has("calibration", task, s.id, role):
+                forced = forced_tokens(lm, prompt, s.reference)
+                run_dir.append(
+                    {
+                        "kind": "calibration",
+                        "task": task,
+                        "sample_id": s.id,
+                        "method": role,
+                        **forced.to_dict(),
+                    }
+                )
+        if not run_dir.has("arbitration", task, s.id, "blendin"):
+            arb = arbitration(pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k)
+            run_dir.append(
+                {
+                    "kind": "arbitration",
+                    "task": task,
+                    "sample_id": s.id,
+                    "method": "blendin",
+                    **arb.to_dict(),
+                }
+            )
+        progress.advance(task, "teacher forcing", 0, None)
+    for s in todo_mc:
+        for role, lm, prompt in (
+            ("base", pair.base, pair.base.encode_completion_prompt(s.base_prompt)),
+            ("guide", pair.guide, pair.guide.encode_chat_prompt(s.guide_user)),
+        ):
+            if not run_dir.has("answer", task, s.id, role):
+                probs = option_probs(lm, prompt, s.options)
+                run_dir.append(
+                    {
+                        "kind": "answer",
+                        "task": task,
+                        "sample_id": s.id,
+                        "method": role,
+                        "letters": list(s.options),
+                        "probs": probs,
+                        "answer": s.answer_letter,
+                    }
+                )
+        progress.advance(task, "teacher forcing", 0, None)
+
+
+def _render(path: Path) -> None:
+    try:
+        from pairscope.report.html import render_report
+        from pairscope.report.plots import save_figures
+    except ImportError:  # the report package is optional at this layer
+        return
+    save_figures(path)
+    render_report(path)

@@ -1,0 +1,466 @@
+"""Figures for the report, drawn from ``summary.json`` values: every function returns PNG bytes.
+
+Figures are built with matplotlib's object API (``Figure`` rendered by the Agg
+canvas) rather than ``pyplot``: that needs no display, keeps no global figure
+registry to leak, and never switches the backend of a caller's own session.
+Inputs are plain JSON-like mappings; estimates are ``{"point", "low", "high"}``
+dicts whose values may be None, and anything undefined is left out of a plot.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "accuracy_png",
+    "figure_pngs",
+    "ir_distribution_png",
+    "overlap_png",
+    "paradox_png",
+    "reliability_png",
+    "save_figures",
+]
+
+DPI = 100
+# Colour-blind-safe palette (Okabe-Ito), one colour per method or model, in order.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999")
+MODEL_COLOURS = {"base": "#0072B2", "guide": "#E69F00"}
+TEXT = "#222222"
+GRID = "#e3e3e3"
+
+
+def _figure(width: float, height: float, rows: int = 1, **grid: Any) -> tuple[Figure, Any]:
+    """A figure with a ``rows x 1`` grid of axes, styled for the report."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, 1, squeeze=False, **grid)[:, 0]
+    for ax in axes:
+        _style(ax)
+    return fig, axes
+
+
+def _style(ax: Axes) -> None:
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_color("#888888")
+    ax.tick_params(colors=TEXT, labelsize=8)
+    ax.grid(True, color=GRID, linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _empty_png(message: str, width: float = 6.0, height: float = 1.2) -> bytes:
+    fig, (ax,) = _figure(width, height)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", color="#666666", fontsize=9)
+    return _png(fig)
+
+
+def _value(x: Any) -> float | None:
+    """A finite float, or None for None, NaN, infinities and non-numbers."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def _point(estimate: Any) -> tuple[float | None, float | None, float | None]:
+    """``(point, low, high)`` of an estimate mapping; None where missing or undefined."""
+    if not isinstance(estimate, Mapping):
+        return (None, None, None)
+    return (
+        _value(estimate.get("point")),
+        _value(estimate.get("low")),
+        _value(estimate.get("high")),
+    )
+
+
+def _errorbar(
+    ax: Axes, x: float, estimate: Any, colour: str, label: str | None, marker: str = "o"
+) -> bool:
+    """Draw one point with its interval (if known); return whether anything was drawn."""
+    point, low, high = _point(estimate)
+    if point is None:
+        return False
+    if low is not None and high is not None:
+        err = [[max(point - low, 0.0)], [max(high - point, 0.0)]]
+        ax.errorbar(
+            [x],
+            [point],
+            yerr=err,
+            fmt=marker,
+            color=colour,
+            ecolor=colour,
+            capsize=3,
+            markersize=5,
+            linewidth=1.2,
+            label=label,
+        )
+    else:
+        ax.plot([x], [point], marker, color=colour, markersize=5, label=label)
+    return True
+
+
+def _grouped(ax: Axes, groups: Sequence[str], series: Mapping[str, Mapping[str, Any]]) -> None:
+    """Points with intervals, grouped along x by ``groups``, one colour per series."""
+    names = list(series)
+    width = 0.7 / max(len(names), 1)
+    for i, name in enumerate(names):
+        labelled = False
+        for g, group in enumerate(groups):
+            x = g - 0.35 + width * (i + 0.5)
+            colour = PALETTE[i % len(PALETTE)]
+            drawn = _errorbar(ax, x, series[name].get(group), colour, None if labelled else name)
+            labelled = labelled or drawn
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(-0.02, 1.02)
+    if names:
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def accuracy_png(task_methods: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Accuracy per method and task with Wilson 95 % intervals as error bars.
+
+    Args:
+        task_methods: ``{task: {method: score}}`` where a score is an estimate
+            mapping (``summary.json``'s ``methods[m]["score"]``).
+    """
+    tasks = list(task_methods)
+    if not tasks:
+        return _empty_png("no tasks")
+    methods: list[str] = []
+    for per_method in task_methods.values():
+        methods += [m for m in per_method if m not in methods]
+    series = {m: {t: task_methods[t].get(m) for t in tasks} for m in methods}
+    fig, (ax,) = _figure(max(4.0, 1.3 * len(tasks) + 2.2), 2.8)
+    _grouped(ax, tasks, series)
+    ax.set_ylabel("score (95 % Wilson CI)", fontsize=8, color=TEXT)
+    ax.set_title("Score per task and method", fontsize=10, color=TEXT, loc="left")
+    return _png(fig)
+
+
+def ir_distribution_png(
+    per_task_per_sample_ir: Mapping[str, Mapping[str, Sequence[float | None]]],
+    thresholds: Mapping[str, float] | None = None,
+) -> bytes:
+    """Per-sample intervention rates as a strip plot, one panel per task.
+
+    Args:
+        per_task_per_sample_ir: ``{task: {method: [IR of each sample]}}``; None and
+            NaN entries (samples without base positions) are left out.
+        thresholds: ``{task: threshold}``; drawn as a dashed vertical line.
+    """
+    import numpy as np
+
+    tasks = [t for t, per in per_task_per_sample_ir.items() if per]
+    if not tasks:
+        return _empty_png("no intervention rates (no method consulted the base model)")
+    fig, axes = _figure(6.4, 0.5 + 1.1 * len(tasks), rows=len(tasks), sharex=True)
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    for ax, task in zip(axes, tasks):
+        methods = list(per_task_per_sample_ir[task])
+        for i, method in enumerate(methods):
+            values = [v for v in map(_value, per_task_per_sample_ir[task][method]) if v is not None]
+            y = i + rng.uniform(-0.18, 0.18, size=len(values))
+            colour = PALETTE[i % len(PALETTE)]
+            ax.scatter(values, y, s=12, color=colour, alpha=0.6, linewidths=0)
+            if values:
+                ax.plot(
+                    [float(np.median(values))] * 2, [i - 0.3, i + 0.3], color=colour, linewidth=2
+                )
+        threshold = _value((thresholds or {}).get(task))
+        if threshold is not None:
+            ax.axvline(threshold, color="#C0392B", linestyle="--", linewidth=1)
+            ax.text(
+                threshold,
+                len(methods) - 0.45,
+                f" threshold {threshold:g}",
+                fontsize=7,
+                color="#C0392B",
+                va="bottom",
+            )
+        ax.set_yticks(range(len(methods)), methods)
+        ax.set_ylim(-0.6, len(methods) - 0.1)
+        ax.set_ylabel(task, fontsize=8, color=TEXT, rotation=0, ha="right", va="center")
+        ax.grid(False, axis="y")
+    axes[-1].set_xlim(-0.02, 1.02)
+    axes[-1].set_xlabel("intervention rate per sample (bar: median)", fontsize=8, color=TEXT)
+    axes[0].set_title("Intervention rate per sample", fontsize=10, color=TEXT, loc="left")
+    return _png(fig)
+
+
+def _display_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Bins ready to draw: the degenerate ``[1, 1]`` bin merged into the top regular bin.
+
+    The pipeline writes ``n_bins + 1`` bins, the last holding confidences of
+    exactly 1.0. For display it joins ``[1 - 1/B, 1)`` with count-weighted
+    means, so the top bin reads as ``[1 - 1/B, 1]``. Empty bins are kept with
+    zero count and no accuracy.
+    """
+    rows = [dict(b) for b in bins]
+    if len(rows) >= 2 and _value(rows[-1].get("lower")) == _value(rows[-1].get("upper")):
+        last, top = rows.pop(), rows[-1]
+        n_last, n_top = int(last.get("count") or 0), int(top.get("count") or 0)
+        merged: dict[str, Any] = {
+            "lower": top["lower"],
+            "upper": last["upper"],
+            "count": n_top + n_last,
+        }
+        for key in ("mean_confidence", "accuracy"):
+            parts = [(n, _value(b.get(key))) for n, b in ((n_top, top), (n_last, last))]
+            filled = [(n, v) for n, v in parts if n > 0 and v is not None]
+            total = sum(n for n, _ in filled)
+            merged[key] = sum(n * v for n, v in filled) / total if total else None
+        rows[-1] = merged
+    out = []
+    for b in rows:
+        lower, upper = _value(b.get("lower")), _value(b.get("upper"))
+        if lower is None or upper is None:
+            continue
+        count = float(b.get("count") or 0)
+        out.append(
+            {
+                "lower": lower,
+                "upper": upper,
+                "count": count,
+                "mean_confidence": _nan_if_none(b.get("mean_confidence"), count),
+                "accuracy": _nan_if_none(b.get("accuracy"), count),
+            }
+        )
+    return out
+
+
+def _nan_if_none(x: Any, count: float) -> float:
+    value = _value(x)
+    return math.nan if value is None or count == 0 else value
+
+
+def reliability_png(calibration_by_model: Mapping[str, Mapping[str, Any]], title: str) -> bytes:
+    """Reliability diagram (accuracy per bin vs the diagonal) over a confidence histogram.
+
+    Args:
+        calibration_by_model: ``{model: CAL}`` for one model or several overlaid,
+            CAL being a ``summary.json`` calibration entry with ``bins`` (``n_bins + 1``
+            of them, the last the ``[1, 1]`` bin, merged into the top bin here).
+        title: Figure title.
+    """
+    models = [m for m, cal in calibration_by_model.items() if cal and cal.get("bins")]
+    if not models:
+        return _empty_png(f"{title}: no calibration data")
+    fig, (top, bottom) = _figure(
+        4.6, 4.6, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
+    )
+    top.plot(
+        [0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration"
+    )
+    width_share = 1.0 / len(models)
+    for i, model in enumerate(models):
+        cal = calibration_by_model[model]
+        colour = MODEL_COLOURS.get(model, PALETTE[i % len(PALETTE)])
+        bins = _display_bins(cal["bins"])
+        filled = [b for b in bins if b["count"] > 0 and not math.isnan(b["accuracy"])]
+        ece = _point(cal.get("ece"))[0]
+        label = f"{model} (ECE {ece:.3f})" if ece is not None else model
+        top.plot(
+            [b["mean_confidence"] for b in filled],
+            [b["accuracy"] for b in filled],
+            marker="o",
+            markersize=4,
+            color=colour,
+            linewidth=1.4,
+            label=label,
+        )
+        total = sum(b["count"] for b in bins) or 1.0
+        widths = [(b["upper"] - b["lower"]) * width_share for b in bins]
+        lefts = [b["lower"] + w * i for b, w in zip(bins, widths)]
+        bottom.bar(
+            lefts,
+            [b["count"] / total for b in bins],
+            width=widths,
+            align="edge",
+            color=colour,
+            alpha=0.75,
+            linewidth=0,
+        )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy in bin", fontsize=8, color=TEXT)
+    top.set_title(title, fontsize=10, color=TEXT, loc="left")
+    top.legend(fontsize=7, frameon=False, loc="upper left")
+    bottom.set_ylabel("share of\ntokens", fontsize=8, color=TEXT)
+    bottom.set_xlabel("confidence (top-1 probability)", fontsize=8, color=TEXT)
+    return _png(fig)
+
+
+def overlap_png(tasks: Mapping[str, Mapping[str, Any] | None]) -> bytes:
+    """Overlap@50 and guide-top-1-in-base-top-k at uncertain positions, per task, with CIs.
+
+    Args:
+        tasks: ``{task: overlap}`` where overlap is ``summary.json``'s task ``overlap``
+            entry (``overlap_at_k``, ``top1_in_topk``) or None.
+    """
+    names = [t for t, o in tasks.items() if o]
+    if not names:
+        return _empty_png("no vocabulary overlap measured")
+    series = {
+        "overlap@50": {t: (tasks[t] or {}).get("overlap_at_k") for t in names},
+        "guide top-1 in base top-k": {t: (tasks[t] or {}).get("top1_in_topk") for t in names},
+    }
+    fig, (ax,) = _figure(max(4.0, 1.3 * len(names) + 2.2), 2.8)
+    _grouped(ax, names, series)
+    ax.set_ylabel("rate (95 % CI)", fontsize=8, color=TEXT)
+    ax.set_title("Vocabulary overlap at uncertain positions", fontsize=10, color=TEXT, loc="left")
+    return _png(fig)
+
+
+def paradox_png(
+    points: Sequence[Mapping[str, Any]], r: float, p: float, title: str = "Score vs IR"
+) -> bytes:
+    """The intervention paradox: score against intervention rate, one point per pair x task.
+
+    Args:
+        points: Mappings with ``ir`` and ``score`` (floats), ``label`` and optionally
+            ``task`` (colours the points) and ``ir_low``/``ir_high`` (a horizontal CI).
+        r: Pearson correlation (NaN when undefined, e.g. fewer than 3 points).
+        p: Its two-sided p-value.
+        title: Start of the figure title; r and p follow it.
+    """
+    usable = [
+        pt
+        for pt in points
+        if _value(pt.get("ir")) is not None and _value(pt.get("score")) is not None
+    ]
+    fig, (ax,) = _figure(5.1, 3.5)
+    tasks: list[str] = []
+    for index, pt in enumerate(usable):
+        task = str(pt.get("task", ""))
+        if task not in tasks:
+            tasks.append(task)
+        colour = PALETTE[tasks.index(task) % len(PALETTE)]
+        x, y = float(pt["ir"]), float(pt["score"])
+        low, high = _value(pt.get("ir_low")), _value(pt.get("ir_high"))
+        if low is not None and high is not None:
+            ax.plot([low, high], [y, y], color=colour, alpha=0.4, linewidth=1.2)
+        ax.plot([x], [y], "o", color=colour, markersize=6)
+        # Alternate label sides so pairs with similar values stay readable.
+        ax.annotate(
+            str(pt.get("label", "")),
+            (x, y),
+            xytext=(5, 4 if index % 2 == 0 else -11),
+            textcoords="offset points",
+            fontsize=7,
+            color=TEXT,
+        )
+    stat = (
+        f"Pearson r = {r:.2f}, p = {p:.3g}, n = {len(usable)}"
+        if _value(r) is not None and _value(p) is not None
+        else f"Pearson r undefined (n = {len(usable)})"
+    )
+    ax.set_title(f"{title} — {stat}", fontsize=9, color=TEXT, loc="left")
+    ax.set_xlabel("intervention rate", fontsize=8, color=TEXT)
+    ax.set_ylabel("score", fontsize=8, color=TEXT)
+    ax.set_xlim(
+        -0.02,
+        max(
+            [1.02 if not usable else 0.0] + [float(pt["ir"]) * 1.15 + 0.05 for pt in usable] + [0.5]
+        ),
+    )
+    ax.set_ylim(-0.02, 1.02)
+    if len(tasks) > 1:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=PALETTE[i % len(PALETTE)], label=t)
+            for i, t in enumerate(tasks)
+        ]
+        ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
+    return _png(fig)
+
+
+def safe_name(text: str) -> str:
+    """``text`` reduced to a file-name-safe token (letters, digits, ``._-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "task"
+
+
+def _calibration_figures(
+    prefix: str, title: str, by_model: Mapping[str, Any] | None
+) -> dict[str, bytes]:
+    if not by_model:
+        return {}
+    models = {m: cal for m, cal in by_model.items() if cal}
+    figures = {
+        f"{prefix}_{safe_name(m)}": reliability_png({m: cal}, f"{title}: {m}")
+        for m, cal in models.items()
+    }
+    if len(models) > 1:
+        figures[f"{prefix}_overlaid"] = reliability_png(models, f"{title}: " + " vs ".join(models))
+    return figures
+
+
+def figure_pngs(summary: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every figure of a run, keyed by a file-name stem, from a parsed ``summary.json``."""
+    tasks: Mapping[str, Any] = summary.get("tasks") or {}
+    methods = {t: (info.get("methods") or {}) for t, info in tasks.items()}
+    figures = {
+        "accuracy": accuracy_png(
+            {t: {m: v.get("score") for m, v in per.items()} for t, per in methods.items()}
+        ),
+        "intervention_rate": ir_distribution_png(
+            {
+                t: {
+                    m: v.get("per_sample_ir") or []
+                    for m, v in per.items()
+                    if v.get("intervention_rate") is not None
+                }
+                for t, per in methods.items()
+            },
+            {t: info.get("threshold") for t, info in tasks.items()},
+        ),
+    }
+    if any(info.get("overlap") for info in tasks.values()):
+        figures["overlap"] = overlap_png({t: info.get("overlap") for t, info in tasks.items()})
+    for task, info in tasks.items():
+        figures |= _calibration_figures(
+            f"reliability_{safe_name(task)}", f"{task} token calibration", info.get("calibration")
+        )
+        figures |= _calibration_figures(
+            f"answer_reliability_{safe_name(task)}",
+            f"{task} answer calibration",
+            info.get("answer_calibration"),
+        )
+    return figures
+
+
+def save_figures(run_dir: Path) -> list[Path]:
+    """Write every figure of a run as PNG under ``run_dir/figures/`` and return the paths.
+
+    Raises:
+        RunDirError: ``run_dir`` has no readable ``summary.json``.
+    """
+    from pairscope.report.html import read_summary
+
+    summary = read_summary(Path(run_dir))
+    out_dir = Path(run_dir) / "figures"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, png in figure_pngs(summary).items():
+        path = out_dir / f"{name}.png"
+        path.write_bytes(png)
+        paths.append(path)
+    return paths

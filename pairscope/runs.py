@@ -1,0 +1,219 @@
+"""The run directory: the contract between a run, its summary and its report.
+
+Layout (DESIGN.md §5)::
+
+    config.json      every setting, versions, model identities and data checksums
+    manifest.json    the sample ids per task (pass it back with --manifest)
+    records.jsonl    one line per finished unit of work, appended and flushed at once
+    summary.json     metrics computed from the records only (schema_version)
+    figures/         PNG plots
+    report.html      self-contained report, rendered from the files above
+
+A unit of work is keyed by (kind, task, sample_id, method); on resume every key
+already in ``records.jsonl`` is skipped, so nothing is redone or duplicated. A
+line cut short by a hard kill is dropped (and the file truncated to the last
+whole line) before appending resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pairscope.errors import RunDirError
+
+SCHEMA_VERSION = 1
+CONFIG = "config.json"
+MANIFEST = "manifest.json"
+RECORDS = "records.jsonl"
+SUMMARY = "summary.json"
+
+# Settings that must match for a resume to be valid; the rest (device, batch size,
+# output options) may change between the original run and its resume.
+RESUME_KEYS = (
+    "command",
+    "tasks",
+    "methods",
+    "tau",
+    "k",
+    "lambda",
+    "alpha",
+    "n",
+    "seed",
+    "base",
+    "guide",
+    "max_new_tokens",
+    "thresholds",
+)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def versions() -> dict[str, str]:
+    """Package versions recorded in config.json and shown in the report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("pairscope", "torch", "transformers", "tokenizers", "datasets", "numpy", "scipy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        str(record.get("kind")),
+        str(record.get("task")),
+        str(record.get("sample_id")),
+        str(record.get("method", record.get("model", ""))),
+    )
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG).is_file()
+
+
+class RunDir:
+    """A run directory, created fresh or opened to resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: set[tuple[str, str, str, str]] = set()
+
+    @classmethod
+    def create(cls, path: Path, config: dict[str, Any], force: bool = False) -> RunDir:
+        """Start a new run in ``path``.
+
+        Raises:
+            RunDirError: ``path`` exists and is not empty, unless it is a run and
+                ``force`` is set (the old run is replaced).
+        """
+        if path.exists() and any(path.iterdir()):
+            if not is_run_dir(path):
+                raise RunDirError(
+                    f"Output directory {path} exists and is not a pairscope run; refusing to "
+                    "write into it.",
+                    hint="Choose a new --out directory.",
+                )
+            if not force:
+                raise RunDirError(
+                    f"Output directory {path} already holds a run.",
+                    hint=f"Continue it with --resume {path}, or pass --force to replace it.",
+                )
+            for name in (CONFIG, MANIFEST, RECORDS, SUMMARY, "report.html"):
+                (path / name).unlink(missing_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        full = {
+            "schema_version": SCHEMA_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **config,
+        }
+        write_json_atomic(path / CONFIG, full)
+        (path / RECORDS).touch()
+        return run
+
+    @classmethod
+    def resume(cls, path: Path, settings: dict[str, Any]) -> RunDir:
+        """Open an interrupted run; refuse if its settings differ from ``settings``."""
+        if not is_run_dir(path):
+            raise RunDirError(
+                f"--resume {path}: not a pairscope run directory (no {CONFIG}).",
+                hint="Give the --out directory of an earlier probe or evaluate run.",
+            )
+        old = read_json(path / CONFIG).get("settings", {})
+        differing = [
+            k for k in RESUME_KEYS if k in settings and old.get(k) != _jsonable(settings[k])
+        ]
+        if differing:
+            detail = "; ".join(
+                f"{k}: run has {old.get(k)!r}, now {settings[k]!r}" for k in differing
+            )
+            raise RunDirError(
+                f"Cannot resume {path} with different settings ({detail}).",
+                hint="Resume with the original settings, or start a new run with --out.",
+            )
+        run = cls(path)
+        run._repair()
+        run.done = {record_key(r) for r in run.records()}
+        return run
+
+    def config(self) -> dict[str, Any]:
+        data = read_json(self.path / CONFIG)
+        assert isinstance(data, dict)
+        return data
+
+    def _repair(self) -> None:
+        """Drop a last line cut short by a hard kill, so appends start on a fresh line."""
+        path = self.path / RECORDS
+        if not path.exists():
+            path.touch()
+            return
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            cut = raw.rfind(b"\n") + 1
+            with path.open("r+b") as handle:
+                handle.truncate(cut)
+
+    def write_manifest(self, manifests: dict[str, Any]) -> None:
+        write_json_atomic(self.path / MANIFEST, manifests)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record and flush it to disk before returning."""
+        key = record_key(record)
+        if key in self.done:
+            return
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False, sort_keys=True)
+        with (self.path / RECORDS).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.done.add(key)
+
+    def has(self, kind: str, task: str, sample_id: str, method: str) -> bool:
+        return (kind, task, sample_id, method) in self.done
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return iter_records(self.path)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.path / SUMMARY, summary)
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the whole records of a run directory, skipping a truncated last line."""
+    file = path / RECORDS
+    if not file.exists():
+        return
+    with file.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            line = line.strip()
+            if line:
+                yield json.loads(line)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))

@@ -1,0 +1,156 @@
+"""Teacher forcing on reference answers: calibration, the arbitration check, MC answers.
+
+DESIGN.md §3. Each model reads its own prompt followed by the reference text; at
+every reference token, confidence = max probability and correct = argmax equals
+the reference token. The arbitration check walks the *base* tokenization of the
+reference; at positions where the base is uncertain it asks the guide for its
+next-token distribution after exactly the same text (the guide's context is
+re-encoded at that text offset, through the same cached stream the engine uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pairscope.decoding.strategies import Blend, TopK, merge_topk
+from pairscope.decoding.stream import ModelStream
+from pairscope.decoding.vocab import END, TokenText
+from pairscope.models import LoadedModel, Pair
+
+
+@dataclass(frozen=True)
+class ForcedTokens:
+    """Per-token teacher-forced confidences of one model on one reference."""
+
+    confidence: list[float]
+    correct: list[bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"confidence": self.confidence, "correct": self.correct}
+
+
+def _scores(lm: LoadedModel, prompt: list[int], reference: list[int]) -> torch.Tensor:
+    """Log-probabilities [len(reference), vocab] of each reference token's position."""
+    ids = torch.tensor([prompt + reference], device=lm.model.device)
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, logits_to_keep=len(reference) + 1)
+    # logits at position t predict token t+1: keep the len(reference) predicting positions.
+    logits = out.logits[0, :-1, :].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+def forced_tokens(lm: LoadedModel, prompt: list[int], reference_text: str) -> ForcedTokens:
+    """Confidence and correctness at each reference token, under the model's own prompt."""
+    reference = list(lm.tokenizer.encode(reference_text, add_special_tokens=False))
+    if not reference:
+        return ForcedTokens([], [])
+    logp = _scores(lm, prompt, reference)
+    top_logp, top_ids = logp.max(dim=-1)
+    target = torch.tensor(reference, device=top_ids.device)
+    return ForcedTokens(top_logp.exp().tolist(), (top_ids == target).tolist())
+
+
+@dataclass(frozen=True)
+class Arbitration:
+    """At base-uncertain teacher-forced positions: was each pick a correct continuation?"""
+
+    base: list[bool]
+    guide: list[bool]
+    confident: list[bool]
+    blend: list[bool]
+
+    @property
+    def oracle(self) -> list[bool]:
+        return [b or g for b, g in zip(self.base, self.guide)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "guide": self.guide,
+            "confident": self.confident,
+            "blend": self.blend,
+        }
+
+
+def _continues(rest: str, text: str) -> bool:
+    """A pick is correct if it is non-empty and the remaining reference starts with it."""
+    return bool(text) and rest.startswith(text)
+
+
+def arbitration(
+    pair: Pair,
+    base_prompt: list[int],
+    guide_prompt: list[int],
+    reference_text: str,
+    tau: float,
+    lam: float = 0.1,
+    top_k: int = 100,
+) -> Arbitration:
+    """Accuracy of base top-1, guide top-1, the more confident, and the BlendIn pick."""
+    base, guide = pair.base, pair.guide
+    bvocab = TokenText(base.tokenizer, base.eos_ids, 0)
+    gvocab = TokenText(guide.tokenizer, guide.eos_ids, 1)
+    reference = list(base.tokenizer.encode(reference_text, add_special_tokens=False))
+    result = Arbitration([], [], [], [])
+    if not reference:
+        return result
+    logp = _scores(base, base_prompt, reference)
+    # Text offset of each base position: the decoded prefix of the reference tokens.
+    offsets = [len(base.tokenizer.decode(reference[:i])) for i in range(len(reference))]
+    top_logp, _ = logp.max(dim=-1)
+    uncertain = [i for i, lp in enumerate(top_logp.exp().tolist()) if lp < tau]
+    if not uncertain:
+        return result
+    stream = ModelStream(guide.model, 1, guide.tokenizer.pad_token_id or 0)
+    blend = Blend(tau=tau, alpha=None, lam=lam, top_k=top_k)
+    for i in uncertain:
+        prefix = reference_text[: offsets[i]]
+        rest = reference_text[offsets[i] :]
+        gids = guide_prompt + list(guide.tokenizer.encode(prefix, add_special_tokens=False))
+        glogp = stream.forward({0: gids})[0]
+        btop = _topk(logp[i], bvocab, top_k)
+        gtop = _topk(glogp, gvocab, top_k)
+        b_text, g_text = _text(btop.top_key), _text(gtop.top_key)
+        pick = blend.decide(btop, gtop, {})
+        result.base.append(_continues(rest, b_text))
+        result.guide.append(_continues(rest, g_text))
+        confident = b_text if btop.top_prob >= gtop.top_prob else g_text
+        result.confident.append(_continues(rest, confident))
+        result.blend.append(_continues(rest, _text(pick.key)))
+    return result
+
+
+def _topk(logp: torch.Tensor, vocab: TokenText, k: int) -> TopK:
+    values, indices = torch.topk(logp, min(k, logp.shape[-1]))
+    ids = indices.tolist()
+    return merge_topk(ids, values.exp().tolist(), [vocab.key(i) for i in ids])
+
+
+def _text(key: Any) -> str:
+    """Model-unique keys (byte pieces, specials) and END never continue a text."""
+    return key if isinstance(key, str) and key != END else ""
+
+
+def option_probs(lm: LoadedModel, prompt: list[int], letters: Sequence[str]) -> list[float]:
+    """Renormalised probabilities of each option letter as the next token.
+
+    A letter may start the answer as "A" or " A"; both single-token spellings are summed.
+    """
+    ids = torch.tensor([prompt], device=lm.model.device)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+    probs = torch.softmax(logits, dim=-1)
+    mass = []
+    for letter in letters:
+        total = 0.0
+        for spelling in (letter, " " + letter):
+            tok = lm.tokenizer.encode(spelling, add_special_tokens=False)
+            if len(tok) == 1:
+                total += float(probs[tok[0]])
+        mass.append(total)
+    norm = sum(mass)
+    return [m / norm for m in mass] if norm > 0 else [1.0 / len(letters)] * len(letters)
