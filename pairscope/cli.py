@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pairscope import __version__
@@ -171,39 +172,58 @@ def _guard(func: F) -> F:
         except PairscopeError as exc:
             if os.environ.get("PAIRSCOPE_DEBUG"):
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                err.print(f"  {exc.hint}", highlight=False)
+                err.print(f"  {escape(exc.hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            err.print(
-                "[yellow]interrupted:[/] finished samples are saved; continue with "
-                "--resume RUN_DIR."
-            )
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None)
+            if run_dir is None:
+                err.print("[yellow]interrupted[/] before decoding started; nothing new was saved.")
+            else:
+                where = escape(str(run_dir))
+                err.print(
+                    f"[yellow]interrupted:[/] finished samples are saved in {where}. "
+                    f"Continue with the same command plus --resume {where}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except MemoryError:
             err.print(
                 "[bold red]error:[/] out of memory. Try a smaller --batch-size; the run "
-                "is resumable with --resume."
+                "is resumable with --resume.",
+                soft_wrap=True,
             )
             raise typer.Exit(int(ExitCode.RUNTIME)) from None
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are caught
             if os.environ.get("PAIRSCOPE_DEBUG"):
                 err.print_exception()
-            err.print(f"[bold red]runtime failure:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print(
+                f"[bold red]runtime failure:[/] {type(exc).__name__}: {escape(str(exc))}",
+                highlight=False,
+                soft_wrap=True,
+            )
             err.print(
                 "  Set PAIRSCOPE_DEBUG=1 for the traceback. A run directory stays "
-                "resumable with --resume."
+                "resumable with --resume.",
+                soft_wrap=True,
             )
             raise typer.Exit(int(ExitCode.RUNTIME)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+# Warnings raised from pairscope's own files are shown (one line each); others are not.
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
 def _route_warnings() -> None:
     def show(message: Any, category: Any, filename: str, lineno: int, *a: Any, **k: Any) -> None:
-        if category.__module__.startswith("pairscope") or "pairscope" in filename:
-            err.print(f"[yellow]warning:[/] {message}", highlight=False)
+        if category.__module__.startswith("pairscope") or filename.startswith(_PACKAGE_DIR):
+            err.print(
+                f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+            )
 
     warnings.showwarning = show
 
@@ -308,7 +328,8 @@ def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None
 
     with _RichProgress() as progress:
         summary, run_dir = run(opts, progress)
-    _print_summary(summary, run_dir)
+    # With --json - stdout carries only the JSON, so the table goes to stderr.
+    _print_summary(summary, run_dir, err if json_path == "-" else out)
     if json_path:
         text = json.dumps(summary, indent=2, sort_keys=True)
         if json_path == "-":
@@ -504,11 +525,14 @@ def report(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="HTML file (default RUN_DIR/report.html).")
     ] = None,
+    max_samples: Annotated[
+        int, typer.Option(help="Transcripts shown per task (0 = all; large runs make large pages).")
+    ] = 100,
 ) -> None:
     """Render a self-contained report.html from a run directory (never re-runs a model)."""
     from pairscope.report.html import render_report
 
-    path = render_report(run_dir, out_file)
+    path = render_report(run_dir, out_file, max_samples=max_samples or None)
     out.print(f"report: {path}")
 
 
@@ -635,7 +659,7 @@ def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
 VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
 
 
-def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
+def _print_summary(summary: dict[str, Any], run_dir: Path, console: Console = out) -> None:
     table = Table(
         title=f"pairscope {summary['kind']}: {summary['pair'].get('base', {}).get('spec')}"
         f" + {summary['pair'].get('guide', {}).get('spec')}"
@@ -654,36 +678,36 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
                 _fmt(m["score"]),
                 f"[{VERDICT_STYLE.get(v, '')}]{v}[/]" if v else "",
             )
-    out.print(table)
+    console.print(table)
     for task, t in summary["tasks"].items():
         for role, cal in (t.get("calibration") or {}).items():
-            out.print(
+            console.print(
                 f"  {task} calibration {role}: ECE {_fmt(cal['ece'])}, equal-mass ECE "
                 f"{_fmt(cal['ece_equal_mass'])}, MCE {_fmt(cal['mce'])}"
             )
         if t.get("arbitration") and t["arbitration"].get("statement"):
-            out.print(f"  {task} arbitration: {t['arbitration']['statement']}")
+            console.print(f"  {task} arbitration: {t['arbitration']['statement']}")
         for c in t.get("comparisons") or []:
-            out.print(
+            console.print(
                 f"  {task} {c['a']} - {c['b']}: {_fmt(c['diff'])}, McNemar p = "
                 f"{c['mcnemar']['p_value']:.3g}, detectable at this n: {c['mde']:.3f}"
             )
         if t["subset"]:
-            out.print(
+            console.print(
                 f"  [dim]{task}: n = {t['n']} of {t['dataset_size']} samples, a subset; "
                 "read the intervals, not the points.[/]"
             )
     o = summary["overall"]
     timing = summary["timing"]
-    out.print(
+    console.print(
         f"Overall: [{VERDICT_STYLE.get(o['verdict'], '')}]{o['verdict']}[/] "
         f"(gate {'passed' if o['gate_passed'] else 'failed'}, exit {o['exit_code']}); "
         f"load {timing['load_seconds']:.1f} s, decode {timing['decode_seconds']:.1f} s, "
         f"total {timing.get('total_seconds', 0):.1f} s"
     )
-    out.print(f"Run directory: {run_dir}")
+    console.print(f"Run directory: {run_dir}")
     if (run_dir / "report.html").exists():
-        out.print(f"Report: {run_dir / 'report.html'}")
+        console.print(f"Report: {run_dir / 'report.html'}")
 
 
 def markdown_summary(summary: dict[str, Any], run_dir: Path) -> str:

@@ -390,8 +390,9 @@ def _short(exc: BaseException) -> str:
 def _load_hint(source: ModelSource) -> str:
     if source.kind == "hub":
         return (
-            "Check the id on the Hub and your network; offline, pass a local directory "
-            "or a .gguf file instead. Models with custom code need --trust-remote-code."
+            f"'{source.spec}' is not a local directory, so it was looked up as a Hub id. "
+            "Check the id and your network; offline, pass a local directory or a .gguf "
+            "file instead. Models with custom code need --trust-remote-code."
         )
     return "Check that the directory holds a complete transformers model and tokenizer."
 

@@ -8,12 +8,13 @@ the records only) -> figures and report.html (from the files only).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pairscope.errors import InputError, unknown
+from pairscope.errors import InputError, RuntimeFault, unknown
 from pairscope.runs import RunDir, versions, write_json_atomic
 
 METHOD_NAMES = ("base", "guide", "nudging", "blendin")
@@ -189,28 +190,48 @@ def _read_manifest_option(path: str | None) -> dict[str, Any]:
     return data
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run. Carries the run directory so the CLI can say how to resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
 def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, Any], Path]:
-    """Run a probe or an evaluation; return its summary and run directory."""
+    """Run a probe or an evaluation; return its summary and run directory.
+
+    Everything that can be checked cheaply (settings, output directory, data, a
+    resume's settings) is checked before the models load, and the run directory is
+    created only once the models have loaded, so bad input leaves nothing behind.
+
+    Raises:
+        InputError: bad settings, data, models or run directory (exit 2).
+        RuntimeFault: a failure while decoding; finished samples stay on disk (exit 3).
+        RunInterrupted: Ctrl-C; finished samples stay on disk (exit 130).
+    """
+    from pairscope.errors import RunDirError
     from pairscope.models import load_pair
+    from pairscope.runs import MANIFEST, is_run_dir, read_json
     from pairscope.summary import summarize
 
     progress = progress or _Silent()
     opts.validate()
     started = time.perf_counter()
     progress.phase("Loading probes and data")
+    out = Path(opts.resume or opts.out or _default_out(opts.command))
+    manifests_in: dict[str, Any] = {}
     if opts.resume:
-        resume_dir = Path(opts.resume)
-        from pairscope.runs import is_run_dir, read_json
-
-        if not is_run_dir(resume_dir):
-            from pairscope.errors import RunDirError
-
+        if not is_run_dir(out):
             raise RunDirError(
-                f"--resume {resume_dir}: not a pairscope run directory (no config.json).",
+                f"--resume {out}: not a pairscope run directory (no config.json).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
-        manifests_in = read_json(resume_dir / "manifest.json")
+        # A run killed before its manifest was written re-selects by its seed.
+        if (out / MANIFEST).is_file():
+            manifests_in = read_json(out / MANIFEST)
     else:
+        RunDir.check_new(out, force=opts.force)
         manifests_in = _read_manifest_option(opts.manifest)
     tasks = _load_tasks(opts, manifests_in)
     thresholds = {
@@ -226,14 +247,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
     }
     settings = _settings(opts, thresholds, max_new)
     settings["tasks"] = list(tasks)
-    if opts.resume:
-        run_dir = RunDir.resume(Path(opts.resume), settings)
-    else:
-        out = Path(opts.out) if opts.out else _default_out(opts.command)
-        run_dir = RunDir.create(
-            out, {"command": opts.command, "settings": settings}, force=opts.force
-        )
-        run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
+    resumed = RunDir.resume(out, settings) if opts.resume else None
     progress.phase(f"Loading models: base {opts.base}, guide {opts.guide}")
     t0 = time.perf_counter()
     pair = load_pair(
@@ -244,6 +258,45 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
         trust_remote_code=opts.trust_remote_code,
     )
     load_seconds = time.perf_counter() - t0
+    if resumed is not None:
+        run_dir = resumed
+    else:
+        run_dir = RunDir.create(
+            out, {"command": opts.command, "settings": settings}, force=opts.force
+        )
+    if not (run_dir.path / MANIFEST).is_file():
+        run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
+    try:
+        _work(run_dir, pair, opts, settings, tasks, max_new, load_seconds, progress)
+        progress.phase("Summarising")
+        summary = summarize(run_dir.path)
+        summary["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+        run_dir.write_summary(summary)
+        if opts.report:
+            progress.phase("Rendering figures and report.html")
+            _render(run_dir.path)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir.path) from None
+    except RuntimeFault as exc:
+        keep = (
+            f"Finished samples are kept in {run_dir.path}; continue with --resume {run_dir.path}."
+        )
+        exc.hint = f"{exc.hint} {keep}" if exc.hint else keep
+        raise
+    return summary, run_dir.path
+
+
+def _work(
+    run_dir: RunDir,
+    pair: Any,
+    opts: RunOptions,
+    settings: dict[str, Any],
+    tasks: dict[str, Any],
+    max_new: dict[str, int],
+    load_seconds: float,
+    progress: Progress,
+) -> None:
+    """Decode and teacher-force every unit of work not yet in records.jsonl."""
     run_dir.append(
         {
             "kind": "session",
@@ -258,15 +311,15 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
         for method in opts.methods:
             _generate(run_dir, pair, opts, name, spec, samples, method, max_new[name], progress)
         if opts.calibration and opts.command == "probe":
-            _teacher_force(run_dir, pair, opts, name, spec, samples, progress)
-    progress.phase("Summarising")
-    summary = summarize(run_dir.path)
-    summary["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
-    run_dir.write_summary(summary)
-    if opts.report:
-        progress.phase("Rendering figures and report.html")
-        _render(run_dir.path)
-    return summary, run_dir.path
+            try:
+                _teacher_force(run_dir, pair, opts, name, spec, samples, progress)
+            except Exception as exc:
+                if _is_oom(exc):
+                    raise RuntimeFault(
+                        f"Out of memory while teacher forcing {name} (one sample at a time).",
+                        hint="Use a smaller model, --dtype bfloat16, or --no-calibration.",
+                    ) from None
+                raise
 
 
 def _default_out(command: str) -> Path:
@@ -323,21 +376,61 @@ def _generate(
     max_new: int,
     progress: Progress,
 ) -> None:
-    """Decode every not-yet-recorded sample with one method, appending records as they finish."""
-    from pairscope.decoding.engine import DecodeSettings, Engine, Request
-    from pairscope.scoring import score
+    """Decode every not-yet-recorded sample with one method, appending records as they finish.
+
+    A batch that runs out of memory is retried at half the batch size (records already
+    written stay); at batch size 1 the run stops with a RuntimeFault, resumable.
+    """
 
     todo = [s for s in samples if not run_dir.has("generation", task, s.id, method)]
     progress.start(task, method, len(samples), len(samples) - len(todo))
-    if not todo:
-        return
+    batch_size = opts.batch_size
+    while todo:
+        try:
+            _decode(run_dir, pair, opts, task, spec, todo, method, max_new, batch_size, progress)
+            return
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            if batch_size == 1:
+                raise RuntimeFault(
+                    f"Out of memory decoding {task} with {method} even at batch size 1.",
+                    hint="Use a smaller model, --dtype bfloat16, or a smaller --max-new-tokens.",
+                ) from None
+        # Outside the except block, so the failed batch's tensors can be freed.
+        _free_memory()
+        old, batch_size = batch_size, batch_size // 2
+        todo = [s for s in todo if not run_dir.has("generation", task, s.id, method)]
+        warnings.warn(
+            f"Out of memory decoding {task} with {method} at batch size {old}; retrying the "
+            f"{len(todo)} unfinished samples at batch size {batch_size}.",
+            stacklevel=2,
+        )
+
+
+def _decode(
+    run_dir: RunDir,
+    pair: Any,
+    opts: RunOptions,
+    task: str,
+    spec: Any,
+    todo: Sequence[Any],
+    method: str,
+    max_new: int,
+    batch_size: int,
+    progress: Progress,
+) -> None:
+    """Decode ``todo`` in batches of ``batch_size``, appending each record as it finishes."""
+    from pairscope.decoding.engine import DecodeSettings, Engine, Request
+    from pairscope.scoring import score
+
     settings = DecodeSettings(
         method=method,
         tau=opts.tau,
         top_k=opts.k,
         lam=opts.lam,
         alpha=opts.alpha,
-        batch_size=opts.batch_size,
+        batch_size=batch_size,
     )
     engine = Engine(pair, settings)
     requests = [Request(s.base_prompt, s.guide_user, tuple(spec.stop), max_new) for s in todo]
@@ -371,6 +464,28 @@ def _generate(
         )
 
     engine.run(requests, on_result)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory error (host, CUDA, or MPS)."""
+    if isinstance(exc, MemoryError):
+        return True
+    import torch
+
+    cuda_oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if cuda_oom is not None and isinstance(exc, cuda_oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _teacher_force(
@@ -449,10 +564,8 @@ def _teacher_force(
 
 
 def _render(path: Path) -> None:
-    try:
-        from pairscope.report.html import render_report
-        from pairscope.report.plots import save_figures
-    except ImportError:  # the report package is optional at this layer
-        return
+    from pairscope.report.html import render_report
+    from pairscope.report.plots import save_figures
+
     save_figures(path)
-    render_report(path)
+    render_report(path, max_samples=100)

@@ -20,6 +20,7 @@ import math
 import os
 import random
 import re
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -449,12 +450,21 @@ def _load_local(spec: ProbeSpec, path: Path) -> list[dict[str, Any]]:
     builder = "json" if local.format == "jsonl" else "csv"
     # keep_default_na=False: an empty CSV cell is an empty string, not NaN.
     extra: dict[str, Any] = {"keep_default_na": False} if builder == "csv" else {}
+    # The arrow copy datasets prepares goes to a temporary directory, removed at once:
+    # a local file is read into memory and nothing is written to the datasets cache.
     try:
-        with _quiet_datasets() as ds:
-            dataset = ds.load_dataset(builder, data_files=str(path), split="train", **extra)
+        with _quiet_datasets() as ds, tempfile.TemporaryDirectory(prefix="pairscope-") as tmp:
+            dataset = ds.load_dataset(
+                builder,
+                data_files=str(path),
+                split="train",
+                cache_dir=tmp,
+                keep_in_memory=True,
+                **extra,
+            )
+            return list(dataset.to_list())
     except Exception as exc:  # the loaders raise many types; all mean "unreadable file"
         raise DataError(f"Could not read data file {path} as {local.format}: {exc}") from exc
-    return list(dataset.to_list())
 
 
 def _load_hub(spec: ProbeSpec, path: str) -> list[dict[str, Any]]:

@@ -101,14 +101,19 @@ class RunDir:
         self.path = path
         self.done: set[tuple[str, str, str, str]] = set()
 
-    @classmethod
-    def create(cls, path: Path, config: dict[str, Any], force: bool = False) -> RunDir:
-        """Start a new run in ``path``.
+    @staticmethod
+    def check_new(path: Path, force: bool = False) -> None:
+        """Raise unless a new run may be created in ``path`` (called before slow work).
 
         Raises:
-            RunDirError: ``path`` exists and is not empty, unless it is a run and
-                ``force`` is set (the old run is replaced).
+            RunDirError: ``path`` is a file, or exists and is not empty, unless it is a
+                run and ``force`` is set (the old run is then replaced).
         """
+        if path.exists() and not path.is_dir():
+            raise RunDirError(
+                f"Output path {path} is a file, not a directory.",
+                hint="Choose a new --out directory.",
+            )
         if path.exists() and any(path.iterdir()):
             if not is_run_dir(path):
                 raise RunDirError(
@@ -121,6 +126,16 @@ class RunDir:
                     f"Output directory {path} already holds a run.",
                     hint=f"Continue it with --resume {path}, or pass --force to replace it.",
                 )
+
+    @classmethod
+    def create(cls, path: Path, config: dict[str, Any], force: bool = False) -> RunDir:
+        """Start a new run in ``path``.
+
+        Raises:
+            RunDirError: as :meth:`check_new`.
+        """
+        cls.check_new(path, force)
+        if path.exists() and force:
             for name in (CONFIG, MANIFEST, RECORDS, SUMMARY, "report.html"):
                 (path / name).unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
@@ -207,12 +222,22 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     if not file.exists():
         return
     with file.open(encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
                 break
             line = line.strip()
-            if line:
-                yield json.loads(line)
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise RunDirError(
+                    f"{file}: line {number} is not a JSON record; the file was edited or damaged.",
+                    hint="Delete that line (the sample is then redone on --resume).",
+                ) from None
+            if not isinstance(record, dict):
+                raise RunDirError(f"{file}: line {number} is not a JSON object.")
+            yield record
 
 
 def _jsonable(value: Any) -> Any:

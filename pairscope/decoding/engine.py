@@ -249,10 +249,7 @@ class Engine:
     ) -> dict[int, tuple[Decision, Step]]:
         guide = self.guide
         assert guide is not None and guide.stream is not None and isinstance(self.strategy, Blend)
-        # [U, V_guide] guide logprobs for the uncertain rows only.
-        glogp = guide.stream.forward(
-            {b: guide.target(self._gctx(rows[b]), rows[b].text) for b in uncertain}
-        )
+        glogp = self._guide_sync(rows, uncertain)
         out: dict[int, tuple[Decision, Step]] = {}
         k = self.strategy.top_k
         for j, b in enumerate(uncertain):
@@ -302,10 +299,13 @@ class Engine:
         first: dict[int, tuple[float, float, bool]] = {}
         building = list(uncertain)
         # The guide decodes greedily, one token per call for the rows still inside their word.
-        for _ in range(self.strategy.max_word_tokens):
-            glogp = guide.stream.forward(
-                {b: guide.target(self._gctx(rows[b]), rows[b].text) + word_ids[b] for b in building}
-            )
+        for attempt in range(self.strategy.max_word_tokens):
+            if attempt == 0:
+                glogp = self._guide_sync(rows, building)
+            else:
+                glogp = guide.stream.forward(
+                    {b: self._gctx(rows[b]).ids + word_ids[b] for b in building}
+                )
             still: list[int] = []
             for j, b in enumerate(building):
                 token = int(glogp[j].argmax())
@@ -369,6 +369,20 @@ class Engine:
         return overlap_at_k(base_strings, guide_strings, k), top1_in_topk(
             guide_strings[0], base_strings, k
         )
+
+    def _guide_sync(self, rows: list[_Row], wanted: list[int]) -> torch.Tensor:
+        """Guide logprobs [len(wanted), V_guide], bringing *every* row up to date.
+
+        Every row is fed its pending text in the same call: a forward pass costs
+        rows x width whoever is named, so syncing all rows keeps each later call
+        narrow instead of paying a wide catch-up (or a prefill) for one row at a time.
+        """
+        guide = self.guide
+        assert guide is not None and guide.stream is not None
+        logp = guide.stream.forward(
+            {b: guide.target(self._gctx(row), row.text) for b, row in enumerate(rows)}
+        )
+        return logp.index_select(0, torch.tensor(wanted, device=logp.device))
 
     @staticmethod
     def _gctx(row: _Row) -> _Context:

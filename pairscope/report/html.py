@@ -39,7 +39,8 @@ SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
 VERDICT_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 VERDICT_CLASS = {"PASS": "pass", "WARN": "warn", "FAIL": "fail"}
-SOURCES = ("base", "guide", "blend")
+# Transcript span classes: guide and blend sources (base has none), then "o" for any other.
+SOURCE_CLASS = {"guide": "g", "blend": "x"}
 IDENTITY_KEYS = (
     "spec",
     "kind",
@@ -300,28 +301,23 @@ class SampleView:
 
 
 def _step_title(step: Mapping[str, Any]) -> str:
-    parts = [
-        f"position {step.get('position', '?')}",
-        f"source {step.get('source', '?')}",
-        f"p_base {fmt_num(step.get('p_base'))}",
-    ]
+    """Hover text: the probabilities behind the step (source and flags show as style)."""
+    parts = [f"p_base {fmt_num(step.get('p_base'))}"]
     if step.get("p_guide") is not None:
         parts.append(f"p_guide {fmt_num(step.get('p_guide'))}")
     if step.get("alpha") is not None:
         parts.append(f"alpha {fmt_num(step.get('alpha'))}")
-    if step.get("overlap") is not None:
-        parts.append(f"overlap@k {fmt_num(step.get('overlap'), 2)}")
-    flags = [name for name in ("uncertain", "override") if step.get(name)]
-    return " · ".join(parts + flags)
+    return " · ".join(parts)
 
 
 def _step(step: Mapping[str, Any]) -> Step:
+    """A step as a span: one-letter classes keep long transcripts small (see the page's CSS)."""
     source = str(step.get("source"))
-    css = [f"src-{source}" if source in SOURCES else "src-other"]
+    css = [SOURCE_CLASS.get(source, "o")] if source != "base" else []
     if step.get("uncertain"):
-        css.append("unc")
+        css.append("u")
     if step.get("override"):
-        css.append("ovr")
+        css.append("v")
     return Step(text=str(step.get("text", "")), css=" ".join(css), title=_step_title(step))
 
 
@@ -333,7 +329,7 @@ def _method_view(record: Mapping[str, Any]) -> MethodView:
         steps = [_step(s) for s in raw_steps if isinstance(s, Mapping)]
     else:
         # A method without base positions ("guide") has no steps: its text is all the guide's.
-        source = "src-guide" if method == "guide" else "src-other"
+        source = "g" if method == "guide" else "o"
         steps = [Step(text=text, css=source, title=f"{method}: no per-step trace")]
     correct = record.get("correct")
     return MethodView(
@@ -391,8 +387,12 @@ def _method_order(summary: Mapping[str, Any]) -> list[str]:
 
 
 def primary_method(task: Mapping[str, Any], method_order: Sequence[str]) -> str | None:
-    """The method whose intervention rate stands for the task: the first one that has one."""
+    """The method whose intervention rate stands for the task: the summary's gate method,
+    else the first one that has an intervention rate."""
     methods = task.get("methods") or {}
+    gate = task.get("gate_method")
+    if isinstance(gate, str) and gate in methods:
+        return gate
     ordered = [m for m in method_order if m in methods] + [
         m for m in methods if m not in method_order
     ]
@@ -413,12 +413,17 @@ def _figures(summary: Mapping[str, Any]) -> dict[str, str]:
     return {name: data_uri(png) for name, png in figure_pngs(summary).items()}
 
 
-def render_report(run_dir: Path, out: Path | None = None) -> Path:
+def render_report(
+    run_dir: Path, out: Path | None = None, *, max_samples: int | None = None
+) -> Path:
     """Write the self-contained HTML report of a run directory.
 
     Args:
         run_dir: A run directory (needs ``summary.json``; ``records.jsonl`` adds transcripts).
         out: Where to write the page; defaults to ``run_dir/report.html``.
+        max_samples: Show transcripts of at most this many samples per task (the first
+            ones, in record order; the page says how many it left out). None shows all:
+            every step is a span, so a full benchmark run makes a page of tens of MB.
 
     Returns:
         The path written.
@@ -426,13 +431,17 @@ def render_report(run_dir: Path, out: Path | None = None) -> Path:
     Raises:
         RunDirError: ``run_dir`` is not a readable run directory.
     """
-    from pairscope.report.plots import safe_name
+    from pairscope.report.plots import task_slugs
 
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     config = _read_optional_json(run_dir / "config.json")
     order = _method_order(summary)
-    samples = sample_views(iter_generations(run_dir / "records.jsonl"), order)
+    all_samples = sample_views(iter_generations(run_dir / "records.jsonl"), order)
+    samples = {
+        t: group[:max_samples] if max_samples is not None else group
+        for t, group in all_samples.items()
+    }
     tasks = {str(t): info if isinstance(info, dict) else {} for t, info in summary["tasks"].items()}
     pair = _mapping(summary.get("pair"))
     kind = str(summary.get("kind") or "run")
@@ -453,11 +462,12 @@ def render_report(run_dir: Path, out: Path | None = None) -> Path:
         "config": config,
         "run_name": run_dir.resolve().name,
         "tasks": tasks,
-        "task_ids": {t: safe_name(t) for t in tasks},
+        "task_ids": task_slugs(tasks),
         "primary": {t: primary_method(info, order) for t, info in tasks.items()},
         "method_order": order,
         "figures": _figures(summary),
         "samples": samples,
+        "sample_totals": {t: len(group) for t, group in all_samples.items()},
         "n_methods": len(order),
         "n_disagree": sum(s.disagree for group in samples.values() for s in group),
         "n_disagree_correct": sum(

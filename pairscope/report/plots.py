@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,9 @@ __all__ = [
     "overlap_png",
     "paradox_png",
     "reliability_png",
+    "safe_name",
     "save_figures",
+    "task_slugs",
 ]
 
 DPI = 100
@@ -130,7 +132,7 @@ def _grouped(ax: Axes, groups: Sequence[str], series: Mapping[str, Mapping[str, 
     ax.set_xticks(range(len(groups)), list(groups))
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylim(-0.02, 1.02)
-    if names:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -157,7 +159,7 @@ def accuracy_png(task_methods: Mapping[str, Mapping[str, Any]]) -> bytes:
 
 def ir_distribution_png(
     per_task_per_sample_ir: Mapping[str, Mapping[str, Sequence[float | None]]],
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
 ) -> bytes:
     """Per-sample intervention rates as a strip plot, one panel per task.
 
@@ -398,6 +400,17 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "task"
 
 
+def task_slugs(tasks: Iterable[str]) -> dict[str, str]:
+    """A distinct :func:`safe_name` per task, for file names and page anchors."""
+    slugs: dict[str, str] = {}
+    for task in tasks:
+        slug, n = safe_name(task), 2
+        while slug in slugs.values():
+            slug, n = f"{safe_name(task)}-{n}", n + 1
+        slugs[task] = slug
+    return slugs
+
+
 def _calibration_figures(
     prefix: str, title: str, by_model: Mapping[str, Any] | None
 ) -> dict[str, bytes]:
@@ -415,8 +428,12 @@ def _calibration_figures(
 
 def figure_pngs(summary: Mapping[str, Any]) -> dict[str, bytes]:
     """Every figure of a run, keyed by a file-name stem, from a parsed ``summary.json``."""
-    tasks: Mapping[str, Any] = summary.get("tasks") or {}
-    methods = {t: (info.get("methods") or {}) for t, info in tasks.items()}
+    tasks = {t: i for t, i in (summary.get("tasks") or {}).items() if isinstance(i, Mapping)}
+    methods = {
+        t: {m: v for m, v in (info.get("methods") or {}).items() if isinstance(v, Mapping)}
+        for t, info in tasks.items()
+    }
+    slugs = task_slugs(tasks)
     figures = {
         "accuracy": accuracy_png(
             {t: {m: v.get("score") for m, v in per.items()} for t, per in methods.items()}
@@ -437,10 +454,10 @@ def figure_pngs(summary: Mapping[str, Any]) -> dict[str, bytes]:
         figures["overlap"] = overlap_png({t: info.get("overlap") for t, info in tasks.items()})
     for task, info in tasks.items():
         figures |= _calibration_figures(
-            f"reliability_{safe_name(task)}", f"{task} token calibration", info.get("calibration")
+            f"reliability_{slugs[task]}", f"{task} token calibration", info.get("calibration")
         )
         figures |= _calibration_figures(
-            f"answer_reliability_{safe_name(task)}",
+            f"answer_reliability_{slugs[task]}",
             f"{task} answer calibration",
             info.get("answer_calibration"),
         )

@@ -1,0 +1,270 @@
+"""Guided decoding throughput, side by side in one run (issue: performance).
+
+Measures new tokens per second and peak memory on the same GSM8K probe prompts for
+
+1. transformers ``generate()`` of the base model alone (the reference ceiling),
+2. pairscope ``base``, 3. pairscope ``nudging``, 4. pairscope ``blendin``,
+5. a naive per-token loop that re-runs the whole prefix through both models at
+   every step and blends their top-100 lists (the structure of the reference
+   implementations, which send the whole prefix to a server for every token),
+
+at batch sizes 1 and 16, and prints the table and the ratios. ``--json`` prints one
+JSON object with a ``ratios`` field. ``--quick`` finishes in about two minutes.
+
+    python bench/decode.py [--quick] [--json] [--device cuda --dtype bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.decoding.strategies import Blend, merge_topk
+from pairscope.decoding.vocab import END, TokenText
+from pairscope.models import Pair, load_pair
+from pairscope.probes import build_samples, load_dataset_records, load_probe, select
+
+
+class PeakMemory:
+    """Peak resident memory (CPU) or peak allocated memory (CUDA) during a block, in MiB."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.01)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.peak = self._rss()
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+
+
+def left_pad(rows: list[list[int]], pad: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+def hf_generate(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
+    """transformers' own batched greedy decoding of the base alone."""
+    lm = pair.base
+    pad = lm.tokenizer.pad_token_id or 0
+    ids, mask = left_pad([lm.encode_completion_prompt(r.base_prompt) for r in reqs], pad, lm.device)
+    with torch.inference_mode():
+        out = lm.model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
+    return int((out.shape[1] - ids.shape[1]) * len(reqs))
+
+
+def pairscope_method(method: str) -> Callable[[Pair, list[Request], int], int]:
+    def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
+        engine = Engine(pair, DecodeSettings(method=method, batch_size=len(reqs)))
+        return sum(r.positions for r in engine.run(reqs))
+
+    return run
+
+
+def naive_blend(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
+    """Per token: the whole prefix through both models, top-100 lists, BlendIn's pick."""
+    base, guide = pair.base, pair.guide
+    bvocab = TokenText(base.tokenizer, base.eos_ids, 0)
+    gvocab = TokenText(guide.tokenizer, guide.eos_ids, 1)
+    blend = Blend(tau=0.4)
+    texts = ["" for _ in reqs]
+    done = [False for _ in reqs]
+    steps = 0
+    for _ in range(new_tokens):
+        live = [i for i, d in enumerate(done) if not d]
+        if not live:
+            break
+        brows = [
+            base.encode_completion_prompt(reqs[i].base_prompt)
+            + base.tokenizer.encode(texts[i], add_special_tokens=False)
+            for i in live
+        ]
+        grows = [
+            guide.encode_chat_prompt(reqs[i].guide_user)
+            + guide.tokenizer.encode(texts[i], add_special_tokens=False)
+            for i in live
+        ]
+        with torch.inference_mode():
+            ids, mask = left_pad(brows, base.tokenizer.pad_token_id or 0, base.device)
+            blog = torch.log_softmax(
+                base.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+                .logits[:, -1]
+                .float(),
+                -1,
+            )
+            ids, mask = left_pad(grows, guide.tokenizer.pad_token_id or 0, guide.device)
+            glog = torch.log_softmax(
+                guide.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+                .logits[:, -1]
+                .float(),
+                -1,
+            )
+        for j, i in enumerate(live):
+            bv, bi = torch.topk(blog[j], 100)
+            gv, gi = torch.topk(glog[j], 100)
+            btop = merge_topk(bi.tolist(), bv.exp().tolist(), [bvocab.key(t) for t in bi.tolist()])
+            gtop = merge_topk(gi.tolist(), gv.exp().tolist(), [gvocab.key(t) for t in gi.tolist()])
+            if btop.top_prob >= blend.tau:
+                key = btop.top_key
+            else:
+                key = blend.decide(btop, gtop, {}).key
+            steps += 1
+            if key == END:
+                done[i] = True
+            elif isinstance(key, str):
+                texts[i] += key
+    return steps
+
+
+METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
+    "generate": hf_generate,
+    "base": pairscope_method("base"),
+    "nudging": pairscope_method("nudging"),
+    "blendin": pairscope_method("blendin"),
+    "naive": naive_blend,
+}
+
+
+def prompts(data_dir: str | None, n: int) -> list[Request]:
+    spec = load_probe("gsm8k")
+    samples = select(build_samples(spec, load_dataset_records(spec, data_dir)), n, 0)
+    # No stop strings: every method decodes the same budget of new tokens.
+    return [Request(s.base_prompt, s.guide_user, (), 0) for s in samples]
+
+
+def measure(
+    pair: Pair, method: str, reqs: list[Request], new_tokens: int, device: str
+) -> dict[str, Any]:
+    reqs = [Request(r.base_prompt, r.guide_user, (), new_tokens) for r in reqs]
+    with PeakMemory(device) as mem:
+        start = time.perf_counter()
+        tokens = METHODS[method](pair, reqs, new_tokens)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return {
+        "method": method,
+        "batch": len(reqs),
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 2),
+        "peak_memory_mib": round(mem.peak, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Fewer tokens: about two minutes.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument("--base", default="embedded:gemma-3-270m")
+    parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--new-tokens", type=int, default=None)
+    parser.add_argument("--naive-tokens", type=int, default=None)
+    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
+    parser.add_argument("--out", default=None, help="Also write the JSON result to this file.")
+    args = parser.parse_args()
+
+    new_tokens = args.new_tokens or (16 if args.quick else 64)
+    naive_tokens = args.naive_tokens or (4 if args.quick else 16)
+    batches = [int(b) for b in args.batches.split(",")]
+    t0 = time.perf_counter()
+    pair = load_pair(args.base, args.guide, device=args.device, dtype=args.dtype)
+    load_seconds = time.perf_counter() - t0
+    all_reqs = prompts(args.data_dir, max(batches))
+    # Warm-up: first calls pay one-off costs (allocator, kernels) that are not throughput.
+    measure(pair, "base", all_reqs[:2], 4, args.device)
+    rows = []
+    for batch in batches:
+        for method in METHODS:
+            budget = naive_tokens if method == "naive" else new_tokens
+            rows.append(measure(pair, method, all_reqs[:batch], budget, args.device))
+            if not args.json:
+                r = rows[-1]
+                print(
+                    f"batch {batch:>2}  {method:<9} {r['tokens_per_second']:>8.1f} tok/s  "
+                    f"peak {r['peak_memory_mib']:>8.0f} MiB  "
+                    f"({r['tokens']} tokens, {r['seconds']} s)",
+                    flush=True,
+                )
+    rate = {(r["method"], r["batch"]): r["tokens_per_second"] for r in rows}
+    ratios = {}
+    for batch in batches:
+        g = rate[("generate", batch)]
+        ratios[f"base_vs_generate@{batch}"] = round(rate[("base", batch)] / g, 3)
+        ratios[f"nudging_vs_generate@{batch}"] = round(rate[("nudging", batch)] / g, 3)
+        ratios[f"blendin_vs_generate@{batch}"] = round(rate[("blendin", batch)] / g, 3)
+        ratios[f"blendin_vs_naive@{batch}"] = round(
+            rate[("blendin", batch)] / rate[("naive", batch)], 3
+        )
+    result = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "base": args.base,
+        "guide": args.guide,
+        "new_tokens": new_tokens,
+        "naive_tokens": naive_tokens,
+        "load_seconds": round(load_seconds, 2),
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+        "ratios": ratios,
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"\nload {load_seconds:.1f} s (both models)")
+        for key, value in ratios.items():
+            print(f"{key:<28} {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()
