@@ -101,6 +101,13 @@ class LoadedModel:
         add_special = not self.has_chat_template
         return list(self.tokenizer.encode(text, add_special_tokens=add_special))
 
+    def new_stream(self, batch: int) -> Any:
+        """A batched incremental-decoding stream over this model (see decoding/stream.py)."""
+        from pairscope.decoding.stream import ModelStream
+
+        pad = self.tokenizer.pad_token_id
+        return ModelStream(self.model, batch, int(pad) if pad is not None else 0)
+
     def identity(self) -> dict[str, Any]:
         """What config.json records about this model."""
         return {

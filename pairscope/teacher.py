@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from pairscope.decoding.strategies import Blend, TopK, merge_topk
-from pairscope.decoding.stream import ModelStream
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.models import LoadedModel, Pair
 
@@ -105,7 +104,7 @@ def arbitration(
     uncertain = [i for i, lp in enumerate(top_logp.exp().tolist()) if lp < tau]
     if not uncertain:
         return result
-    stream = ModelStream(guide.model, 1, guide.tokenizer.pad_token_id or 0)
+    stream = guide.new_stream(1)
     blend = Blend(tau=tau, alpha=None, lam=lam, top_k=top_k)
     for i in uncertain:
         prefix = reference_text[: offsets[i]]

@@ -92,8 +92,6 @@ class _Model:
     def __init__(self, lm: LoadedModel, tag: int) -> None:
         self.lm = lm
         self.vocab = TokenText(lm.tokenizer, lm.eos_ids, tag)
-        pad = lm.tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None else 0
         self.stream: ModelStream | None = None
 
     def target(self, ctx: _Context, text: str) -> list[int]:
@@ -174,9 +172,9 @@ class Engine:
 
     def run_batch(self, indexed: Sequence[tuple[int, Request]]) -> list[tuple[int, SampleResult]]:
         rows = [self._new_row(i, r) for i, r in indexed]
-        self.driver.stream = ModelStream(self.driver.lm.model, len(rows), self.driver.pad_id)
+        self.driver.stream = self.driver.lm.new_stream(len(rows))
         if self.guide is not None:
-            self.guide.stream = ModelStream(self.guide.lm.model, len(rows), self.guide.pad_id)
+            self.guide.stream = self.guide.lm.new_stream(len(rows))
         done: list[tuple[int, SampleResult]] = []
         while rows:
             self._step(rows)

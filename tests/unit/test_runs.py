@@ -1,0 +1,148 @@
+"""The run directory: creation rules, append-once records, repair and resume checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pairscope.errors import RunDirError
+from pairscope.runs import (
+    RECORDS,
+    RunDir,
+    is_run_dir,
+    iter_records,
+    read_json,
+    write_json_atomic,
+)
+
+SETTINGS = {"command": "probe", "tasks": ["gsm8k"], "methods": ["nudging"], "n": 3, "tau": 0.4}
+
+
+def gen(sample: str, method: str = "nudging", text: str = "x") -> dict:
+    return {"kind": "generation", "task": "gsm8k", "sample_id": sample, "method": method, "t": text}
+
+
+def new_run(path: Path) -> RunDir:
+    return RunDir.create(path, {"command": "probe", "settings": SETTINGS})
+
+
+def test_create_writes_config_and_empty_records(tmp_path):
+    run = new_run(tmp_path / "run")
+    assert is_run_dir(run.path)
+    config = read_json(run.path / "config.json")
+    assert config["schema_version"] == 1 and config["settings"] == SETTINGS
+    assert (run.path / RECORDS).read_text() == ""
+
+
+def test_create_accepts_an_existing_empty_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert is_run_dir(new_run(tmp_path / "empty").path)
+
+
+def test_create_refuses_a_non_run_directory_even_with_force(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    for force in (False, True):
+        with pytest.raises(RunDirError, match="not a pairscope run"):
+            RunDir.create(tmp_path / "notes", {"settings": SETTINGS}, force=force)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_create_refuses_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="is a file"):
+        RunDir.check_new(tmp_path / "file")
+
+
+def test_create_on_a_run_needs_force_and_hints_at_resume(tmp_path):
+    run = new_run(tmp_path / "run")
+    run.append(gen("a"))
+    with pytest.raises(RunDirError, match="already holds a run") as info:
+        new_run(run.path)
+    assert info.value.hint is not None and "--resume" in info.value.hint
+    assert "--force" in info.value.hint
+    again = RunDir.create(run.path, {"settings": SETTINGS}, force=True)
+    assert list(again.records()) == []
+
+
+def test_append_writes_each_key_once(tmp_path):
+    run = new_run(tmp_path / "run")
+    run.append(gen("a"))
+    run.append(gen("a", text="again"))
+    run.append(gen("a", method="blendin"))
+    lines = (run.path / RECORDS).read_text().splitlines()
+    assert len(lines) == 2
+    assert [json.loads(line)["method"] for line in lines] == ["nudging", "blendin"]
+    assert run.has("generation", "gsm8k", "a", "nudging")
+    assert not run.has("generation", "gsm8k", "b", "nudging")
+
+
+def test_append_refuses_nan_rather_than_writing_invalid_json(tmp_path):
+    run = new_run(tmp_path / "run")
+    with pytest.raises(ValueError):
+        run.append({**gen("a"), "value": float("nan")})
+    assert (run.path / RECORDS).read_text() == ""
+
+
+def test_resume_skips_done_keys(tmp_path):
+    run = new_run(tmp_path / "run")
+    run.append(gen("a"))
+    resumed = RunDir.resume(run.path, SETTINGS)
+    assert resumed.has("generation", "gsm8k", "a", "nudging")
+    resumed.append(gen("a"))
+    resumed.append(gen("b"))
+    assert [r["sample_id"] for r in iter_records(run.path)] == ["a", "b"]
+
+
+def test_resume_repairs_a_truncated_last_line(tmp_path):
+    run = new_run(tmp_path / "run")
+    run.append(gen("a"))
+    run.append(gen("b"))
+    path = run.path / RECORDS
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 7])  # a hard kill in the middle of writing "b"
+    assert [r["sample_id"] for r in iter_records(run.path)] == ["a"]
+    resumed = RunDir.resume(run.path, SETTINGS)
+    assert not resumed.has("generation", "gsm8k", "b", "nudging")
+    resumed.append(gen("b"))
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["sample_id"] for line in lines] == ["a", "b"]
+
+
+def test_resume_refuses_different_settings_and_names_them(tmp_path):
+    run = new_run(tmp_path / "run")
+    with pytest.raises(RunDirError) as info:
+        RunDir.resume(run.path, {**SETTINGS, "n": 5, "tau": 0.3})
+    assert "n: run has 3, now 5" in info.value.message
+    assert "tau: run has 0.4, now 0.3" in info.value.message
+
+
+def test_resume_allows_a_different_batch_size_and_device(tmp_path):
+    run = new_run(tmp_path / "run")
+    RunDir.resume(run.path, {**SETTINGS, "batch_size": 1, "device": "cuda"})
+
+
+def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
+    with pytest.raises(RunDirError, match="not a pairscope run directory"):
+        RunDir.resume(tmp_path, SETTINGS)
+
+
+def test_a_damaged_line_in_the_middle_is_a_clear_error(tmp_path):
+    run = new_run(tmp_path / "run")
+    run.append(gen("a"))
+    with (run.path / RECORDS).open("a") as handle:
+        handle.write("{not json\n")
+    run.append(gen("b"))
+    with pytest.raises(RunDirError, match="line 2 is not a JSON record"):
+        list(iter_records(run.path))
+
+
+def test_write_json_atomic_leaves_no_temporary_file(tmp_path):
+    write_json_atomic(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    with pytest.raises(ValueError):
+        write_json_atomic(tmp_path / "y.json", {"nan": float("nan")})
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
