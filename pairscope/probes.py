@@ -447,6 +447,8 @@ def _load_local(spec: ProbeSpec, path: Path) -> list[dict[str, Any]]:
                 f"(probe '{spec.name}'): the file is altered or a different version.",
                 hint=_supply_hint(spec),
             )
+    if not path.read_bytes().strip():
+        raise DataError(f"Dataset {path} for probe '{spec.name}' is empty.")
     builder = "json" if local.format == "jsonl" else "csv"
     # keep_default_na=False: an empty CSV cell is an empty string, not NaN.
     extra: dict[str, Any] = {"keep_default_na": False} if builder == "csv" else {}
@@ -464,7 +466,8 @@ def _load_local(spec: ProbeSpec, path: Path) -> list[dict[str, Any]]:
             )
             return list(dataset.to_list())
     except Exception as exc:  # the loaders raise many types; all mean "unreadable file"
-        raise DataError(f"Could not read data file {path} as {local.format}: {exc}") from exc
+        reason = str(exc).strip() or type(exc).__name__
+        raise DataError(f"Could not read data file {path} as {local.format}: {reason}") from exc
 
 
 def _load_hub(spec: ProbeSpec, path: str) -> list[dict[str, Any]]:

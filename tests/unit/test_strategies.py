@@ -1,0 +1,108 @@
+"""Blend, alpha and NUDGING decisions on synthetic distributions (hand-computed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pairscope.decoding.strategies import (
+    Blend,
+    Nudging,
+    auto_alpha,
+    blend_pick,
+    make_strategy,
+    merge_topk,
+)
+from pairscope.decoding.vocab import END
+from pairscope.errors import InputError
+
+
+def top(pairs, ids=None):
+    keys = [k for k, _ in pairs]
+    probs = [p for _, p in pairs]
+    return merge_topk(ids or list(range(len(pairs))), probs, keys)
+
+
+def test_merge_sums_ids_that_decode_to_one_string_and_keeps_the_best_id():
+    merged = merge_topk([7, 3, 9], [0.3, 0.25, 0.2], [" the", " a", " the"])
+    assert merged.keys == (" the", " a")
+    assert merged.probs == pytest.approx((0.5, 0.25))
+    assert merged.ids == (7, 3)
+    # top_prob is the unmerged top-1 token probability, as the alpha formula needs.
+    assert merged.top_prob == 0.3 and merged.top_key == " the"
+
+
+def test_strings_missing_from_one_list_count_zero_there():
+    base = top([(" cat", 0.35), (" dog", 0.30)])
+    guide = top([(" bird", 0.6), (" dog", 0.3)])
+    # alpha 0.5: cat 0.175, dog 0.30, bird 0.30 -> dog and bird tie; dog is ranked first in base
+    key, score = blend_pick(base, guide, 0.5)
+    assert key == " dog" and score == pytest.approx(0.30)
+    key, score = blend_pick(base, guide, 0.6)
+    # cat .14, dog .12 + .18 = .30, bird .36
+    assert key == " bird" and score == pytest.approx(0.36)
+
+
+def test_auto_alpha_formula_hand_computed():
+    base = top([(" cat", 0.3), (" dog", 0.2)])
+    guide = top([(" dog", 0.6), (" cow", 0.1)])
+    # p_g / (p_b + p_g) + lam * P_b(s_g) = 0.6 / 0.9 + 0.1 * 0.2
+    assert auto_alpha(base, guide, 0.1) == pytest.approx(0.6 / 0.9 + 0.02)
+
+
+def test_auto_alpha_is_clipped_to_one():
+    base = top([(" dog", 0.05), (" cat", 0.04)])
+    guide = top([(" dog", 0.99)])
+    assert auto_alpha(base, guide, 10.0) == 1.0
+
+
+def test_neutral_and_full_weights():
+    base = top([(" cat", 0.3), (" dog", 0.29)])
+    guide = top([(" dog", 0.9)])
+    assert blend_pick(base, guide, 0.0)[0] == " cat"
+    assert blend_pick(base, guide, 1.0)[0] == " dog"
+
+
+def test_blend_decision_carries_ownership_of_the_chosen_string():
+    base = merge_topk([11, 12], [0.3, 0.2], [" cat", " dog"])
+    guide = merge_topk([21, 22], [0.6, 0.3], [" dog", " cow"])
+    decision = Blend(tau=0.4).decide(base, guide, {" cat": " cat", " dog": " dog", " cow": " cow"})
+    assert decision.key == " dog" and decision.override
+    assert decision.base_id == 12 and decision.guide_ids == (21,)
+    assert decision.alpha == pytest.approx(0.6 / 0.9 + 0.1 * 0.2)
+
+
+def test_end_symbol_is_shared_so_both_models_can_agree_to_stop():
+    base = top([(END, 0.35), (" and", 0.3)])
+    guide = top([(END, 0.8)])
+    assert blend_pick(base, guide, 0.5)[0] == END
+
+
+def test_nudging_agreement_keeps_the_base_token():
+    nud = Nudging(tau=0.4)
+    agree = nud.decide_word(5, " The", " The", " Therefore", (1, 2))
+    assert agree.text == " The" and not agree.override and agree.base_id == 5
+    other = nud.decide_word(5, " The", " The", " So", (3,))
+    assert other.text == " So" and other.override and other.guide_ids == (3,)
+    ended = nud.decide_word(5, " The", " The", "", ())
+    assert ended.key == END
+
+
+@pytest.mark.parametrize(
+    "method,kwargs",
+    [
+        ("blendn", {}),
+        ("blend:2", {}),
+        ("blend:x", {}),
+        ("nudging", {"tau": -0.1}),
+        ("blendin", {"lam": -1}),
+        ("blendin", {"top_k": 0}),
+    ],
+)
+def test_bad_settings_are_input_errors(method, kwargs):
+    with pytest.raises(InputError):
+        make_strategy(method, **kwargs)
+
+
+def test_misspelt_method_suggests_the_close_name():
+    with pytest.raises(InputError, match="Did you mean 'blendin'"):
+        make_strategy("blendn")
