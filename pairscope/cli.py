@@ -149,7 +149,11 @@ Force = Annotated[
 ]
 Resume = Annotated[
     str | None,
-    typer.Option(help="Continue an interrupted run directory.", rich_help_panel="Output"),
+    typer.Option(
+        help="Continue an interrupted run directory. Settings not given again are the "
+        "run's own; a setting given with another value is refused.",
+        rich_help_panel="Output",
+    ),
 ]
 JsonOut = Annotated[
     str | None,
@@ -182,9 +186,10 @@ def _guard(func: F) -> F:
                 err.print("[yellow]interrupted[/] before decoding started; nothing new was saved.")
             else:
                 where = escape(str(run_dir))
+                command = getattr(exc, "command", "probe")
                 err.print(
                     f"[yellow]interrupted:[/] finished samples are saved in {where}. "
-                    f"Continue with the same command plus --resume {where}",
+                    f"Continue with: pairscope {command} --resume {where}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -226,6 +231,22 @@ def _route_warnings() -> None:
             )
 
     warnings.showwarning = show
+
+
+# Command-line parameters whose RunOptions field has another name.
+_FIELD_OF = {"method": "methods", "no_calibration": "calibration", "out_dir": "out"}
+
+
+def _given(ctx: typer.Context) -> frozenset[str]:
+    """The RunOptions fields set on the command line; on --resume the rest come from the run."""
+    given = set()
+    for param in ctx.command.params:
+        if param.name is None:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.add(_FIELD_OF.get(param.name, param.name))
+    return frozenset(given)
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -344,6 +365,7 @@ def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None
 @app.command()
 @_guard
 def probe(
+    ctx: typer.Context,
     base: Base = "embedded:gemma-3-270m",
     guide: Guide = "embedded:smollm2-135m-instruct",
     tasks: Tasks = "gsm8k,truthfulqa,xstest",
@@ -427,6 +449,7 @@ def probe(
         trust_remote_code=trust_remote_code,
         max_new_tokens=max_new_tokens,
         calibration=not no_calibration,
+        given=_given(ctx),
     )
     _run_command(opts, json_path, markdown)
 
@@ -434,6 +457,7 @@ def probe(
 @app.command()
 @_guard
 def evaluate(
+    ctx: typer.Context,
     base: Base = "embedded:gemma-3-270m",
     guide: Guide = "embedded:smollm2-135m-instruct",
     tasks: Tasks = "gsm8k,truthfulqa,xstest",
@@ -514,6 +538,7 @@ def evaluate(
         trust_remote_code=trust_remote_code,
         max_new_tokens=max_new_tokens,
         calibration=False,
+        given=_given(ctx),
     )
     _run_command(opts, json_path, None)
 

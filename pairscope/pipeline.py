@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -73,6 +73,9 @@ class RunOptions:
     calibration: bool = True
     report: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
+    # The fields set on the command line; on --resume the others come from the run.
+    # None (the API default) means every field was set deliberately.
+    given: frozenset[str] | None = None
 
     def validate(self) -> None:
         """Raise InputError for any setting out of range or unknown name."""
@@ -121,6 +124,8 @@ def _settings(
         "base": opts.base,
         "guide": opts.guide,
         "tasks": list(opts.tasks),
+        "task_args": list(opts.tasks),
+        "data_dir": opts.data_dir,
         "methods": list(opts.methods),
         "n": opts.n,
         "seed": opts.seed,
@@ -137,6 +142,52 @@ def _settings(
         "dtype": opts.dtype,
         "batch_size": opts.batch_size,
     }
+
+
+# RunOptions field -> its key in config.json's settings, for --resume.
+_FROM_RUN = {
+    "base": "base",
+    "guide": "guide",
+    "methods": "methods",
+    "n": "n",
+    "seed": "seed",
+    "tau": "tau",
+    "k": "k",
+    "lam": "lambda",
+    "alpha": "alpha",
+    "strict": "strict",
+    "policy": "policy",
+    "calibration": "calibration",
+    "device": "device",
+    "dtype": "dtype",
+    "batch_size": "batch_size",
+    "data_dir": "data_dir",
+}
+
+
+def _options_from_run(opts: RunOptions, old: dict[str, Any]) -> RunOptions:
+    """On --resume, every setting not given on the command line is taken from the run.
+
+    Settings that are given and differ from the run's are refused later, by
+    :meth:`RunDir.resume`, with the differing names in the message.
+    """
+    if opts.given is None:
+        return opts
+    changes: dict[str, Any] = {
+        name: (tuple(old[key]) if isinstance(old[key], list) else old[key])
+        for name, key in _FROM_RUN.items()
+        if name not in opts.given and key in old
+    }
+    if "tasks" not in opts.given and ("task_args" in old or "tasks" in old):
+        changes["tasks"] = tuple(old["task_args"] if "task_args" in old else old["tasks"])
+    if "threshold" not in opts.given and isinstance(old.get("thresholds"), dict):
+        changes["threshold"] = None
+        changes["thresholds"] = {str(k): float(v) for k, v in old["thresholds"].items()}
+    if "max_new_tokens" not in opts.given and isinstance(old.get("max_new_tokens"), dict):
+        # One value for every task was a --max-new-tokens; several were the probes' own.
+        values = set(old["max_new_tokens"].values())
+        changes["max_new_tokens"] = int(values.pop()) if len(values) == 1 else None
+    return replace(opts, **changes)
 
 
 def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
@@ -193,9 +244,10 @@ def _read_manifest_option(path: str | None) -> dict[str, Any]:
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run. Carries the run directory so the CLI can say how to resume."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, command: str) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+        self.command = command
 
 
 def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, Any], Path]:
@@ -227,6 +279,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
                 f"--resume {out}: not a pairscope run directory (no config.json).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
+        opts = _options_from_run(opts, read_json(out / "config.json").get("settings", {}))
         # A run killed before its manifest was written re-selects by its seed.
         if (out / MANIFEST).is_file():
             manifests_in = read_json(out / MANIFEST)
@@ -276,10 +329,11 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
             progress.phase("Rendering figures and report.html")
             _render(run_dir.path)
     except KeyboardInterrupt:
-        raise RunInterrupted(run_dir.path) from None
+        raise RunInterrupted(run_dir.path, opts.command) from None
     except RuntimeFault as exc:
         keep = (
-            f"Finished samples are kept in {run_dir.path}; continue with --resume {run_dir.path}."
+            f"Finished samples are kept in {run_dir.path}; continue with "
+            f"`pairscope {opts.command} --resume {run_dir.path}`."
         )
         exc.hint = f"{exc.hint} {keep}" if exc.hint else keep
         raise
@@ -516,8 +570,8 @@ def _teacher_force(
         len(with_ref) + len(mc) - len(todo) - len(todo_mc),
     )
     for s in todo:
-        bprompt = pair.base.encode_completion_prompt(s.base_prompt)
-        gprompt = pair.guide.encode_chat_prompt(s.guide_user)
+        bprompt = _fit(pair.base, pair.base.encode_completion_prompt(s.base_prompt), s.reference)
+        gprompt = _fit(pair.guide, pair.guide.encode_chat_prompt(s.guide_user), s.reference)
         for role, lm, prompt in (("base", pair.base, bprompt), ("guide", pair.guide, gprompt)):
             if not run_dir.has("calibration", task, s.id, role):
                 forced = forced_tokens(lm, prompt, s.reference)
@@ -544,8 +598,8 @@ def _teacher_force(
         progress.advance(task, "teacher forcing", 0, None)
     for s in todo_mc:
         for role, lm, prompt in (
-            ("base", pair.base, pair.base.encode_completion_prompt(s.base_prompt)),
-            ("guide", pair.guide, pair.guide.encode_chat_prompt(s.guide_user)),
+            ("base", pair.base, _fit(pair.base, pair.base.encode_completion_prompt(s.base_prompt))),
+            ("guide", pair.guide, _fit(pair.guide, pair.guide.encode_chat_prompt(s.guide_user))),
         ):
             if not run_dir.has("answer", task, s.id, role):
                 probs = option_probs(lm, prompt, s.options)
@@ -561,6 +615,14 @@ def _teacher_force(
                     }
                 )
         progress.advance(task, "teacher forcing", 0, None)
+
+
+def _fit(lm: Any, prompt: list[int], reference: str = "") -> list[int]:
+    """Cut a teacher-forcing prompt from the left, as decoding does, to fit the reference."""
+    from pairscope.decoding.engine import _prompt_ids
+
+    reserve = len(lm.tokenizer.encode(reference, add_special_tokens=False)) if reference else 1
+    return _prompt_ids(lm, prompt, max(reserve, 1))
 
 
 def _render(path: Path) -> None:

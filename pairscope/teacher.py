@@ -6,16 +6,22 @@ the reference token. The arbitration check walks the *base* tokenization of the
 reference; at positions where the base is uncertain it asks the guide for its
 next-token distribution after exactly the same text (the guide's context is
 re-encoded at that text offset, through the same cached stream the engine uses).
+
+A served model (``vllm:``) is teacher-forced through the server's prompt logprobs
+(``echo``): each position holds the top-k and the reference token, so confidence
+(max) and correctness (argmax) are exact; option letters are scored exactly too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from pairscope.backends.served import ServedModel
 from pairscope.decoding.strategies import Blend, TopK, merge_topk
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.models import LoadedModel, Pair
@@ -34,6 +40,8 @@ class ForcedTokens:
 
 def _scores(lm: LoadedModel, prompt: list[int], reference: list[int]) -> torch.Tensor:
     """Log-probabilities [len(reference), vocab] of each reference token's position."""
+    if isinstance(lm, ServedModel):
+        return lm.forced_logprobs(prompt, reference)
     ids = torch.tensor([prompt + reference], device=lm.model.device)
     with torch.inference_mode():
         out = lm.model(input_ids=ids, logits_to_keep=len(reference) + 1)
@@ -139,17 +147,26 @@ def option_probs(lm: LoadedModel, prompt: list[int], letters: Sequence[str]) -> 
 
     A letter may start the answer as "A" or " A"; both single-token spellings are summed.
     """
+    spellings: list[list[int]] = []
+    for letter in letters:
+        ids = []
+        for spelling in (letter, " " + letter):
+            tok = lm.tokenizer.encode(spelling, add_special_tokens=False)
+            if len(tok) == 1:
+                ids.append(int(tok[0]))
+        spellings.append(ids)
+    probs = _next_probs(lm, prompt, sorted({t for ids in spellings for t in ids}))
+    mass = [sum(probs[t] for t in ids) for ids in spellings]
+    norm = sum(mass)
+    return [m / norm for m in mass] if norm > 0 else [1.0 / len(letters)] * len(letters)
+
+
+def _next_probs(lm: LoadedModel, prompt: list[int], wanted: list[int]) -> dict[int, float]:
+    """Next-token probability of each wanted id after ``prompt``."""
+    if isinstance(lm, ServedModel):
+        return {t: math.exp(v) for t, v in zip(wanted, lm.candidate_logprobs(prompt, wanted))}
     ids = torch.tensor([prompt], device=lm.model.device)
     with torch.inference_mode():
         logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
     probs = torch.softmax(logits, dim=-1)
-    mass = []
-    for letter in letters:
-        total = 0.0
-        for spelling in (letter, " " + letter):
-            tok = lm.tokenizer.encode(spelling, add_special_tokens=False)
-            if len(tok) == 1:
-                total += float(probs[tok[0]])
-        mass.append(total)
-    norm = sum(mass)
-    return [m / norm for m in mass] if norm > 0 else [1.0 / len(letters)] * len(letters)
+    return {t: float(probs[t]) for t in wanted}

@@ -134,6 +134,33 @@ def test_unknown_embedded_model(tiny):
     assert "Unknown embedded model 'embedded:smollm2'" in line
 
 
+@needs_data
+def test_unknown_device(tiny):
+    line = error_line(cli(*tiny("--device", "cuda0")))
+    assert "Unknown device 'cuda0'. Did you mean 'cuda'?" in line
+
+
+@needs_data
+def test_unknown_dtype(tiny):
+    line = error_line(cli(*tiny("--dtype", "bfloat")))
+    assert "Unknown dtype 'bfloat'. Did you mean 'bfloat16'?" in line
+
+
+@needs_data
+def test_cuda_requested_without_a_cuda_device(tiny):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = error_line(cli(*tiny("--device", "cuda")))
+    assert "--device cuda was requested but no CUDA device is available" in line
+
+
+def test_manifest_file_missing(tmp_path):
+    line = error_line(cli("probe", "--manifest", tmp_path / "manifest.json"))
+    assert "Manifest file not found" in line
+
+
 # -- numbers out of range --------------------------------------------------------------------
 
 
@@ -298,18 +325,24 @@ def test_prompt_longer_than_the_context_window_is_truncated_with_a_warning(
     config = json.loads((base / "config.json").read_text())
     config["max_position_embeddings"] = 64
     (base / "config.json").write_text(json.dumps(config))
-    # gsm8k's few-shot prompt is far longer than 64 tokens.
+    # gsm8k's few-shot prompt is far longer than 64 tokens; calibration on, so the
+    # teacher-forced prompts are cut too.
     args = tiny(base=base)
     args[args.index("xstest")] = "gsm8k"
+    args.remove("--no-calibration")
     result = cli(*args)
     assert result.exit_code in (0, 1), result.output
     no_traceback(result)
-    assert any(
-        "does not fit" in w and "context window of 64" in w and "truncating it from the left" in w
+    cut = [
+        w
         for w in warning_lines(result)
-    ), result.stderr
-    gens = [r for r in iter_records(tmp_path / "run") if r["kind"] == "generation"]
-    assert len(gens) == 2
+        if "does not fit" in w
+        and "context window of 64" in w
+        and "truncating it from the left" in w
+    ]
+    assert len(cut) == 4, result.stderr  # 2 samples x (decoding, teacher forcing) of the base
+    kinds = [r["kind"] for r in iter_records(tmp_path / "run")]
+    assert kinds.count("generation") == 2 and kinds.count("calibration") == 4
 
 
 @needs_data

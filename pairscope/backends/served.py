@@ -1,0 +1,945 @@
+"""A model served by vLLM (OpenAI-compatible server) behind the local stream contract.
+
+Spec: ``vllm:http://HOST:PORT/v1`` (the server's only model) or
+``vllm:http://HOST:PORT/v1#NAME`` (one of the names ``/v1/models`` lists). A URL
+without a path gets ``/v1``. ``https`` works too; ``VLLM_API_KEY`` is sent as a
+bearer token when set (the variable vLLM's own ``--api-key`` reads).
+
+Next-token distributions. The engine calls ``stream.forward({row: ids})`` and
+reads the returned ``[rows, vocab]`` logprobs with max/argmax/top-k/indexing. A
+served stream sends each row's *full* token-id list as the prompt of
+``/v1/completions`` (a list of ints, so the server never re-tokenises text; its
+prefix cache makes the repeated prefix cheap) with ``max_tokens=1``,
+``temperature=0``, ``logprobs=k`` and ``return_tokens_as_token_ids=true``, and
+fills a dense float32 tensor that is -inf except at the top-k ids (and the
+sampled id). The values are log-probabilities of the *full* distribution (vLLM
+returns raw logprobs, before sampling parameters) and are not renormalised, so
+max, argmax and the top-k are exactly the local ones; NUDGING and BlendIn read
+nothing else, so the -inf tail changes no decision.
+
+Without token ids (``return_tokens_as_token_ids`` unknown to an older or
+non-vLLM server) the keys are decoded strings. Ids that decode to the same string
+then collide in the server's JSON object: one entry survives, holding one id's
+logprob, not their sum. pairscope maps each string back to an id through the
+local tokenizer (the id the tokenizer itself encodes the string to, else the
+lowest id with that text), warns once at load time, and the parity numbers in
+docs/vllm.md no longer apply.
+
+Top-k cap. vLLM rejects ``logprobs`` above its ``--max-logprobs`` (default 20)
+with HTTP 400. pairscope needs k = 100 (BlendIn's top-100; overlap@50), so it
+checks at load time and stops with exit 2 and the fix ("restart the server with
+``--max-logprobs 100``") instead of silently lowering k. ``PAIRSCOPE_SERVED_LOGPROBS=N``
+asks for fewer on purpose (with a warning).
+
+Tokenizer. It is loaded locally from the served model's name (``id`` in
+``/v1/models``) and, failing that, its ``root`` (the path vLLM loaded): whichever is
+a local directory or a Hub id. Serve with ``--served-model-name`` set to such a
+name when the server's path does not exist here.
+
+Calibration (teacher forcing) uses ``echo=true``: the prompt's own top-k
+logprobs, which always include the actual prompt token's logprob.
+
+Throughput and failures. Rows of one call go out as concurrent requests (a thread
+pool, ``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own
+keep-alive connection). Connection errors, timeouts, 429 and 5xx are retried with
+exponential backoff (5 retries, about 15 s in all); ``PAIRSCOPE_SERVED_TIMEOUT``
+(default 300 s) bounds each request. An unreachable server at load time raises
+``ModelLoadError`` (exit 2, nothing started); a failure mid-run raises
+``RuntimeFault`` (exit 3; the run resumes with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
+from pairscope.models import LoadedModel, ModelSource
+
+SPEC_PREFIX = "vllm:"
+TOKEN_ID_PREFIX = "token_id:"
+DEFAULT_LOGPROBS = 100
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_CONCURRENCY = 8
+RETRIES = 5
+BACKOFF = 0.5  # seconds before the first retry; doubles, capped at MAX_BACKOFF
+MAX_BACKOFF = 8.0
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+ENV_LOGPROBS = "PAIRSCOPE_SERVED_LOGPROBS"
+ENV_TIMEOUT = "PAIRSCOPE_SERVED_TIMEOUT"
+ENV_CONCURRENCY = "PAIRSCOPE_SERVED_CONCURRENCY"
+RESTART_HINT = (
+    "Restart the server with `--max-logprobs 100` (vLLM's default is 20), or set "
+    f"{ENV_LOGPROBS}=N to ask for fewer (the blend then sees only the top N and "
+    "overlap@50 needs N >= 50)."
+)
+# vLLM clamps -inf to -9999.0 in its JSON answers.
+_FLOOR = -9999.0
+_CAP = re.compile(r"max(?:imum)?[ _]?(?:allowed|logprobs)\D{0,24}(\d+)", re.IGNORECASE)
+
+
+# -- spec -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedSpec:
+    """A parsed ``vllm:`` spec: the API base URL (ending in /v1) and an optional model name."""
+
+    url: str
+    model: str | None = None
+
+
+def is_served_spec(spec: str) -> bool:
+    return spec.startswith(SPEC_PREFIX)
+
+
+def parse_spec(spec: str) -> ServedSpec:
+    """Parse ``vllm:http://host:port/v1[#name]``.
+
+    Raises:
+        ModelLoadError: not an http(s) URL with a host.
+    """
+    rest = spec[len(SPEC_PREFIX) :].strip()
+    url, _, name = rest.partition("#")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelLoadError(
+            f"'{spec}' is not a served-model spec: expected vllm:http://HOST:PORT/v1[#MODEL].",
+            hint="For example --guide vllm:http://127.0.0.1:8000/v1",
+        )
+    path = parts.path.rstrip("/") or "/v1"
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return ServedSpec(url=base, model=name.strip() or None)
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+class ServerError(Exception):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Unreachable(Exception):
+    """No usable answer after every retry (connection refused/reset, timeout, 5xx, 429)."""
+
+
+def error_message(body: bytes | str) -> str:
+    """The human message of an error answer: OpenAI's ``{"error": {"message"}}``, or the text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            for key in ("message", "detail"):
+                if isinstance(err.get(key), str):
+                    return str(err[key])
+        elif isinstance(err, str):
+            return err
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])
+    return text.strip()[:500]
+
+
+def is_logprobs_cap(message: str) -> bool:
+    """Does this error say that more logprobs were asked for than the server allows?"""
+    lowered = message.lower()
+    return "logprob" in lowered and bool(
+        _CAP.search(message) or "max_logprobs" in lowered or "max-logprobs" in lowered
+    )
+
+
+def logprobs_cap(message: str) -> int | None:
+    """The server's top-logprobs limit named in a cap error (``max allowed: 20``), if any."""
+    if not is_logprobs_cap(message):
+        return None
+    match = _CAP.search(message)
+    return int(match.group(1)) if match else None
+
+
+class Client:
+    """A small JSON-over-HTTP client: keep-alive connection per thread, retries, timeouts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = RETRIES,
+        api_key: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        self.base_url = base_url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = parts.path.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._sleep = sleep
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[http.client.HTTPConnection] = []
+
+    def get(self, path: str, *, retries: int | None = None, timeout: float | None = None) -> Any:
+        return self._request("GET", path, None, retries, timeout)
+
+    def post(
+        self, path: str, body: Any, *, retries: int | None = None, timeout: float | None = None
+    ) -> Any:
+        return self._request("POST", path, json.dumps(body).encode(), retries, timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+            self._open.clear()
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.https:
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._open.append(conn)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                if conn in self._open:
+                    self._open.remove(conn)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        retries: int | None,
+        timeout: float | None,
+    ) -> Any:
+        attempts = 1 + (self.retries if retries is None else retries)
+        last = "no attempt made"
+        for attempt in range(attempts):
+            wait = min(BACKOFF * 2**attempt, MAX_BACKOFF)
+            try:
+                conn = self._connection(timeout or self.timeout)
+                conn.request(method, self.path + path, body=data, headers=self.headers)
+                response = conn.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                # Refused, reset, timed out, or a keep-alive connection the server closed.
+                self._drop()
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.status == 200:
+                    try:
+                        return json.loads(raw)
+                    except ValueError as exc:
+                        raise ServerError(200, f"answer is not JSON: {exc}") from None
+                message = error_message(raw)
+                if response.status not in TRANSIENT_STATUS:
+                    raise ServerError(response.status, message)
+                last = f"HTTP {response.status}: {message}"
+                retry_after = response.getheader("Retry-After")
+                if retry_after and retry_after.strip().isdigit():
+                    wait = min(float(retry_after), 30.0)
+                if response.getheader("Connection", "").lower() == "close":
+                    self._drop()
+            if attempt + 1 < attempts:
+                self._sleep(wait)
+        raise Unreachable(f"{method} {self.base_url}{path} failed {attempts} times; last: {last}")
+
+
+# -- parsing answers (pure) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedCard:
+    """One entry of ``/v1/models``."""
+
+    id: str
+    root: str | None = None
+    max_model_len: int | None = None
+
+
+def parse_models(payload: Any) -> list[ServedCard]:
+    """The models a ``/v1/models`` answer lists."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("not a /v1/models answer (no 'data' list)")
+    cards = []
+    for entry in data:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            length = entry.get("max_model_len")
+            cards.append(
+                ServedCard(
+                    id=entry["id"],
+                    root=entry.get("root") if isinstance(entry.get("root"), str) else None,
+                    max_model_len=int(length) if isinstance(length, int) else None,
+                )
+            )
+    return cards
+
+
+def _restore_spaces(raw: str, text: str, marker: str = "\u2581") -> str:
+    """vLLM puts back the leading spaces SentencePiece's decode strips (▁ pieces)."""
+    count = len(raw) - len(raw.lstrip(marker))
+    missing = count - (len(text) - len(text.lstrip(" ")))
+    return " " * missing + text if missing > 0 else text
+
+
+class TokenKeys:
+    """Map the keys of a logprobs answer to token ids.
+
+    ``token_id:123`` is exact. A decoded string (a server without
+    ``return_tokens_as_token_ids``) is looked up in a table of this tokenizer's
+    decoded ids, built on first use, decoded the way vLLM decodes them. Several ids
+    can share a string: the one the tokenizer encodes the string to wins, else the
+    lowest.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._table: dict[str, list[int]] | None = None
+        self._chosen: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> int | None:
+        if key.startswith(TOKEN_ID_PREFIX):
+            try:
+                return int(key[len(TOKEN_ID_PREFIX) :])
+            except ValueError:
+                return None
+        with self._lock:
+            if key not in self._chosen:
+                self._chosen[key] = self._resolve(key)
+            return self._chosen[key]
+
+    def _resolve(self, text: str) -> int | None:
+        if self._table is None:
+            self._table = self._build()
+        ids = self._table.get(text)
+        if not ids:
+            return None
+        if len(ids) > 1:
+            encoded = self._tokenizer.encode(text, add_special_tokens=False)
+            if len(encoded) == 1 and encoded[0] in ids:
+                return int(encoded[0])
+        return ids[0]
+
+    def _build(self) -> dict[str, list[int]]:
+        tok = self._tokenizer
+        n = len(tok)
+        raw = tok.convert_ids_to_tokens(list(range(n)))
+        table: dict[str, list[int]] = {}
+        for i in range(n):
+            text = _restore_spaces(str(raw[i] or ""), tok.decode([i]) or "")
+            table.setdefault(text, []).append(i)
+        return table
+
+
+def _value(x: Any) -> float:
+    value = float(x)
+    return -math.inf if value <= _FLOOR else value
+
+
+def choice_positions(
+    choice: dict[str, Any],
+    keys: Callable[[str], int | None],
+    start: int = 0,
+    stop: int | None = None,
+) -> list[dict[int, float]]:
+    """``{token id: logprob}`` at each position of a choice: its top-k plus its own token.
+
+    Args:
+        choice: one element of a completions answer's ``choices``.
+        keys: maps answer keys (``token_id:N`` or decoded strings) to ids.
+        start, stop: the positions wanted (with ``echo``, prompt positions come first).
+
+    Raises:
+        ValueError: the choice has no logprobs or fewer positions than asked for.
+    """
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        raise ValueError("the answer holds no logprobs")
+    tokens = logprobs.get("tokens") or []
+    own = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
+    stop = len(tokens) if stop is None else stop
+    if stop > min(len(tokens), len(own), len(tops)):
+        raise ValueError(f"the answer has {len(tokens)} positions, {stop} were needed")
+    out: list[dict[int, float]] = []
+    for i in range(start, stop):
+        entry: dict[int, float] = {}
+        for key, value in (tops[i] or {}).items():
+            token = keys(key)
+            if token is not None and value is not None:
+                entry[token] = _value(value)
+        token = keys(tokens[i]) if isinstance(tokens[i], str) else None
+        if token is not None and own[i] is not None:
+            entry.setdefault(token, _value(own[i]))
+        out.append(entry)
+    return out
+
+
+def ordered_choices(answer: Any, expected: int) -> list[dict[str, Any]]:
+    """The answer's choices in prompt order (one per prompt)."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or len(choices) != expected:
+        count = len(choices) if isinstance(choices, list) else 0
+        raise ValueError(f"expected {expected} choices, got {count}")
+    return sorted(choices, key=lambda c: int(c.get("index", 0)))
+
+
+def dense_logprobs(positions: Sequence[dict[int, float]], vocab: int) -> torch.Tensor:
+    """A ``[len(positions), vocab]`` float32 tensor: the given logprobs, -inf elsewhere.
+
+    Raises:
+        ValueError: an id outside ``[0, vocab)`` (the local tokenizer is not the served one).
+    """
+    out = torch.full((len(positions), vocab), -math.inf, dtype=torch.float32)
+    for row, entry in enumerate(positions):
+        if not entry:
+            continue
+        ids = list(entry)
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise ValueError(
+                f"token id {bad[0]} is outside the local vocabulary of {vocab}: the local "
+                "tokenizer is not the served model's"
+            )
+        out[row, torch.tensor(ids, dtype=torch.long)] = torch.tensor(
+            [entry[i] for i in ids], dtype=torch.float32
+        )
+    return out
+
+
+def completion_body(
+    model: str,
+    prompts: Sequence[Sequence[int]],
+    *,
+    logprobs: int,
+    echo: bool = False,
+    token_ids: bool = True,
+) -> dict[str, Any]:
+    """A ``/v1/completions`` request for the next-token logprobs of token-id prompts."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": [list(p) for p in prompts],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "logprobs": logprobs,
+        "echo": echo,
+        "skip_special_tokens": False,
+    }
+    if token_ids:
+        body["return_tokens_as_token_ids"] = True
+    return body
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{name}={raw!r} is not a number.") from None
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum:g} (got {raw}).")
+    return value
+
+
+class ServedModel(LoadedModel):
+    """A :class:`LoadedModel` whose forward passes run on a vLLM server.
+
+    ``model`` is None; the tokenizer is local. Streams, teacher forcing and option
+    probabilities go through the methods below.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: ModelSource,
+        tokenizer: Any,
+        client: Client,
+        card: ServedCard,
+        tokenizer_source: str,
+        vocab_size: int,
+        logprobs: int,
+        token_ids: bool,
+        eos_ids: frozenset[int],
+        load_seconds: float,
+        concurrency: int,
+        server_version: str | None = None,
+    ) -> None:
+        super().__init__(
+            source=source,
+            model=None,
+            tokenizer=tokenizer,
+            device="vllm",
+            dtype="served",
+            load_seconds=load_seconds,
+            eos_ids=eos_ids,
+        )
+        self.client = client
+        self.card = card
+        self.tokenizer_source = tokenizer_source
+        self.vocab_size = vocab_size
+        self.logprobs = logprobs
+        self.token_ids = token_ids
+        self.concurrency = concurrency
+        self.server_version = server_version
+        self.keys = TokenKeys(tokenizer)
+        self.requests = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def context_window(self) -> int | None:
+        return self.card.max_model_len
+
+    def new_stream(self, batch: int) -> ServedStream:
+        return ServedStream(self, batch)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            **self.source.to_dict(),
+            "architecture": "served:vllm",
+            "served_model": self.card.id,
+            "served_root": self.card.root,
+            "server_version": self.server_version,
+            "tokenizer": self.tokenizer_source,
+            "vocab_size": self.vocab_size,
+            "max_model_len": self.card.max_model_len,
+            "logprobs_k": self.logprobs,
+            "token_ids": self.token_ids,
+            "device": self.device,
+            "dtype": self.dtype,
+            "chat_template": self.has_chat_template,
+        }
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def next_logprobs(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Next-token logprobs ``[len(prompts), vocab]`` (top-k exact, -inf elsewhere)."""
+        if not prompts:
+            return torch.empty((0, self.vocab_size))
+        per = math.ceil(len(prompts) / self.concurrency)
+        chunks = [list(prompts[i : i + per]) for i in range(0, len(prompts), per)]
+        if len(chunks) == 1:
+            answers = [self._complete(chunks[0], echo=False, logprobs=self.logprobs)]
+        else:
+            pool = self._executor()
+            answers = list(
+                pool.map(lambda c: self._complete(c, echo=False, logprobs=self.logprobs), chunks)
+            )
+        positions: list[dict[int, float]] = []
+        for answer in answers:
+            for choice in answer:
+                positions.extend(self._parse(choice))
+        return self._dense(positions)
+
+    def forced_logprobs(self, prompt: Sequence[int], reference: Sequence[int]) -> torch.Tensor:
+        """Teacher forcing: logprobs ``[len(reference), vocab]`` at each reference token.
+
+        Row t is the distribution after ``prompt + reference[:t]``; it holds the top-k
+        and always the reference token itself (vLLM's prompt logprobs, via ``echo``).
+        """
+        if not reference:
+            return torch.empty((0, self.vocab_size))
+        if not prompt:
+            raise RuntimeFault("Teacher forcing needs a non-empty prompt.")
+        start = len(prompt)
+        ids = list(prompt) + list(reference)
+        [choice] = self._complete([ids], echo=True, logprobs=self.logprobs)
+        return self._dense(self._parse(choice, start, start + len(reference)))
+
+    def candidate_logprobs(self, prompt: Sequence[int], candidates: Sequence[int]) -> list[float]:
+        """Exact next-token logprob of each candidate id after ``prompt`` (one request)."""
+        if not candidates:
+            return []
+        prompts = [list(prompt) + [int(c)] for c in candidates]
+        choices = self._complete(prompts, echo=True, logprobs=1)
+        out = []
+        for choice, cand in zip(choices, candidates):
+            [entry] = self._parse(choice, len(prompt), len(prompt) + 1)
+            out.append(entry.get(int(cand), -math.inf))
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        self.client.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="pairscope-vllm"
+                )
+            return self._pool
+
+    def _complete(
+        self, prompts: Sequence[Sequence[int]], *, echo: bool, logprobs: int
+    ) -> list[dict[str, Any]]:
+        """POST /completions; map failures to RuntimeFault (the run stays resumable)."""
+        body = completion_body(
+            self.card.id, prompts, logprobs=logprobs, echo=echo, token_ids=self.token_ids
+        )
+        where = f"the vLLM server at {self.client.base_url} ({self.card.id})"
+        self.requests += 1
+        try:
+            answer = self.client.post("/completions", body)
+            return ordered_choices(answer, len(prompts))
+        except Unreachable as exc:
+            raise RuntimeFault(
+                f"Lost {where}: {exc}",
+                hint="Check that the server is running and reachable.",
+            ) from None
+        except ServerError as exc:
+            hint = RESTART_HINT if is_logprobs_cap(exc.message) else None
+            raise RuntimeFault(f"{where} refused a request: {exc}", hint=hint) from None
+        except ValueError as exc:
+            raise RuntimeFault(f"Unexpected answer from {where}: {exc}") from None
+
+    def _parse(
+        self, choice: dict[str, Any], start: int = 0, stop: int | None = None
+    ) -> list[dict[int, float]]:
+        try:
+            return choice_positions(choice, self.keys, start, stop)
+        except ValueError as exc:
+            raise RuntimeFault(f"Unexpected answer from the vLLM server: {exc}") from None
+
+    def _dense(self, positions: Sequence[dict[int, float]]) -> torch.Tensor:
+        try:
+            out = dense_logprobs(positions, self.vocab_size)
+        except ValueError as exc:
+            raise RuntimeFault(
+                f"{self.card.id}: {exc}.",
+                hint="Serve the same model whose tokenizer pairscope loads (see docs/vllm.md).",
+            ) from None
+        if torch.isnan(out).any():
+            raise RuntimeFault(f"The vLLM server returned NaN logprobs for {self.card.id}.")
+        return out
+
+
+class ServedStream:
+    """The :class:`~pairscope.decoding.stream.ModelStream` contract over a served model.
+
+    Nothing is cached here: every call sends each named row's full ids and the
+    server's prefix cache reuses the common prefix. ``fed_tokens`` counts the ids
+    beyond each row's previous ids (what a local stream would have fed).
+    """
+
+    def __init__(self, lm: ServedModel, batch: int) -> None:
+        self.lm = lm
+        self.rows: list[list[int]] = [[] for _ in range(batch)]
+        self.fed_tokens = 0
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only the rows ``keep`` (in that order)."""
+        self.rows = [self.rows[i] for i in keep]
+
+    def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
+        """Next-token logprobs ``[len(targets), vocab]`` for each named row, in order."""
+        from pairscope.decoding.stream import common_prefix
+
+        order = list(targets)
+        if not order:
+            return torch.empty((0, 0))
+        prompts = []
+        for r in order:
+            want = list(targets[r])
+            if not want:
+                raise RuntimeFault("A model was asked to continue an empty context.")
+            self.fed_tokens += len(want) - min(common_prefix(self.rows[r], want), len(want) - 1)
+            self.rows[r] = want
+            prompts.append(want)
+        return self.lm.next_logprobs(prompts)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and " " not in name
+
+
+def _load_tokenizer(card: ServedCard, trust_remote_code: bool) -> tuple[Any, str]:
+    """The tokenizer from the served name, else from the served root (see module doc)."""
+    from transformers import AutoTokenizer
+
+    tried: list[str] = []
+    for name in dict.fromkeys(n for n in (card.id, card.root) if n):
+        local = Path(name).expanduser()
+        if local.is_dir():
+            target, only_local = str(local), True
+        elif _looks_like_hub_id(name):
+            target, only_local = name, False
+        else:
+            tried.append(f"'{name}' (not a local directory or a Hub id)")
+            continue
+        try:
+            tok = AutoTokenizer.from_pretrained(
+                target, trust_remote_code=trust_remote_code, local_files_only=only_local
+            )
+        except Exception as exc:  # transformers raises many types for a missing tokenizer
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            tried.append(f"'{name}' ({first})")
+            continue
+        return tok, target
+    raise ModelLoadError(
+        f"Could not load a local tokenizer for served model '{card.id}': tried "
+        + "; ".join(tried)
+        + ".",
+        hint="pairscope reads the tokenizer locally, from the served model name: start vLLM "
+        "with `--served-model-name` set to a Hub id or a directory on this machine that holds "
+        "the same tokenizer.",
+    )
+
+
+def _model_facts(source: str, tokenizer: Any) -> tuple[int, frozenset[int]]:
+    """Vocabulary size (logits width) and end-of-sequence ids, from config files if present."""
+    from transformers import AutoConfig, GenerationConfig
+
+    vocab = len(tokenizer)
+    eos: set[int] = set()
+    local = Path(source).is_dir()
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local)
+        text = getattr(config, "get_text_config", lambda: config)()
+        vocab = max(vocab, int(getattr(text, "vocab_size", 0) or 0))
+    except Exception:  # noqa: BLE001 - a tokenizer-only directory has no model config
+        pass
+    try:
+        value = GenerationConfig.from_pretrained(source, local_files_only=local).eos_token_id
+    except Exception:  # noqa: BLE001 - no generation_config.json: use the tokenizer's
+        value = None
+    for v in (value, tokenizer.eos_token_id):
+        if isinstance(v, int):
+            eos.add(v)
+        elif isinstance(v, list | tuple):
+            eos.update(int(x) for x in v)
+    return vocab, frozenset(eos)
+
+
+def _choose_card(spec: str, parsed: ServedSpec, cards: list[ServedCard]) -> ServedCard:
+    if not cards:
+        raise ModelLoadError(f"The vLLM server at {parsed.url} serves no model.")
+    names = [c.id for c in cards]
+    if parsed.model is None:
+        if len(cards) == 1:
+            return cards[0]
+        raise ModelLoadError(
+            f"The server at {parsed.url} serves {len(cards)} models: {', '.join(names)}.",
+            hint=f"Name one: {SPEC_PREFIX}{parsed.url}#{names[0]}",
+        )
+    for card in cards:
+        if card.id == parsed.model:
+            return card
+    raise ModelLoadError(
+        f"The server at {parsed.url} does not serve '{parsed.model}'."
+        f"{did_you_mean(parsed.model, names)}",
+        hint=f"It serves: {', '.join(names)}. Spec used: {spec}",
+    )
+
+
+def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
+    """Connect to a vLLM server, load the tokenizer locally, and check the logprobs cap.
+
+    Raises:
+        ModelLoadError: unreachable server, unknown model, no tokenizer, a top-logprobs
+            cap below what pairscope asks for, or an answer pairscope cannot read.
+    """
+    started = time.perf_counter()
+    parsed = parse_spec(spec)
+    timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
+    concurrency = int(_env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
+    k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
+    client = Client(parsed.url, timeout=timeout, api_key=os.environ.get("VLLM_API_KEY"))
+    start_hint = (
+        "Start it first, e.g. `vllm serve MODEL --max-logprobs 100 --port 8000`, and check "
+        "host, port and the /v1 path."
+    )
+    try:
+        cards = parse_models(client.get("/models", retries=1, timeout=min(timeout, 15.0)))
+    except Unreachable as exc:
+        raise ModelLoadError(
+            f"Cannot reach the vLLM server at {parsed.url}: {exc}", hint=start_hint
+        ) from None
+    except ServerError as exc:
+        raise ModelLoadError(
+            f"{parsed.url}/models answered {exc}.",
+            hint=start_hint if exc.status == 404 else None,
+        ) from None
+    except ValueError as exc:
+        raise ModelLoadError(f"{parsed.url} is not an OpenAI-compatible server: {exc}") from None
+    card = _choose_card(spec, parsed, cards)
+    tokenizer, tok_source = _load_tokenizer(card, trust_remote_code)
+    vocab, eos = _model_facts(tok_source, tokenizer)
+    version = _server_version(parsed.url, client.headers)
+    token_ids = _check_server(parsed, card, client, tokenizer, vocab, k)
+    if k < DEFAULT_LOGPROBS:
+        warnings.warn(
+            f"{spec}: asking the server for the top {k} logprobs ({ENV_LOGPROBS}); "
+            f"BlendIn's default top-k is {DEFAULT_LOGPROBS}.",
+            stacklevel=2,
+        )
+    return ServedModel(
+        source=ModelSource(spec, "vllm", parsed.url),
+        tokenizer=tokenizer,
+        client=client,
+        card=card,
+        tokenizer_source=tok_source,
+        vocab_size=vocab,
+        logprobs=k,
+        token_ids=token_ids,
+        eos_ids=eos,
+        load_seconds=time.perf_counter() - started,
+        concurrency=concurrency,
+        server_version=version,
+    )
+
+
+def _server_version(url: str, headers: dict[str, str]) -> str | None:
+    """vLLM's ``/version`` (beside /v1); None for servers without it."""
+    root = Client(url.removesuffix("/v1"), timeout=5.0, retries=0)
+    root.headers = dict(headers)
+    try:
+        answer = root.get("/version")
+    except (Unreachable, ServerError):
+        return None
+    finally:
+        root.close()
+    version = answer.get("version") if isinstance(answer, dict) else None
+    return str(version) if version else None
+
+
+def _check_server(
+    parsed: ServedSpec, card: ServedCard, client: Client, tokenizer: Any, vocab: int, k: int
+) -> bool:
+    """One tiny request: the logprobs cap, token-id keys, and that the tokenizers agree.
+
+    Returns whether the server returns token ids (``return_tokens_as_token_ids``).
+    """
+    probe = list(tokenizer.encode("The capital of France is", add_special_tokens=True))
+    body = completion_body(card.id, [probe], logprobs=k)
+    try:
+        [choice] = ordered_choices(client.post("/completions", body, retries=1), 1)
+    except ServerError as exc:
+        if is_logprobs_cap(exc.message):
+            cap = logprobs_cap(exc.message)
+            limit = f"at {cap}" if cap is not None else "below the number asked for"
+            raise ModelLoadError(
+                f"The vLLM server at {parsed.url} caps top logprobs {limit}; pairscope asks "
+                f"for {k} per position.",
+                hint=RESTART_HINT,
+            ) from None
+        raise ModelLoadError(
+            f"The vLLM server at {parsed.url} refused a token-id completion request: {exc}"
+        ) from None
+    except Unreachable as exc:
+        raise ModelLoadError(f"The vLLM server at {parsed.url} stopped answering: {exc}") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"Unexpected answer from {parsed.url}: {exc}") from None
+    logprobs = choice.get("logprobs") or {}
+    tops = logprobs.get("top_logprobs") or [None]
+    keys = list((tops[0] or {}).keys())
+    token_ids = bool(keys) and all(key.startswith(TOKEN_ID_PREFIX) for key in keys)
+    if not keys:
+        raise ModelLoadError(f"The server at {parsed.url} returned no top logprobs.")
+    if not token_ids:
+        warnings.warn(
+            f"The server at {parsed.url} ignores return_tokens_as_token_ids: logprobs come "
+            "keyed by decoded strings, so ids that decode alike merge and are mapped back "
+            "through the local tokenizer (see docs/vllm.md).",
+            stacklevel=3,
+        )
+    if len(keys) < min(k, vocab):
+        warnings.warn(
+            f"The server at {parsed.url} returned {len(keys)} top logprobs, not {k}.",
+            stacklevel=3,
+        )
+    keymap = TokenKeys(tokenizer)
+    try:
+        [entry] = choice_positions(choice, keymap)
+        dense_logprobs([entry], vocab)
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"{card.id}: {exc}.",
+            hint="Serve the model whose tokenizer pairscope loads (see docs/vllm.md).",
+        ) from None
+    sampled = keymap(str((logprobs.get("tokens") or [""])[0]))
+    text = choice.get("text")
+    if token_ids and sampled is not None and isinstance(text, str):
+        local = tokenizer.decode([sampled])
+        if local != text:
+            warnings.warn(
+                f"The server decodes token {sampled} as {text!r}, the local tokenizer "
+                f"({card.id}) as {local!r}: they may differ.",
+                stacklevel=3,
+            )
+    return token_ids
+
+
+__all__ = [
+    "Client",
+    "ServedModel",
+    "ServedStream",
+    "ServerError",
+    "Unreachable",
+    "choice_positions",
+    "completion_body",
+    "dense_logprobs",
+    "error_message",
+    "is_logprobs_cap",
+    "load_served",
+    "logprobs_cap",
+    "parse_models",
+    "parse_spec",
+]

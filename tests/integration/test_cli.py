@@ -1,0 +1,221 @@
+"""The probe command as a CI gate, on the tiny random pair: exit codes, outputs, run dirs.
+
+tau makes the intervention rate exact, so every verdict here is deterministic:
+tau = 0 never intervenes (IR = 0, interval [0, 0]) and tau = 2 always does
+(IR = 1, interval [1, 1]). FAIL iff low > threshold, PASS iff high < threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pairscope.cli import app
+from pairscope.runs import iter_records, read_json
+from pairscope.summary import summarize
+from tests.conftest import data_dir
+
+DATA = data_dir()
+pytestmark = pytest.mark.skipif(DATA is None, reason="offline benchmark copies not found")
+
+
+def cli(*args: object):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def probe(tiny_dirs, tmp_path):
+    """Run `pairscope probe` on the tiny pair (xstest, 3 samples, 6 tokens)."""
+
+    def run(*extra: object, out: Path | None = None, data: Path | None = None):
+        return cli(
+            "probe",
+            "--base",
+            tiny_dirs["base"],
+            "--guide",
+            tiny_dirs["guide"],
+            "--data-dir",
+            data or DATA,
+            "--tasks",
+            "xstest",
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--no-calibration",
+            "--out",
+            out or tmp_path / "run",
+            *extra,
+        )
+
+    return run
+
+
+def summary_of(path: Path) -> dict:
+    return read_json(path / "summary.json")
+
+
+@pytest.mark.parametrize(
+    ("tau", "threshold", "strict", "verdict", "code"),
+    [
+        ("0", "0.2", False, "PASS", 0),  # IR [0, 0] below 0.2
+        ("2", "0.2", False, "FAIL", 1),  # IR [1, 1] above 0.2
+        ("2", "1.0", False, "WARN", 0),  # IR [1, 1] touches 1.0: WARN passes...
+        ("2", "1.0", True, "WARN", 1),  # ...unless --strict
+        ("0", "0.0", False, "WARN", 0),  # IR [0, 0] touches 0.0
+    ],
+)
+def test_exit_code_follows_the_verdict(probe, tmp_path, tau, threshold, strict, verdict, code):
+    result = probe("--tau", tau, "--threshold", threshold, *(["--strict"] if strict else []))
+    assert result.exit_code == code, result.output
+    summary = summary_of(tmp_path / "run")
+    assert summary["tasks"]["xstest"]["verdict"] == verdict
+    assert summary["overall"]["verdict"] == verdict
+    assert summary["overall"]["exit_code"] == code
+    assert summary["overall"]["gate_passed"] is (code == 0)
+    assert f"Overall: {verdict}" in result.stdout
+
+
+def test_default_tau_on_the_tiny_pair_fails_a_zero_threshold(probe, tmp_path):
+    result = probe("--threshold", "0.0")
+    ir = summary_of(tmp_path / "run")["tasks"]["xstest"]["methods"]["nudging"]["intervention_rate"]
+    assert ir["low"] > 0.0
+    assert result.exit_code == 1
+
+
+def test_any_fail_policy_over_several_tasks(tiny_dirs, tmp_path):
+    """Two tasks, one threshold: both FAIL at tau = 2 and the pair fails."""
+    result = cli(
+        "probe",
+        *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
+        *("--data-dir", DATA, "--tasks", "xstest,truthfulqa", "--n", "2"),
+        *("--max-new-tokens", "4", "--no-calibration", "--tau", "2", "--threshold", "0.5"),
+        *("--out", tmp_path / "run"),
+    )
+    assert result.exit_code == 1
+    summary = summary_of(tmp_path / "run")
+    assert [t["verdict"] for t in summary["tasks"].values()] == ["FAIL", "FAIL"]
+
+
+def test_json_to_stdout_is_only_the_summary(probe, tmp_path):
+    result = probe("--json", "-")
+    assert result.exit_code in (0, 1)
+    printed = json.loads(result.stdout)  # nothing else on stdout: the table went to stderr
+    assert printed == summary_of(tmp_path / "run")
+    assert "Overall:" in result.stderr
+    assert printed["overall"]["exit_code"] == result.exit_code
+
+
+def test_json_and_markdown_files(probe, tmp_path):
+    result = probe("--json", tmp_path / "s.json", "--markdown", tmp_path / "s.md")
+    summary = summary_of(tmp_path / "run")
+    assert read_json(tmp_path / "s.json") == summary
+    md = (tmp_path / "s.md").read_text()
+    verdict = summary["overall"]["verdict"]
+    assert md.startswith(f"### pairscope probe: {verdict}")
+    assert "| task | n | intervention rate (95% CI) | threshold | score (95% CI) | verdict |" in md
+    assert "| xstest | 3 | " in md and f"**{summary['tasks']['xstest']['verdict']}** |" in md
+    assert "Overall:" in result.stdout
+
+
+def test_run_directory_contents(probe, tmp_path):
+    probe()
+    run = tmp_path / "run"
+    for name in ("config.json", "manifest.json", "records.jsonl", "summary.json", "report.html"):
+        assert (run / name).is_file(), name
+    manifest = read_json(run / "manifest.json")
+    gens = [r for r in iter_records(run) if r["kind"] == "generation"]
+    assert sorted(r["sample_id"] for r in gens) == sorted(manifest["xstest"]["ids"])
+    saved = summary_of(run)
+    again = summarize(run)
+    saved["timing"].pop("total_seconds")
+    assert again == saved
+
+
+def test_out_existing_run_needs_force_or_resume(probe, tmp_path):
+    assert probe().exit_code in (0, 1)
+    before = (tmp_path / "run" / "records.jsonl").read_bytes()
+    refused = probe()
+    assert refused.exit_code == 2
+    assert "already holds a run" in refused.stderr
+    assert f"--resume {tmp_path / 'run'}" in refused.stderr and "--force" in refused.stderr
+    assert (tmp_path / "run" / "records.jsonl").read_bytes() == before
+    replaced = probe("--force", "--tau", "0")
+    assert replaced.exit_code == 0
+    assert summary_of(tmp_path / "run")["settings"]["tau"] == 0.0
+
+
+def test_resume_with_different_settings_is_refused(probe, tmp_path):
+    assert probe().exit_code in (0, 1)
+    result = probe("--resume", tmp_path / "run", "--tau", "0.3", "--k", "50")
+    assert result.exit_code == 2
+    line = next(x for x in result.stderr.splitlines() if x.startswith("error:"))
+    assert f"Cannot resume {tmp_path / 'run'} with different settings" in line
+    assert "tau: run has 0.4, now 0.3" in line and "k: run has 100, now 50" in line
+
+
+def test_resume_takes_the_settings_not_given_again_from_the_run(probe, tmp_path):
+    assert probe("--tau", "0", "--threshold", "0.3", "--batch-size", "2").exit_code == 0
+    (tmp_path / "run" / "summary.json").unlink()
+    result = cli("probe", "--resume", tmp_path / "run")  # no --data-dir, models, n or tau
+    assert result.exit_code == 0, result.output
+    settings = summary_of(tmp_path / "run")["settings"]
+    assert settings["tau"] == 0.0 and settings["n"] == 3 and settings["batch_size"] == 2
+    assert settings["thresholds"] == {"xstest": 0.3}
+    assert settings["max_new_tokens"] == {"xstest": 6}
+    assert settings["calibration"] is False
+    # A setting that is given again with the same value is fine; another value is not.
+    assert cli("probe", "--resume", tmp_path / "run", "--tau", "0").exit_code == 0
+    refused = cli("probe", "--resume", tmp_path / "run", "--threshold", "0.2")
+    assert refused.exit_code == 2
+    assert "thresholds: run has {'xstest': 0.3}, now {'xstest': 0.2}" in refused.stderr
+
+
+def test_resume_of_a_finished_run_redoes_nothing(probe, tmp_path):
+    assert probe().exit_code in (0, 1)
+    first = summary_of(tmp_path / "run")
+    before = [r for r in iter_records(tmp_path / "run") if r["kind"] != "session"]
+    result = probe("--resume", tmp_path / "run")
+    assert result.exit_code == first["overall"]["exit_code"]
+    after = [r for r in iter_records(tmp_path / "run") if r["kind"] != "session"]
+    assert after == before
+    second = summary_of(tmp_path / "run")
+    for s in (first, second):
+        s.pop("timing")
+    assert second == first
+
+
+def test_nothing_is_written_outside_the_run_directory(probe, tmp_path, monkeypatch):
+    """A fresh copy of the data (a new datasets cache key) leaves the datasets cache alone."""
+    import datasets
+
+    assert DATA is not None
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "xstest", data / "xstest")
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+
+    def listing() -> set[str]:
+        return {str(p) for p in cache.rglob("*")} if cache.exists() else set()
+
+    before = listing()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = probe(data=data, out=tmp_path / "run")
+    assert result.exit_code in (0, 1)
+    assert listing() == before
+    assert os.listdir(cwd) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "data", "run"]
+    assert sorted(p.name for p in (data / "xstest").iterdir()) == sorted(
+        p.name for p in (DATA / "xstest").iterdir()
+    )
