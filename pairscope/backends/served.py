@@ -104,10 +104,6 @@ class ServedSpec:
     model: str | None = None
 
 
-def is_served_spec(spec: str) -> bool:
-    return spec.startswith(SPEC_PREFIX)
-
-
 def parse_spec(spec: str) -> ServedSpec:
     """Parse ``vllm:http://host:port/v1[#name]``.
 
@@ -656,6 +652,8 @@ class ServedModel(LoadedModel):
             raise RuntimeFault(f"Unexpected answer from the vLLM server: {exc}") from None
 
     def _dense(self, positions: Sequence[dict[int, float]]) -> torch.Tensor:
+        if any(v != v for entry in positions for v in entry.values()):  # NaN
+            raise RuntimeFault(f"The vLLM server returned NaN logprobs for {self.card.id}.")
         try:
             out = dense_logprobs(positions, self.vocab_size)
         except ValueError as exc:
@@ -663,8 +661,6 @@ class ServedModel(LoadedModel):
                 f"{self.card.id}: {exc}.",
                 hint="Serve the same model whose tokenizer pairscope loads (see docs/vllm.md).",
             ) from None
-        if torch.isnan(out).any():
-            raise RuntimeFault(f"The vLLM server returned NaN logprobs for {self.card.id}.")
         return out
 
 
