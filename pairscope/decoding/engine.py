@@ -371,9 +371,9 @@ class Engine:
     def _guide_sync(self, rows: list[_Row], wanted: list[int]) -> torch.Tensor:
         """Guide logprobs [len(wanted), V_guide], bringing *every* row up to date.
 
-        Every row is fed its pending text in the same call: a forward pass costs
-        rows x width whoever is named, so syncing all rows keeps each later call
-        narrow instead of paying a wide catch-up (or a prefill) for one row at a time.
+        Every call adds its width in cache slots to every row, so one narrow call that
+        feeds all rows their new text beats lazy catch-ups: those are wide, and the
+        slots they add to every row make each later pass attend over more.
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None

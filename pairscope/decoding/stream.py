@@ -18,6 +18,7 @@ left padding shrink that row's effective window slightly, as they do for
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,47 @@ class ModelStream:
         self.mask = self.mask.index_select(0, index)
         self.rows = [self.rows[i] for i in keep]
 
+    def _rows_cache(self, index: torch.Tensor) -> Any:
+        """A cache holding only the rows ``index`` (copies of their keys and values)."""
+        sub = copy.copy(self.cache)
+        sub.layers = []
+        for layer in self.cache.layers:
+            part = copy.copy(layer)
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                part.keys = layer.keys.index_select(0, index)
+                part.values = layer.values.index_select(0, index)
+            sub.layers.append(part)
+        return sub
+
+    def _merge_rows(self, sub: Any, index: torch.Tensor, width: int) -> None:
+        """Write a row-subset cache back: every other row gets ``width`` empty (masked) slots.
+
+        A sliding-window layer keeps only its last slots; the merged layer keeps the
+        same number, so old slots are aligned from the end.
+        """
+        batch = len(self.rows)
+        for i, (full, part) in enumerate(zip(self.cache.layers, sub.layers)):
+            if getattr(part, "keys", None) is None or not part.keys.numel():
+                continue
+            length = part.keys.shape[-2]
+            merged = []
+            for old, new in (
+                (getattr(full, "keys", None), part.keys),
+                (getattr(full, "values", None), part.values),
+            ):
+                shape = (batch, *new.shape[1:])
+                out = torch.zeros(shape, dtype=new.dtype, device=new.device)
+                carried = min(
+                    length - width, 0 if old is None or not old.numel() else old.shape[-2]
+                )
+                if carried > 0:
+                    assert old is not None
+                    out[:, :, length - width - carried : length - width] = old[:, :, -carried:]
+                out.index_copy_(0, index, new)
+                merged.append(out)
+            part.keys, part.values = merged
+            self.cache.layers[i] = part
+
     @torch.inference_mode()
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Bring rows to their target ids and return their next-token logprobs.
@@ -103,37 +145,51 @@ class ModelStream:
         width = max(len(new) for _, new in feeds.values())
         batch = len(self.rows)
         start = self.slots
-        # [B, width] inputs; each row's new tokens right-aligned, pads masked out.
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        block_mask = torch.zeros((batch, width), dtype=torch.long)
-        positions = torch.zeros((batch, width), dtype=torch.long)
-        for r, (keep, new) in feeds.items():
-            n = len(new)
-            input_ids[r, width - n :] = torch.tensor(new, dtype=torch.long)
-            block_mask[r, width - n :] = 1
-            positions[r, width - n :] = torch.arange(keep, keep + n)
-            # Pads get the row's last live position so no position id is out of range.
-            positions[r, : width - n] = max(keep - 1, 0)
-        for r in range(batch):
-            if r not in feeds:
-                positions[r, :] = max(len(self.rows[r].ids) - 1, 0)
-        self.mask = torch.cat([self.mask, block_mask.to(self.device)], dim=1)
+        # Only the named rows are computed when they are fewer than the batch: a forward
+        # pass costs rows x width, and the other rows would only carry masked pads.
+        subset = len(order) < batch
+        computed = order if subset else list(range(batch))
+        # [R, width] inputs; each row's new tokens right-aligned, pads masked out.
+        input_ids = torch.full((len(computed), width), self.pad_id, dtype=torch.long)
+        block = torch.zeros((len(computed), width), dtype=torch.long)
+        positions = torch.zeros((len(computed), width), dtype=torch.long)
+        for i, r in enumerate(computed):
+            if r in feeds:
+                keep, new = feeds[r]
+                n = len(new)
+                input_ids[i, width - n :] = torch.tensor(new, dtype=torch.long)
+                block[i, width - n :] = 1
+                positions[i, width - n :] = torch.arange(keep, keep + n)
+                # Pads get the row's last live position so no position id is out of range.
+                positions[i, : width - n] = max(keep - 1, 0)
+            else:
+                positions[i, :] = max(len(self.rows[r].ids) - 1, 0)
+        index = torch.tensor(computed, dtype=torch.long, device=self.device)
+        block = block.to(self.device)
+        cache = self._rows_cache(index) if subset else self.cache
+        past_mask = self.mask.index_select(0, index) if subset else self.mask
         out = self.model(
             input_ids=input_ids.to(self.device),
-            attention_mask=self.mask,
+            attention_mask=torch.cat([past_mask, block], dim=1),
             position_ids=positions.to(self.device),
-            **{self._cache_kw: self.cache},
+            **{self._cache_kw: cache},
             cache_position=torch.arange(start, start + width, device=self.device),
             use_cache=True,
             logits_to_keep=1,
         )
+        full_block = torch.zeros((batch, width), dtype=torch.long, device=self.device)
+        full_block.index_copy_(0, index, block)
+        self.mask = torch.cat([self.mask, full_block], dim=1)
+        if subset:
+            self._merge_rows(cache, index, width)
         for r, (_, new) in feeds.items():
             row = self.rows[r]
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
             self.fed_tokens += len(new)
-        index = torch.tensor(order, dtype=torch.long, device=self.device)
-        logits = out.logits[:, -1, :].index_select(0, index).float()
+        logits = out.logits[:, -1, :].float()
+        if not subset:
+            logits = logits.index_select(0, torch.tensor(order, device=self.device))
         if not torch.isfinite(logits).all():
             raise RuntimeFault(
                 "The model produced NaN or infinite logits.",
