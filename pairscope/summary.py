@@ -247,18 +247,29 @@ def _arbitration(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if helps:
         statement = (
             f"Confidence arbitrates better than the better single model: picking the more "
-            f"confident model is right {conf:.2f} of the time vs {single:.2f} for the {better}."
+            f"confident model is right {conf:.3f} of the time vs {single:.3f} for the {better}."
         )
     else:
         statement = (
             f"Confidence does not arbitrate better than the better single model: picking the "
-            f"more confident model is right {conf:.2f} of the time vs {single:.2f} for the "
+            f"more confident model is right {conf:.3f} of the time vs {single:.3f} for the "
             f"{better} alone."
         )
     statement += (
         f" BlendIn's pick: {acc['blend']['point']:.2f}; oracle: {acc['oracle']['point']:.2f}."
     )
     return {"n_positions": n, "accuracy": acc, "confidence_helps": helps, "statement": statement}
+
+
+def _mde(n: int, xa: list[bool], xb: list[bool], discordant: int) -> float:
+    """Minimum paired difference detectable at this n (80 % power, alpha 0.05).
+
+    Uses the observed discordance; when the outcomes are degenerate (no discordant
+    pairs and accuracies of 0 or 1) it falls back to the most conservative p = 0.5,
+    rather than claiming that any difference at all would be detected.
+    """
+    mde = min_detectable_difference(n, sum(xa) / n, sum(xb) / n, discordance=discordant / n or None)
+    return mde if mde > 0 else min_detectable_difference(n, 0.5)
 
 
 PAIRS = (("blendin", "nudging"), ("blendin", "base"), ("nudging", "base"), ("guide", "base"))
@@ -287,9 +298,7 @@ def _comparisons(
                 "n": n,
                 "diff": paired_bootstrap_diff(xa, xb).to_dict(),
                 "mcnemar": test.to_dict(),
-                "mde": min_detectable_difference(
-                    n, sum(xa) / n, sum(xb) / n, discordance=test.n_discordant / n or None
-                ),
+                "mde": _mde(n, xa, xb, test.n_discordant),
             }
         )
     return out

@@ -112,13 +112,23 @@ def arbitration(
     uncertain = [i for i, lp in enumerate(top_logp.exp().tolist()) if lp < tau]
     if not uncertain:
         return result
-    stream = guide.new_stream(1)
+    # One teacher-forced guide pass serves every offset whose re-encoded prefix is a
+    # prefix of the guide's encoding of the whole reference (the same ids, so the same
+    # distribution); other offsets (inside a guide token) get their own cached pass.
+    gfull = list(guide.tokenizer.encode(reference_text, add_special_tokens=False))
+    gforced = _scores(guide, guide_prompt, gfull) if gfull else None
+    stream = None
     blend = Blend(tau=tau, alpha=None, lam=lam, top_k=top_k)
     for i in uncertain:
         prefix = reference_text[: offsets[i]]
         rest = reference_text[offsets[i] :]
-        gids = guide_prompt + list(guide.tokenizer.encode(prefix, add_special_tokens=False))
-        glogp = stream.forward({0: gids})[0]
+        gprefix = list(guide.tokenizer.encode(prefix, add_special_tokens=False))
+        j = len(gprefix)
+        if gforced is not None and j < len(gfull) and gfull[:j] == gprefix:
+            glogp = gforced[j]
+        else:
+            stream = stream or guide.new_stream(1)
+            glogp = stream.forward({0: guide_prompt + gprefix})[0]
         btop = _topk(logp[i], bvocab, top_k)
         gtop = _topk(glogp, gvocab, top_k)
         b_text, g_text = _text(btop.top_key), _text(gtop.top_key)

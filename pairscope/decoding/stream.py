@@ -77,6 +77,7 @@ class ModelStream:
         """A cache holding only the rows ``index`` (copies of their keys and values)."""
         sub = copy.copy(self.cache)
         sub.layers = []
+        layer: Any
         for layer in self.cache.layers:
             part = copy.copy(layer)
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
