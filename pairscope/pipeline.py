@@ -575,26 +575,10 @@ def _teacher_force(
         for role, lm, prompt in (("base", pair.base, bprompt), ("guide", pair.guide, gprompt)):
             if not run_dir.has("calibration", task, s.id, role):
                 forced = forced_tokens(lm, prompt, s.reference)
-                run_dir.append(
-                    {
-                        "kind": "calibration",
-                        "task": task,
-                        "sample_id": s.id,
-                        "method": role,
-                        **forced.to_dict(),
-                    }
-                )
+                _record(run_dir, "calibration", task, s.id, role, **forced.to_dict())
         if not run_dir.has("arbitration", task, s.id, "blendin"):
             arb = arbitration(pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k)
-            run_dir.append(
-                {
-                    "kind": "arbitration",
-                    "task": task,
-                    "sample_id": s.id,
-                    "method": "blendin",
-                    **arb.to_dict(),
-                }
-            )
+            _record(run_dir, "arbitration", task, s.id, "blendin", **arb.to_dict())
         progress.advance(task, "teacher forcing", 0, None)
     for s in todo_mc:
         for role, lm, prompt in (
@@ -603,16 +587,15 @@ def _teacher_force(
         ):
             if not run_dir.has("answer", task, s.id, role):
                 probs = option_probs(lm, prompt, s.options)
-                run_dir.append(
-                    {
-                        "kind": "answer",
-                        "task": task,
-                        "sample_id": s.id,
-                        "method": role,
-                        "letters": list(s.options),
-                        "probs": probs,
-                        "answer": s.answer_letter,
-                    }
+                _record(
+                    run_dir,
+                    "answer",
+                    task,
+                    s.id,
+                    role,
+                    letters=list(s.options),
+                    probs=probs,
+                    answer=s.answer_letter,
                 )
         progress.advance(task, "teacher forcing", 0, None)
 
@@ -623,6 +606,13 @@ def _fit(lm: Any, prompt: list[int], reference: str = "") -> list[int]:
 
     reserve = len(lm.tokenizer.encode(reference, add_special_tokens=False)) if reference else 1
     return _prompt_ids(lm, prompt, max(reserve, 1))
+
+
+def _record(
+    run_dir: RunDir, kind: str, task: str, sample_id: str, method: str, **data: Any
+) -> None:
+    """Append one record keyed by (kind, task, sample_id, method)."""
+    run_dir.append({"kind": kind, "task": task, "sample_id": sample_id, "method": method, **data})
 
 
 def _render(path: Path) -> None:
