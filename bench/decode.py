@@ -106,6 +106,14 @@ def pairscope_method(method: str) -> Callable[[Pair, list[Request], int], int]:
     return run
 
 
+def last_logprobs(lm: Any, rows: list[list[int]]) -> torch.Tensor:
+    """Next-token logprobs [rows, vocab] from one uncached pass over left-padded rows."""
+    ids, mask = left_pad(rows, lm.tokenizer.pad_token_id or 0, lm.device)
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+    return torch.log_softmax(out.logits[:, -1].float(), -1)
+
+
 def naive_blend(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
     """Per token: the whole prefix through both models, top-100 lists, BlendIn's pick."""
     base, guide = pair.base, pair.guide
@@ -129,21 +137,8 @@ def naive_blend(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
             + guide.tokenizer.encode(texts[i], add_special_tokens=False)
             for i in live
         ]
-        with torch.inference_mode():
-            ids, mask = left_pad(brows, base.tokenizer.pad_token_id or 0, base.device)
-            blog = torch.log_softmax(
-                base.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-                .logits[:, -1]
-                .float(),
-                -1,
-            )
-            ids, mask = left_pad(grows, guide.tokenizer.pad_token_id or 0, guide.device)
-            glog = torch.log_softmax(
-                guide.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
-                .logits[:, -1]
-                .float(),
-                -1,
-            )
+        blog = last_logprobs(base, brows)
+        glog = last_logprobs(guide, grows)
         for j, i in enumerate(live):
             bv, bi = torch.topk(blog[j], 100)
             gv, gi = torch.topk(glog[j], 100)

@@ -57,7 +57,6 @@ class ModelStream:
         self.rows = [_Row() for _ in range(batch)]
         self.mask = torch.zeros((batch, 0), dtype=torch.long, device=self.device)
         self.pad_id = pad_id
-        self.fed_tokens = 0  # live tokens fed, for throughput accounting
         # transformers renamed `past_key_values` to `cache` (5.2x); accept both.
         params = inspect.signature(type(model).forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -187,7 +186,6 @@ class ModelStream:
             row = self.rows[r]
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
-            self.fed_tokens += len(new)
         logits = out.logits[:, -1, :].float()
         if not subset:
             logits = logits.index_select(0, torch.tensor(order, device=self.device))
