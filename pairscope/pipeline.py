@@ -551,42 +551,61 @@ def _teacher_force(
     samples: Sequence[Any],
     progress: Progress,
 ) -> None:
-    """Calibration records (both models), the arbitration check, and MC answer calibration."""
-    from pairscope.teacher import arbitration, forced_tokens, option_probs
+    """Calibration records (both models), the arbitration check, and MC answer calibration.
 
-    with_ref = [s for s in samples if s.reference]
-    mc = [s for s in samples if s.options]
-    if not with_ref and not mc:
-        return
-    kinds = [("calibration", "base"), ("calibration", "guide"), ("arbitration", "blendin")]
-    todo = [s for s in with_ref if not all(run_dir.has(k, task, s.id, m) for k, m in kinds)]
-    todo_mc = [
-        s for s in mc if not all(run_dir.has("answer", task, s.id, m) for m in ("base", "guide"))
+    One teacher-forced pass per model and sample serves all three: the calibration
+    records, the arbitration check (same reference) and the option letters (the
+    prompt's next-token distribution is the pass's first row).
+    """
+    from pairscope.teacher import Forcer, arbitration, forced_tokens, option_probs
+
+    kinds = [
+        *(("calibration", m) for m in ("base", "guide")),
+        ("arbitration", "blendin"),
     ]
-    progress.start(
-        task,
-        "teacher forcing",
-        len(with_ref) + len(mc),
-        len(with_ref) + len(mc) - len(todo) - len(todo_mc),
+    answers = [("answer", m) for m in ("base", "guide")]
+
+    def missing(s: Any) -> list[tuple[str, str]]:
+        wanted = (kinds if s.reference else []) + (answers if s.options else [])
+        return [(k, m) for k, m in wanted if not run_dir.has(k, task, s.id, m)]
+
+    relevant = [s for s in samples if s.reference or s.options]
+    if not relevant:
+        return
+    todo = [s for s in relevant if missing(s)]
+    progress.start(task, "teacher forcing", len(relevant), len(relevant) - len(todo))
+    if not todo:
+        return
+    models = (("base", pair.base), ("guide", pair.guide))
+    encoded = {
+        s.id: (
+            pair.base.encode_completion_prompt(s.base_prompt),
+            pair.guide.encode_chat_prompt(s.guide_user),
+        )
+        for s in todo
+    }
+    forcers = (
+        Forcer(pair.base, [e[0] for e in encoded.values()]),
+        Forcer(pair.guide, [e[1] for e in encoded.values()]),
     )
     for s in todo:
-        bprompt = _fit(pair.base, pair.base.encode_completion_prompt(s.base_prompt), s.reference)
-        gprompt = _fit(pair.guide, pair.guide.encode_chat_prompt(s.guide_user), s.reference)
-        for role, lm, prompt in (("base", pair.base, bprompt), ("guide", pair.guide, gprompt)):
-            if not run_dir.has("calibration", task, s.id, role):
-                forced = forced_tokens(lm, prompt, s.reference)
-                _record(run_dir, "calibration", task, s.id, role, **forced.to_dict())
-        if not run_dir.has("arbitration", task, s.id, "blendin"):
-            arb = arbitration(pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k)
-            _record(run_dir, "arbitration", task, s.id, "blendin", **arb.to_dict())
-        progress.advance(task, "teacher forcing", 0, None)
-    for s in todo_mc:
-        for role, lm, prompt in (
-            ("base", pair.base, _fit(pair.base, pair.base.encode_completion_prompt(s.base_prompt))),
-            ("guide", pair.guide, _fit(pair.guide, pair.guide.encode_chat_prompt(s.guide_user))),
-        ):
-            if not run_dir.has("answer", task, s.id, role):
-                probs = option_probs(lm, prompt, s.options)
+        need = set(missing(s))
+        if s.reference:
+            bprompt, gprompt = (
+                _fit(lm, e, s.reference) for (_, lm), e in zip(models, encoded[s.id])
+            )
+            for (role, lm), prompt, forcer in zip(models, (bprompt, gprompt), forcers):
+                if ("calibration", role) in need:
+                    forced = forced_tokens(lm, prompt, s.reference, forcer)
+                    _record(run_dir, "calibration", task, s.id, role, **forced.to_dict())
+            if ("arbitration", "blendin") in need:
+                arb = arbitration(
+                    pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k, forcers
+                )
+                _record(run_dir, "arbitration", task, s.id, "blendin", **arb.to_dict())
+        for (role, lm), enc, forcer in zip(models, encoded[s.id], forcers):
+            if ("answer", role) in need:
+                probs = option_probs(lm, _fit(lm, enc), s.options, forcer)
                 _record(
                     run_dir,
                     "answer",

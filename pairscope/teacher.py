@@ -14,6 +14,7 @@ A served model (``vllm:``) is teacher-forced through the server's prompt logprob
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import torch
 
 from pairscope.backends.served import ServedModel
 from pairscope.decoding.strategies import Blend, TopK, merge_topk
+from pairscope.decoding.stream import cache_keyword, common_prefix
 from pairscope.decoding.vocab import END, TokenText
+from pairscope.errors import RuntimeFault
 from pairscope.models import LoadedModel, Pair
 
 
@@ -37,28 +40,120 @@ class ForcedTokens:
     def to_dict(self) -> dict[str, Any]:
         return {"confidence": self.confidence, "correct": self.correct}
 
-
-def _scores(lm: LoadedModel, prompt: list[int], reference: list[int]) -> torch.Tensor:
-    """Log-probabilities [len(reference), vocab] of each reference token's position."""
-    if isinstance(lm, ServedModel):
-        return lm.forced_logprobs(prompt, reference)
-    ids = torch.tensor([prompt + reference], device=lm.model.device)
-    with torch.inference_mode():
-        out = lm.model(input_ids=ids, logits_to_keep=len(reference) + 1)
-    # logits at position t predict token t+1: keep the len(reference) predicting positions.
-    logits = out.logits[0, :-1, :].float()
-    return torch.log_softmax(logits, dim=-1)
+    @classmethod
+    def from_logprobs(cls, logp: torch.Tensor, reference: Sequence[int]) -> ForcedTokens:
+        """From ``logp[t]``, the distribution that predicts ``reference[t]``."""
+        if not reference:
+            return cls([], [])
+        top_logp, top_ids = logp[: len(reference)].max(dim=-1)
+        target = torch.tensor(list(reference), device=top_ids.device)
+        return cls(top_logp.exp().tolist(), (top_ids == target).tolist())
 
 
-def forced_tokens(lm: LoadedModel, prompt: list[int], reference_text: str) -> ForcedTokens:
+class Forcer:
+    """Teacher-forced log-probabilities of one model over the prompts of one probe.
+
+    The prompts of a probe share a long prefix (the few-shot block, a chat
+    template's system text). Its keys and values are computed once, when the
+    forcer is made, and every sample's pass starts from a copy of them; the rest of
+    the prompt and the reference are one forward pass. The most recent prompt's
+    next-token distribution is kept, so option letters after the same prompt cost
+    nothing more. A served model is forced through its server (no prefix reuse).
+    """
+
+    MIN_PREFIX = 8
+
+    def __init__(self, lm: LoadedModel, prompts: Sequence[Sequence[int]] = ()) -> None:
+        self.lm = lm
+        self.prefix: list[int] = []
+        self._cache: Any = None
+        # ((prompt, continuation), logprobs) of the most recent pass.
+        self._last: tuple[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] | None = None
+        if isinstance(lm, ServedModel) or not prompts:
+            return
+        # At least one token of every prompt is fed, so each pass has a row to keep.
+        n = min(len(p) for p in prompts) - 1
+        first = list(prompts[0])
+        for p in prompts[1:]:
+            n = min(n, common_prefix(first, list(p)))
+        if n >= self.MIN_PREFIX:
+            self.prefix = first[:n]
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=lm.model.config)
+            ids = torch.tensor([self.prefix], device=lm.model.device)
+            with torch.inference_mode():
+                lm.model(
+                    input_ids=ids,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{cache_keyword(lm.model): cache},
+                )
+            self._cache = cache
+
+    def logprobs(self, prompt: Sequence[int], continuation: Sequence[int]) -> torch.Tensor:
+        """``[len(continuation) + 1, vocab]``: row t is the distribution after
+        ``prompt + continuation[:t]`` (local models only)."""
+        key = (tuple(prompt), tuple(continuation))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        if isinstance(self.lm, ServedModel):
+            raise TypeError("A served model has no dense teacher-forced distribution.")
+        if not prompt:
+            raise RuntimeFault("Teacher forcing needs a non-empty prompt.")
+        ids, n = list(prompt) + list(continuation), len(self.prefix)
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if self._cache is not None and len(prompt) > n and list(prompt[:n]) == self.prefix:
+            ids = ids[n:]
+            kwargs = {cache_keyword(self.lm.model): copy.deepcopy(self._cache), "use_cache": True}
+        model = self.lm.model
+        with torch.inference_mode():
+            out = model(
+                input_ids=torch.tensor([ids], device=model.device),
+                logits_to_keep=len(continuation) + 1,
+                **kwargs,
+            )
+        logits = out.logits[0].float()
+        if not torch.isfinite(logits).all():
+            raise RuntimeFault(
+                "The model produced NaN or infinite logits.",
+                hint="Try --dtype float32; the run is resumable with --resume.",
+            )
+        logp = torch.log_softmax(logits, dim=-1)
+        self._last = (key, logp)
+        return logp
+
+    def scores(self, prompt: Sequence[int], reference: Sequence[int]) -> torch.Tensor:
+        """Log-probabilities ``[len(reference), vocab]`` predicting each reference token.
+
+        The same call twice in a row (calibration, then the arbitration check) is one pass.
+        """
+        if not reference:
+            return torch.empty((0, 0))
+        if isinstance(self.lm, ServedModel):
+            key = (tuple(prompt), tuple(reference))
+            if self._last is None or self._last[0] != key:
+                self._last = (key, self.lm.forced_logprobs(prompt, reference))
+            return self._last[1]
+        return self.logprobs(prompt, reference)[:-1]
+
+    def next_logprobs(self, prompt: Sequence[int]) -> torch.Tensor:
+        """The next-token distribution after ``prompt``: row 0 of the last pass if it
+        had the same prompt, so option letters after a forced reference are free."""
+        if self._last is not None and self._last[0][0] == tuple(prompt):
+            if not isinstance(self.lm, ServedModel):
+                return self._last[1][0]
+        return self.logprobs(prompt, [])[0]
+
+
+def forced_tokens(
+    lm: LoadedModel, prompt: list[int], reference_text: str, forcer: Forcer | None = None
+) -> ForcedTokens:
     """Confidence and correctness at each reference token, under the model's own prompt."""
     reference = list(lm.tokenizer.encode(reference_text, add_special_tokens=False))
     if not reference:
         return ForcedTokens([], [])
-    logp = _scores(lm, prompt, reference)
-    top_logp, top_ids = logp.max(dim=-1)
-    target = torch.tensor(reference, device=top_ids.device)
-    return ForcedTokens(top_logp.exp().tolist(), (top_ids == target).tolist())
+    return ForcedTokens.from_logprobs((forcer or Forcer(lm)).scores(prompt, reference), reference)
 
 
 @dataclass(frozen=True)
@@ -96,16 +191,22 @@ def arbitration(
     tau: float,
     lam: float = 0.1,
     top_k: int = 100,
+    forcers: tuple[Forcer, Forcer] | None = None,
 ) -> Arbitration:
-    """Accuracy of base top-1, guide top-1, the more confident, and the BlendIn pick."""
+    """Accuracy of base top-1, guide top-1, the more confident, and the BlendIn pick.
+
+    ``forcers`` (base, guide) reuse a shared prompt prefix and the calibration passes
+    just made on the same reference.
+    """
     base, guide = pair.base, pair.guide
+    bforcer, gforcer = forcers or (Forcer(base), Forcer(guide))
     bvocab = TokenText(base.tokenizer, base.eos_ids, 0)
     gvocab = TokenText(guide.tokenizer, guide.eos_ids, 1)
     reference = list(base.tokenizer.encode(reference_text, add_special_tokens=False))
     result = Arbitration([], [], [], [])
     if not reference:
         return result
-    logp = _scores(base, base_prompt, reference)
+    logp = bforcer.scores(base_prompt, reference)
     # Text offset of each base position: the decoded prefix of the reference tokens.
     offsets = [len(base.tokenizer.decode(reference[:i])) for i in range(len(reference))]
     top_logp, _ = logp.max(dim=-1)
@@ -116,7 +217,7 @@ def arbitration(
     # prefix of the guide's encoding of the whole reference (the same ids, so the same
     # distribution); other offsets (inside a guide token) get their own cached pass.
     gfull = list(guide.tokenizer.encode(reference_text, add_special_tokens=False))
-    gforced = _scores(guide, guide_prompt, gfull) if gfull else None
+    gforced = gforcer.scores(guide_prompt, gfull) if gfull else None
     stream = None
     blend = Blend(tau=tau, alpha=None, lam=lam, top_k=top_k)
     for i in uncertain:
@@ -152,7 +253,9 @@ def _text(key: Any) -> str:
     return key if isinstance(key, str) and key != END else ""
 
 
-def option_probs(lm: LoadedModel, prompt: list[int], letters: Sequence[str]) -> list[float]:
+def option_probs(
+    lm: LoadedModel, prompt: list[int], letters: Sequence[str], forcer: Forcer | None = None
+) -> list[float]:
     """Renormalised probabilities of each option letter as the next token.
 
     A letter may start the answer as "A" or " A"; both single-token spellings are summed.
@@ -165,18 +268,17 @@ def option_probs(lm: LoadedModel, prompt: list[int], letters: Sequence[str]) -> 
             if len(tok) == 1:
                 ids.append(int(tok[0]))
         spellings.append(ids)
-    probs = _next_probs(lm, prompt, sorted({t for ids in spellings for t in ids}))
+    probs = _next_probs(lm, prompt, sorted({t for ids in spellings for t in ids}), forcer)
     mass = [sum(probs[t] for t in ids) for ids in spellings]
     norm = sum(mass)
     return [m / norm for m in mass] if norm > 0 else [1.0 / len(letters)] * len(letters)
 
 
-def _next_probs(lm: LoadedModel, prompt: list[int], wanted: list[int]) -> dict[int, float]:
+def _next_probs(
+    lm: LoadedModel, prompt: list[int], wanted: list[int], forcer: Forcer | None
+) -> dict[int, float]:
     """Next-token probability of each wanted id after ``prompt``."""
     if isinstance(lm, ServedModel):
         return {t: math.exp(v) for t, v in zip(wanted, lm.candidate_logprobs(prompt, wanted))}
-    ids = torch.tensor([prompt], device=lm.model.device)
-    with torch.inference_mode():
-        logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
-    probs = torch.softmax(logits, dim=-1)
+    probs = (forcer or Forcer(lm)).next_logprobs(prompt).exp()
     return {t: float(probs[t]) for t in wanted}

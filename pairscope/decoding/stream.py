@@ -45,6 +45,13 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward() keyword of the KV cache: transformers renamed `past_key_values`
+    to `cache` (5.2x); accept both."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class ModelStream:
     """Batched incremental forward passes for one model."""
 
@@ -57,9 +64,7 @@ class ModelStream:
         self.rows = [_Row() for _ in range(batch)]
         self.mask = torch.zeros((batch, 0), dtype=torch.long, device=self.device)
         self.pad_id = pad_id
-        # transformers renamed `past_key_values` to `cache` (5.2x); accept both.
-        params = inspect.signature(type(model).forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = cache_keyword(model)
 
     @property
     def slots(self) -> int:
