@@ -4,13 +4,15 @@ On one vLLM server (started here for the embedded guide, or ``--url`` of a runni
 one) it measures new tokens per second of greedy decoding of the same prompts by
 
 1. pairscope ``guide`` decoding through its served stream, all rows in flight at
-   once (token-id prompts, concurrent keep-alive requests, top-100 logprobs),
-2. the same at batch 1,
-3. the reference structure: one sample after another, one request per new token
+   once (token-id prompts, concurrent keep-alive requests, top-100 logprobs), each
+   request asking for 16 greedy tokens (``PAIRSCOPE_SERVED_LOOKAHEAD``'s default),
+2. the same with one token per request (lookahead 1),
+3. the same as (1) at batch 1,
+4. the reference structure: one sample after another, one request per new token
    whose prompt is the whole text so far as a string (re-tokenised by the server),
    top-100 logprobs, append the top-1 string,
 
-and prints the ratio (1)/(3). ``--json`` prints one JSON object.
+and prints the ratios to (4). ``--json`` prints one JSON object.
 
     .venv/bin/python bench/served.py [--quick] [--json] [--url http://127.0.0.1:8000/v1]
 """
@@ -54,7 +56,10 @@ def questions(n: int, data_dir: str | None) -> list[str]:
         return (FALLBACK_QUESTIONS * (n // len(FALLBACK_QUESTIONS) + 1))[:n]
 
 
-def pairscope_guide(lm: ServedModel, qs: list[str], new_tokens: int, batch: int) -> int:
+def pairscope_guide(
+    lm: ServedModel, qs: list[str], new_tokens: int, batch: int, lookahead: int = 16
+) -> int:
+    lm.lookahead = lookahead
     engine = Engine(Pair(base=lm, guide=lm), DecodeSettings(method="guide", batch_size=batch))
     results = engine.run([Request(q, q, (), new_tokens) for q in qs])
     return sum(r.positions for r in results)
@@ -122,20 +127,21 @@ def main() -> None:
         lm = load_model(f"vllm:{url}")
         assert isinstance(lm, ServedModel)
         pairscope_guide(lm, qs[:2], 2, 2)  # warm-up: connections, prefix cache, tokenizer tables
+        many = f"pairscope@{args.batch}"
         rows = [
-            timed(f"pairscope@{args.batch}", pairscope_guide, lm, qs, new_tokens, args.batch),
+            timed(many, pairscope_guide, lm, qs, new_tokens, args.batch),
+            timed(f"{many}_lookahead1", pairscope_guide, lm, qs, new_tokens, args.batch, 1),
             timed("pairscope@1", pairscope_guide, lm, qs, new_tokens, 1),
             timed("request_per_token", request_per_token, lm, qs, new_tokens),
         ]
         lm.close()
     rate = {r["method"]: r["tokens_per_second"] for r in rows}
     ratios = {
-        f"pairscope@{args.batch}_vs_request_per_token": round(
-            rate[f"pairscope@{args.batch}"] / rate["request_per_token"], 3
-        ),
-        "pairscope@1_vs_request_per_token": round(
-            rate["pairscope@1"] / rate["request_per_token"], 3
-        ),
+        f"{r['method']}_vs_request_per_token": round(
+            r["tokens_per_second"] / rate["request_per_token"], 3
+        )
+        for r in rows
+        if r["method"] != "request_per_token"
     }
     result = {
         "url": url,
@@ -154,11 +160,11 @@ def main() -> None:
         print(f"vllm serve ready in {start_seconds:.1f} s")
     for r in rows:
         print(
-            f"{r['method']:<20} {r['tokens_per_second']:>8.1f} tok/s  "
+            f"{r['method']:<24} {r['tokens_per_second']:>8.1f} tok/s  "
             f"({r['tokens']} tokens, {r['seconds']} s)"
         )
     for key, value in ratios.items():
-        print(f"{key:<40} {value:.2f}x")
+        print(f"{key:<48} {value:.2f}x")
 
 
 if __name__ == "__main__":

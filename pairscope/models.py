@@ -105,8 +105,11 @@ class LoadedModel:
         add_special = not self.has_chat_template
         return list(self.tokenizer.encode(text, add_special_tokens=add_special))
 
-    def new_stream(self, batch: int) -> Any:
-        """A batched incremental-decoding stream over this model (see decoding/stream.py)."""
+    def new_stream(self, batch: int, lookahead: int = 1) -> Any:
+        """A batched incremental-decoding stream over this model (see decoding/stream.py).
+
+        ``lookahead`` is how far the caller expects to follow the model's own greedy
+        path; a local stream computes one position per call and ignores it."""
         from pairscope.decoding.stream import ModelStream
 
         pad = self.tokenizer.pad_token_id

@@ -24,7 +24,7 @@ import torch
 
 from pairscope.backends.served import ServedModel
 from pairscope.decoding.strategies import Blend, TopK, merge_topk
-from pairscope.decoding.stream import cache_keyword, common_prefix
+from pairscope.decoding.stream import MIN_SHARED_PREFIX, cache_keyword, shared_prefix
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.errors import RuntimeFault
 from pairscope.models import LoadedModel, Pair
@@ -61,7 +61,7 @@ class Forcer:
     nothing more. A served model is forced through its server (no prefix reuse).
     """
 
-    MIN_PREFIX = 8
+    MIN_PREFIX = MIN_SHARED_PREFIX
 
     def __init__(self, lm: LoadedModel, prompts: Sequence[Sequence[int]] = ()) -> None:
         self.lm = lm
@@ -71,13 +71,9 @@ class Forcer:
         self._last: tuple[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] | None = None
         if isinstance(lm, ServedModel) or not prompts:
             return
-        # At least one token of every prompt is fed, so each pass has a row to keep.
-        n = min(len(p) for p in prompts) - 1
-        first = list(prompts[0])
-        for p in prompts[1:]:
-            n = min(n, common_prefix(first, list(p)))
-        if n >= self.MIN_PREFIX:
-            self.prefix = first[:n]
+        prefix = shared_prefix([list(p) for p in prompts])
+        if len(prefix) >= self.MIN_PREFIX:
+            self.prefix = prefix
             from transformers import DynamicCache
 
             cache = DynamicCache(config=lm.model.config)

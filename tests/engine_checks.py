@@ -65,12 +65,16 @@ def check_batch_invariance(pair: Pair, reqs: list[Request], method: str) -> None
     assert one == many
 
 
-def check_cache_invariance(lm: LoadedModel, prompts: list[list[int]], seed: int = 0) -> float:
+def check_cache_invariance(
+    lm: LoadedModel, prompts: list[list[int]], seed: int = 0, stream: ModelStream | None = None
+) -> float:
     """Drive a stream through random appends and rollbacks on every row at once and compare
-    each row's next-token logprobs with a fresh uncached pass. Returns the worst difference."""
+    each row's next-token logprobs with a fresh uncached pass. Returns the worst difference.
+
+    ``stream`` may start with content (a forked shared prefix of the prompts)."""
     rng = random.Random(seed)
     vocab = len(lm.tokenizer)
-    stream = ModelStream(lm.model, len(prompts))
+    stream = stream or ModelStream(lm.model, len(prompts))
     targets = {r: list(p) for r, p in enumerate(prompts)}
     worst = 0.0
     for step in range(12):

@@ -43,8 +43,12 @@ Throughput and failures. Rows of one call go out as concurrent requests (a threa
 pool, ``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own
 keep-alive connection). Connection errors, timeouts, 429 and 5xx are retried with
 exponential backoff (5 retries, about 15 s in all); ``PAIRSCOPE_SERVED_TIMEOUT``
-(default 300 s) bounds each request. An unreachable server at load time raises
-``ModelLoadError`` (exit 2, nothing started); a failure mid-run raises
+(default 300 s) bounds each request. Where the engine follows a model's greedy
+path (a confident base, the guide spelling out a NUDGING word), a request asks for
+up to ``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later
+contexts on that path are answered without a request (see :class:`ServedStream`).
+An unreachable server at load time raises ``ModelLoadError`` (exit 2, nothing
+started); a failure mid-run raises
 ``RuntimeFault`` (exit 3; the run resumes with ``--resume``).
 """
 
@@ -76,6 +80,7 @@ TOKEN_ID_PREFIX = "token_id:"
 DEFAULT_LOGPROBS = 100
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_CONCURRENCY = 8
+DEFAULT_LOOKAHEAD = 16  # greedy tokens per request where the engine follows a greedy path
 RETRIES = 5
 BACKOFF = 0.5  # seconds before the first retry; doubles, capped at MAX_BACKOFF
 MAX_BACKOFF = 8.0
@@ -83,6 +88,7 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 ENV_LOGPROBS = "PAIRSCOPE_SERVED_LOGPROBS"
 ENV_TIMEOUT = "PAIRSCOPE_SERVED_TIMEOUT"
 ENV_CONCURRENCY = "PAIRSCOPE_SERVED_CONCURRENCY"
+ENV_LOOKAHEAD = "PAIRSCOPE_SERVED_LOOKAHEAD"
 RESTART_HINT = (
     "Restart the server with `--max-logprobs 100` (vLLM's default is 20), or set "
     f"{ENV_LOGPROBS}=N to ask for fewer (the blend then sees only the top N and "
@@ -455,12 +461,14 @@ def completion_body(
     logprobs: int,
     echo: bool = False,
     token_ids: bool = True,
+    max_tokens: int = 1,
 ) -> dict[str, Any]:
-    """A ``/v1/completions`` request for the next-token logprobs of token-id prompts."""
+    """A ``/v1/completions`` request for the logprobs of token-id prompts: the next
+    token's, and with ``max_tokens`` > 1 those along the greedy continuation."""
     body: dict[str, Any] = {
         "model": model,
         "prompt": [list(p) for p in prompts],
-        "max_tokens": 1,
+        "max_tokens": max_tokens,
         "temperature": 0.0,
         "logprobs": logprobs,
         "echo": echo,
@@ -509,6 +517,7 @@ class ServedModel(LoadedModel):
         load_seconds: float,
         concurrency: int,
         server_version: str | None = None,
+        lookahead: int = 1,
     ) -> None:
         super().__init__(
             source=source,
@@ -526,6 +535,7 @@ class ServedModel(LoadedModel):
         self.logprobs = logprobs
         self.token_ids = token_ids
         self.concurrency = concurrency
+        self.lookahead = lookahead
         self.server_version = server_version
         self.keys = TokenKeys(tokenizer)
         self.requests = 0
@@ -536,8 +546,10 @@ class ServedModel(LoadedModel):
     def context_window(self) -> int | None:
         return self.card.max_model_len
 
-    def new_stream(self, batch: int) -> ServedStream:
-        return ServedStream(self, batch)
+    def new_stream(self, batch: int, lookahead: int = 1) -> ServedStream:
+        """A stream whose requests ask for up to ``lookahead`` greedy tokens at once
+        (capped by ``PAIRSCOPE_SERVED_LOOKAHEAD``)."""
+        return ServedStream(self, batch, max(1, min(lookahead, self.lookahead)))
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -562,20 +574,31 @@ class ServedModel(LoadedModel):
         """Next-token logprobs ``[len(prompts), vocab]`` (top-k exact, -inf elsewhere)."""
         if not prompts:
             return torch.empty((0, self.vocab_size))
+        return self._dense([path.positions[0] for path in self.greedy_paths(prompts, 1)])
+
+    def greedy_paths(self, prompts: Sequence[Sequence[int]], steps: int) -> list[GreedyPath]:
+        """Each prompt's greedy continuation of up to ``steps`` tokens (fewer at an
+        end-of-sequence) with the top-k logprobs at every position; one request per
+        group of prompts, the groups sent concurrently."""
         per = math.ceil(len(prompts) / self.concurrency)
         chunks = [list(prompts[i : i + per]) for i in range(0, len(prompts), per)]
+
+        def ask(chunk: list[Sequence[int]]) -> list[dict[str, Any]]:
+            return self._complete(chunk, echo=False, logprobs=self.logprobs, max_tokens=steps)
+
         if len(chunks) == 1:
-            answers = [self._complete(chunks[0], echo=False, logprobs=self.logprobs)]
+            answers = [ask(chunks[0])]
         else:
-            pool = self._executor()
-            answers = list(
-                pool.map(lambda c: self._complete(c, echo=False, logprobs=self.logprobs), chunks)
-            )
-        positions: list[dict[int, float]] = []
-        for answer in answers:
-            for choice in answer:
-                positions.extend(self._parse(choice))
-        return self._dense(positions)
+            answers = list(self._executor().map(ask, chunks))
+        paths = []
+        for prompt, choice in zip(prompts, (c for answer in answers for c in answer)):
+            positions = self._parse(choice)
+            if not positions:
+                raise RuntimeFault(f"The vLLM server returned no tokens for {self.card.id}.")
+            raw = choice["logprobs"].get("tokens") or []
+            tokens = [self.keys(t) if isinstance(t, str) else None for t in raw]
+            paths.append(GreedyPath(list(prompt), tokens, positions))
+        return paths
 
     def forced_logprobs(self, prompt: Sequence[int], reference: Sequence[int]) -> torch.Tensor:
         """Teacher forcing: logprobs ``[len(reference), vocab]`` at each reference token.
@@ -621,11 +644,16 @@ class ServedModel(LoadedModel):
             return self._pool
 
     def _complete(
-        self, prompts: Sequence[Sequence[int]], *, echo: bool, logprobs: int
+        self, prompts: Sequence[Sequence[int]], *, echo: bool, logprobs: int, max_tokens: int = 1
     ) -> list[dict[str, Any]]:
         """POST /completions; map failures to RuntimeFault (the run stays resumable)."""
         body = completion_body(
-            self.card.id, prompts, logprobs=logprobs, echo=echo, token_ids=self.token_ids
+            self.card.id,
+            prompts,
+            logprobs=logprobs,
+            echo=echo,
+            token_ids=self.token_ids,
+            max_tokens=max_tokens,
         )
         where = f"the vLLM server at {self.client.base_url} ({self.card.id})"
         self.requests += 1
@@ -664,22 +692,59 @@ class ServedModel(LoadedModel):
         return out
 
 
+@dataclass(frozen=True)
+class GreedyPath:
+    """A server's greedy continuation of ``start``: its tokens and, at each position,
+    the top-k logprobs that predicted it (``positions[j]`` follows ``start + tokens[:j]``)."""
+
+    start: list[int]
+    tokens: list[int | None]
+    positions: list[dict[int, float]]
+
+    def lookup(self, ids: Sequence[int]) -> dict[int, float] | None:
+        """The distribution after ``ids`` if ``ids`` lies on this path, else None."""
+        n, j = len(self.start), len(ids) - len(self.start)
+        if not 0 <= j < len(self.positions):
+            return None
+        if list(ids[n:]) != self.tokens[:j] or list(ids[:n]) != self.start:
+            return None
+        return self.positions[j]
+
+
 class ServedStream:
     """The :class:`~pairscope.decoding.stream.ModelStream` contract over a served model.
 
-    Nothing is cached here: every call sends each named row's full ids and the
-    server's prefix cache reuses the common prefix. ``fed_tokens`` counts the ids
-    beyond each row's previous ids (what a local stream would have fed).
+    Nothing is cached on the server's behalf: every request sends the row's full ids
+    and the server's prefix cache reuses the common prefix. With ``lookahead`` n > 1
+    a request asks for n greedy tokens (``max_tokens=n``) with the top-k at each, as
+    NUDGING's reference asks for 16-token chunks; while a row's later contexts stay
+    on that path (it keeps the model's own top-1, as a confident base does, or the
+    guide spells out its word) their distributions are answered from it with no
+    request. A row that leaves the path (an intervention) simply asks again: a path
+    is only ever used for exactly the context it was computed for, so the results
+    equal one request per token. ``fed_tokens`` counts the ids beyond each row's
+    previous ids (what a local stream would have fed); ``answered_ahead`` counts the
+    distributions served from paths.
     """
 
-    def __init__(self, lm: ServedModel, batch: int) -> None:
+    # The engine brings every guide row up to date on a local stream; here that would
+    # be a request per row, so it asks only for the rows it needs.
+    sync_all_rows = False
+
+    def __init__(self, lm: ServedModel, batch: int, lookahead: int = 1) -> None:
+        if lookahead < 1:
+            raise ValueError("lookahead must be >= 1")
         self.lm = lm
+        self.lookahead = lookahead
         self.rows: list[list[int]] = [[] for _ in range(batch)]
+        self.paths: list[GreedyPath | None] = [None] * batch
         self.fed_tokens = 0
+        self.answered_ahead = 0
 
     def select(self, keep: list[int]) -> None:
         """Keep only the rows ``keep`` (in that order)."""
         self.rows = [self.rows[i] for i in keep]
+        self.paths = [self.paths[i] for i in keep]
 
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Next-token logprobs ``[len(targets), vocab]`` for each named row, in order."""
@@ -688,15 +753,27 @@ class ServedStream:
         order = list(targets)
         if not order:
             return torch.empty((0, 0))
-        prompts = []
+        found: dict[int, dict[int, float]] = {}
+        asking = []
         for r in order:
             want = list(targets[r])
             if not want:
                 raise RuntimeFault("A model was asked to continue an empty context.")
             self.fed_tokens += len(want) - min(common_prefix(self.rows[r], want), len(want) - 1)
             self.rows[r] = want
-            prompts.append(want)
-        return self.lm.next_logprobs(prompts)
+            path = self.paths[r]
+            hit = path.lookup(want) if path is not None else None
+            if hit is None:
+                asking.append(r)
+            else:
+                found[r] = hit
+                self.answered_ahead += 1
+        if asking:
+            paths = self.lm.greedy_paths([self.rows[r] for r in asking], self.lookahead)
+            for r, path in zip(asking, paths):
+                self.paths[r] = path
+                found[r] = path.positions[0]
+        return self.lm._dense([found[r] for r in order])
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -796,6 +873,7 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
     parsed = parse_spec(spec)
     timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
     concurrency = int(_env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
+    lookahead = int(_env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
     k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
     client = Client(parsed.url, timeout=timeout, api_key=os.environ.get("VLLM_API_KEY"))
     start_hint = (
@@ -838,6 +916,7 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
         eos_ids=eos,
         load_seconds=time.perf_counter() - started,
         concurrency=concurrency,
+        lookahead=lookahead,
         server_version=version,
     )
 

@@ -26,7 +26,7 @@ from pairscope.decoding.strategies import (
     make_strategy,
     merge_topk,
 )
-from pairscope.decoding.stream import ModelStream
+from pairscope.decoding.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, MatchKey, TokenText
 from pairscope.errors import InputError
@@ -86,6 +86,10 @@ class _Row:
     reason: str | None = None
 
 
+# How many greedy tokens a served driver asks for per request (capped by the model).
+GREEDY_LOOKAHEAD = 64
+
+
 class _Model:
     """A loaded model with its decoded-token table and its stream for one batch."""
 
@@ -93,6 +97,30 @@ class _Model:
         self.lm = lm
         self.vocab = TokenText(lm.tokenizer, lm.eos_ids, tag)
         self.stream: ModelStream | None = None
+        self._prefix: ModelStream | None = None
+
+    def open(self, prompts: list[list[int]], lookahead: int = 1) -> None:
+        """A fresh stream for one batch. When the prompts share a prefix (a few-shot
+        block, a chat template's system text), it is computed once in a one-row stream
+        and every row of this and later batches starts from a copy of it.
+        ``lookahead``: how far this model's greedy path is likely followed (a served
+        model then asks for that many tokens per request)."""
+        stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
+        if isinstance(stream, ModelStream):
+            kept = self._prefix.rows[0].ids if self._prefix is not None else []
+            if len(prompts) > 1:
+                prefix = shared_prefix(prompts)
+            else:
+                # One prompt alone says nothing about what later batches share.
+                [only] = prompts
+                prefix = kept if len(only) > len(kept) and only[: len(kept)] == kept else []
+            if len(prefix) >= MIN_SHARED_PREFIX:
+                if prefix != kept:
+                    self._prefix = self.lm.new_stream(1)
+                    self._prefix.forward({0: prefix})
+                assert self._prefix is not None
+                stream = self._prefix.fork(len(prompts))
+        self.stream = stream
 
     def target(self, ctx: _Context, text: str) -> list[int]:
         """The ids this model should hold: re-encoded from text when dirty."""
@@ -172,9 +200,12 @@ class Engine:
 
     def run_batch(self, indexed: Sequence[tuple[int, Request]]) -> list[tuple[int, SampleResult]]:
         rows = [self._new_row(i, r) for i, r in indexed]
-        self.driver.stream = self.driver.lm.new_stream(len(rows))
+        # The driver follows its own top-1 wherever it is confident; NUDGING's guide
+        # follows its own greedy word; BlendIn's guide is read once per uncertain step.
+        self.driver.open([r.driver.prompt for r in rows], lookahead=GREEDY_LOOKAHEAD)
         if self.guide is not None:
-            self.guide.stream = self.guide.lm.new_stream(len(rows))
+            ahead = self.strategy.max_word_tokens + 1 if isinstance(self.strategy, Nudging) else 1
+            self.guide.open([r.guide.prompt for r in rows if r.guide is not None], ahead)
         done: list[tuple[int, SampleResult]] = []
         while rows:
             self._step(rows)
@@ -185,9 +216,9 @@ class Engine:
                 keep = [b for b, row in enumerate(rows) if row.reason is None]
                 rows = [rows[b] for b in keep]
                 if rows:
-                    self.driver.stream.select(keep)
-                    if self.guide is not None and self.guide.stream is not None:
-                        self.guide.stream.select(keep)
+                    for model in (self.driver, self.guide):
+                        if model is not None and model.stream is not None:
+                            model.stream.select(keep)
         return done
 
     def _result(self, row: _Row) -> SampleResult:
@@ -377,6 +408,10 @@ class Engine:
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None
+        if not getattr(guide.stream, "sync_all_rows", True):  # served: a request per row
+            return guide.stream.forward(
+                {b: guide.target(self._gctx(rows[b]), rows[b].text) for b in wanted}
+            )
         logp = guide.stream.forward(
             {b: guide.target(self._gctx(row), row.text) for b, row in enumerate(rows)}
         )

@@ -45,6 +45,22 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+# A shared prompt prefix shorter than this is not worth a separate pass.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix(seqs: list[list[int]]) -> list[int]:
+    """The longest prefix of every sequence that leaves at least one token of each
+    (so a pass that starts from it always has a last token to read logits at)."""
+    if not seqs:
+        return []
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for other in seqs[1:]:
+        n = min(n, common_prefix(first, other))
+    return first[: max(n, 0)]
+
+
 def cache_keyword(model: Any) -> str:
     """The forward() keyword of the KV cache: transformers renamed `past_key_values`
     to `cache` (5.2x); accept both."""
@@ -76,6 +92,19 @@ class ModelStream:
         self.cache.batch_select_indices(index)
         self.mask = self.mask.index_select(0, index)
         self.rows = [self.rows[i] for i in keep]
+
+    def fork(self, batch: int) -> ModelStream:
+        """A new stream of ``batch`` rows, each a copy of this one-row stream's state
+        (a shared prompt prefix computed once, reused by every row and every batch)."""
+        if len(self.rows) != 1:
+            raise ValueError("Only a one-row stream can be forked.")
+        out = copy.copy(self)
+        out.cache = copy.deepcopy(self.cache)
+        out.cache.batch_repeat_interleave(batch)
+        out.mask = self.mask.repeat(batch, 1)
+        row = self.rows[0]
+        out.rows = [_Row(list(row.ids), list(row.slots)) for _ in range(batch)]
+        return out
 
     def _rows_cache(self, index: torch.Tensor) -> Any:
         """A cache holding only the rows ``index`` (copies of their keys and values)."""

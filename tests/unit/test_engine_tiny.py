@@ -45,6 +45,37 @@ def test_cache_invariance(tiny_pair, role):
     assert checks.check_cache_invariance(lm, prompts) <= 1e-4
 
 
+FEWSHOT = "Question: What is 2 + 2?\nAnswer: 2 + 2 = 4. The answer is 4.\n\n" * 2
+
+
+@pytest.mark.parametrize("role", ["base", "guide"])
+def test_forked_shared_prefix_stream_is_cache_invariant(tiny_pair, role):
+    from pairscope.decoding.stream import shared_prefix
+
+    lm = getattr(tiny_pair, role)
+    prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS]
+    prefix = shared_prefix(prompts)
+    assert len(prefix) > 20
+    one = lm.new_stream(1)
+    one.forward({0: prefix})
+    stream = one.fork(len(prompts))
+    assert all(row.ids == prefix for row in stream.rows)
+    assert checks.check_cache_invariance(lm, prompts, stream=stream) <= 1e-4
+
+
+@pytest.mark.parametrize("method", ["base", "nudging", "blendin"])
+def test_shared_prefix_batches_decode_like_single_rows(tiny_pair, method):
+    """Batches of 2 share the few-shot prefix (kept across batches); batch 1 never does."""
+    from pairscope.decoding.engine import Engine
+
+    shared = [Request(FEWSHOT + p, p, (), 16) for p in PROMPTS]
+    engine = Engine(tiny_pair, DecodeSettings(method=method, batch_size=2))
+    batched = [r.text for r in engine.run(shared)]
+    kept = engine.driver._prefix
+    assert kept is not None and len(kept.rows[0].ids) > 20  # the prefix was shared
+    assert batched == checks.texts(tiny_pair, shared, method, batch_size=1)
+
+
 def test_guided_methods_intervene_and_record_steps(tiny_pair):
     for method in ("nudging", "blendin"):
         out = generate(tiny_pair, reqs(), DecodeSettings(method=method, tau=0.9, batch_size=3))

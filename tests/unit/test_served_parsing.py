@@ -348,41 +348,59 @@ class FakeVLLM(BaseHTTPRequestHandler):
             message = message.replace("max allowed: 100", f"max allowed: {server.max_logprobs}")
             self._send(400, {"error": {**cap["error"], "message": message}})
             return
-        choices = [
-            server.choice(i, ids, k, bool(body.get("echo"))) for i, ids in enumerate(body["prompt"])
-        ]
+        server.max_tokens_seen.append(int(body["max_tokens"]))
+        echo, steps = bool(body.get("echo")), int(body["max_tokens"])
+        choices = [server.choice(i, ids, k, echo, steps) for i, ids in enumerate(body["prompt"])]
         self._send(200, {"object": "text_completion", "choices": choices})
 
 
+def _top_entry(logp: torch.Tensor, chosen: int, k: int) -> dict[str, float]:
+    values, top = torch.topk(logp, k)
+    entry = {f"token_id:{chosen}": float(logp[chosen])}
+    entry.update({f"token_id:{t}": float(v) for t, v in zip(top.tolist(), values.tolist())})
+    return entry
+
+
 def fake_choice(
-    model: Any, tokenizer: Any, index: int, ids: list[int], k: int, echo: bool
+    model: Any,
+    tokenizer: Any,
+    index: int,
+    ids: list[int],
+    k: int,
+    echo: bool,
+    max_tokens: int = 1,
+    eos: int | None = None,
 ) -> dict[str, Any]:
+    """vLLM's answer: with ``echo`` the prompt positions, then ``max_tokens`` greedy
+    positions (fewer at end-of-sequence), each with its top-k and its own token."""
     with torch.inference_mode():
         logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
-    sampled = int(logp[-1].argmax())
-    rows = list(range(len(ids))) if echo else [len(ids) - 1]
     tokens, own, tops = [], [], []
     if echo:
         tokens, own, tops = [f"token_id:{ids[0]}"], [None], [None]
-    for pos in rows[:-1] if echo else []:
-        actual = ids[pos + 1]
-        values, top = torch.topk(logp[pos], k)
-        entry = {f"token_id:{actual}": float(logp[pos, actual])}
-        entry.update({f"token_id:{t}": float(v) for t, v in zip(top.tolist(), values.tolist())})
-        tokens.append(f"token_id:{actual}")
-        own.append(float(logp[pos, actual]))
-        tops.append(entry)
-    values, top = torch.topk(logp[-1], k)
-    entry = {f"token_id:{sampled}": float(logp[-1, sampled])}
-    entry.update({f"token_id:{t}": float(v) for t, v in zip(top.tolist(), values.tolist())})
-    tokens.append(f"token_id:{sampled}")
-    own.append(float(logp[-1, sampled]))
-    tops.append(entry)
+        for pos in range(len(ids) - 1):
+            actual = ids[pos + 1]
+            tokens.append(f"token_id:{actual}")
+            own.append(float(logp[pos, actual]))
+            tops.append(_top_entry(logp[pos], actual, k))
+    generated: list[int] = []
+    last = logp[-1]
+    for step in range(max_tokens):
+        sampled = int(last.argmax())
+        tokens.append(f"token_id:{sampled}")
+        own.append(float(last[sampled]))
+        tops.append(_top_entry(last, sampled, k))
+        generated.append(sampled)
+        if sampled == eos or step == max_tokens - 1:
+            break
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids + generated])).logits[0, -1].float()
+        last = torch.log_softmax(logits, -1)
     return {
         "index": index,
-        "text": tokenizer.decode([sampled]),
+        "text": tokenizer.decode(generated),
         "logprobs": {"tokens": tokens, "token_logprobs": own, "top_logprobs": tops},
-        "finish_reason": "length",
+        "finish_reason": "stop" if generated[-1] == eos else "length",
     }
 
 
@@ -393,12 +411,13 @@ def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
     server.requests = 0
     server.fail_after = None
     server.max_logprobs = 100
+    server.max_tokens_seen = []
     model, tokenizer = tiny_pair.guide.model, tiny_pair.guide.tokenizer
     lock = threading.Lock()
 
-    def choice(index: int, ids: list[int], k: int, echo: bool) -> dict[str, Any]:
+    def choice(index: int, ids: list[int], k: int, echo: bool, steps: int) -> dict[str, Any]:
         with lock:
-            return fake_choice(model, tokenizer, index, ids, k, echo)
+            return fake_choice(model, tokenizer, index, ids, k, echo, steps, tokenizer.eos_token_id)
 
     server.choice = choice
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -428,6 +447,48 @@ def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
         if method != "guide":
             assert any(r.intervention_rate > 0 for r in remote)
     served.close()
+
+
+@pytest.mark.parametrize(
+    ("served_role", "method"),
+    [("base", "base"), ("base", "nudging"), ("base", "blendin"), ("guide", "nudging")],
+)
+def test_lookahead_answers_greedy_paths_without_changing_results(
+    fake_vllm, tiny_pair, monkeypatch, served_role, method
+):
+    """A served model asked for 16 greedy tokens per request decodes exactly as one
+    request per token does, with fewer requests."""
+    from pairscope.decoding.engine import DecodeSettings, Request, generate
+    from pairscope.models import Pair, load_model
+
+    prompts = ["The capital of France is", "Question: Tom has 3 apples", "The quick brown fox"]
+    reqs = [Request(p, p, (), 20) for p in prompts]
+    settings = DecodeSettings(method=method, tau=0.5, batch_size=3)
+    local_model = tiny_pair.guide  # the model the fake server serves
+    results, requests = {}, {}
+    for lookahead in ("1", "16"):
+        monkeypatch.setenv("PAIRSCOPE_SERVED_LOOKAHEAD", lookahead)
+        served = load_model(fake_vllm.spec)
+        pair = (
+            Pair(base=served, guide=tiny_pair.guide)
+            if served_role == "base"
+            else Pair(base=tiny_pair.base, guide=served)
+        )
+        fake_vllm.max_tokens_seen.clear()
+        results[lookahead] = generate(pair, reqs, settings)
+        requests[lookahead] = len(fake_vllm.max_tokens_seen)
+        assert max(fake_vllm.max_tokens_seen) == int(lookahead)
+        served.close()
+    local_pair = (
+        Pair(base=local_model, guide=tiny_pair.guide)
+        if served_role == "base"
+        else Pair(base=tiny_pair.base, guide=local_model)
+    )
+    local = generate(local_pair, reqs, settings)
+    for got in (results["1"], results["16"]):
+        assert [r.text for r in got] == [r.text for r in local]
+        assert [r.intervention_rate for r in got] == [r.intervention_rate for r in local]
+    assert requests["16"] < requests["1"], requests
 
 
 def test_served_teacher_forcing_matches_local(fake_vllm, tiny_pair):
@@ -492,7 +553,7 @@ def test_server_failure_mid_run_is_a_runtime_fault(fake_vllm, tiny_pair, monkeyp
 
     monkeypatch.setattr(served_mod, "BACKOFF", 0.0)
     served = load_model(fake_vllm.spec)
-    fake_vllm.fail_after = fake_vllm.requests + 3
+    fake_vllm.fail_after = fake_vllm.requests + 1  # the second request of the run fails
     with pytest.raises(RuntimeFault, match="Lost the vLLM server") as info:
         generate(
             Pair(base=tiny_pair.base, guide=served),
