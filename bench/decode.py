@@ -4,6 +4,8 @@ Measures new tokens per second and peak memory on the same GSM8K probe prompts f
 
 1. transformers ``generate()`` of the base model alone (the reference ceiling),
 2. pairscope ``base``, 3. pairscope ``nudging``, 4. pairscope ``blendin``,
+   (pairscope computes the prompt prefix a batch shares, the few-shot block, once;
+   ``base_unshared`` is pairscope ``base`` without that, to show what it is worth),
 5. a naive per-token loop that re-runs the whole prefix through both models at
    every step and blends their top-100 lists (the structure of the reference
    implementations, which send the whole prefix to a server for every token),
@@ -98,9 +100,12 @@ def hf_generate(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
     return int((out.shape[1] - ids.shape[1]) * len(reqs))
 
 
-def pairscope_method(method: str) -> Callable[[Pair, list[Request], int], int]:
+def pairscope_method(
+    method: str, share_prefix: bool = True
+) -> Callable[[Pair, list[Request], int], int]:
     def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
-        engine = Engine(pair, DecodeSettings(method=method, batch_size=len(reqs)))
+        settings = DecodeSettings(method=method, batch_size=len(reqs), share_prefix=share_prefix)
+        engine = Engine(pair, settings)
         return sum(r.positions for r in engine.run(reqs))
 
     return run
@@ -159,6 +164,7 @@ def naive_blend(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
 METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
     "generate": hf_generate,
     "base": pairscope_method("base"),
+    "base_unshared": pairscope_method("base", share_prefix=False),
     "nudging": pairscope_method("nudging"),
     "blendin": pairscope_method("blendin"),
     "naive": naive_blend,
@@ -224,7 +230,7 @@ def main() -> None:
             if not args.json:
                 r = rows[-1]
                 print(
-                    f"batch {batch:>2}  {method:<9} {r['tokens_per_second']:>8.1f} tok/s  "
+                    f"batch {batch:>2}  {method:<13} {r['tokens_per_second']:>8.1f} tok/s  "
                     f"peak {r['peak_memory_mib']:>8.0f} MiB  "
                     f"({r['tokens']} tokens, {r['seconds']} s)",
                     flush=True,
@@ -234,6 +240,7 @@ def main() -> None:
     for batch in batches:
         g = rate[("generate", batch)]
         ratios[f"base_vs_generate@{batch}"] = round(rate[("base", batch)] / g, 3)
+        ratios[f"base_unshared_vs_generate@{batch}"] = round(rate[("base_unshared", batch)] / g, 3)
         ratios[f"nudging_vs_generate@{batch}"] = round(rate[("nudging", batch)] / g, 3)
         ratios[f"blendin_vs_generate@{batch}"] = round(rate[("blendin", batch)] / g, 3)
         ratios[f"blendin_vs_naive@{batch}"] = round(
@@ -258,7 +265,7 @@ def main() -> None:
     else:
         print(f"\nload {load_seconds:.1f} s (both models)")
         for key, value in ratios.items():
-            print(f"{key:<28} {value:.3f}")
+            print(f"{key:<34} {value:.3f}")
 
 
 if __name__ == "__main__":

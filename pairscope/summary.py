@@ -25,6 +25,7 @@ from pairscope.metrics.intervention import (
 from pairscope.metrics.overlap import overlap_summary
 from pairscope.metrics.stats import (
     Estimate,
+    bootstrap_ratio,
     mcnemar_exact,
     min_detectable_difference,
     paired_bootstrap_diff,
@@ -243,22 +244,33 @@ def _arbitration(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
     point = {p: float(acc[p]["point"]) for p in acc}
     better = "base" if point["base"] >= point["guide"] else "guide"
     conf, single = point["confident"], point[better]
-    helps = conf > single
+    # Positions of one sample are not independent: resample whole samples.
+    diff = bootstrap_ratio(
+        [sum(r["confident"]) - sum(r[better]) for r in recs], [len(r["base"]) for r in recs]
+    )
+    helps = bool(diff.low > 0)
+    span = f"difference {diff.point:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+    rates = f"the more confident model is right {conf:.3f} of the time vs {single:.3f} for the"
     if helps:
-        statement = (
-            f"Confidence arbitrates better than the better single model: picking the more "
-            f"confident model is right {conf:.3f} of the time vs {single:.3f} for the {better}."
-        )
+        statement = f"Confidence arbitrates better than the better single model: {rates} {better}"
+    elif diff.high < 0:
+        statement = f"Confidence arbitrates worse than the better single model: {rates} {better}"
     else:
         statement = (
-            f"Confidence does not arbitrate better than the better single model: picking the "
-            f"more confident model is right {conf:.3f} of the time vs {single:.3f} for the "
-            f"{better} alone."
+            "Confidence does not arbitrate detectably better than the better single model: "
+            f"{rates} {better}"
         )
     statement += (
+        f" alone ({span}, 95 % bootstrap over samples)."
         f" BlendIn's pick: {acc['blend']['point']:.2f}; oracle: {acc['oracle']['point']:.2f}."
     )
-    return {"n_positions": n, "accuracy": acc, "confidence_helps": helps, "statement": statement}
+    return {
+        "n_positions": n,
+        "accuracy": acc,
+        "confidence_minus_better": diff.to_dict(),
+        "confidence_helps": helps,
+        "statement": statement,
+    }
 
 
 def _mde(n: int, xa: list[bool], xb: list[bool], discordant: int) -> float:

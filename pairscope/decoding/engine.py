@@ -56,6 +56,9 @@ class DecodeSettings:
     lam: float = 0.1
     alpha: float | None = None
     batch_size: int = 8
+    # Compute a prompt prefix shared by a batch's rows once (same results; off only to
+    # measure what it saves).
+    share_prefix: bool = True
 
     def strategy(self) -> Strategy:
         if self.batch_size < 1:
@@ -99,14 +102,14 @@ class _Model:
         self.stream: ModelStream | None = None
         self._prefix: ModelStream | None = None
 
-    def open(self, prompts: list[list[int]], lookahead: int = 1) -> None:
+    def open(self, prompts: list[list[int]], lookahead: int = 1, share: bool = True) -> None:
         """A fresh stream for one batch. When the prompts share a prefix (a few-shot
         block, a chat template's system text), it is computed once in a one-row stream
         and every row of this and later batches starts from a copy of it.
         ``lookahead``: how far this model's greedy path is likely followed (a served
         model then asks for that many tokens per request)."""
         stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
-        if isinstance(stream, ModelStream):
+        if share and isinstance(stream, ModelStream):
             kept = self._prefix.rows[0].ids if self._prefix is not None else []
             if len(prompts) > 1:
                 prefix = shared_prefix(prompts)
@@ -202,10 +205,11 @@ class Engine:
         rows = [self._new_row(i, r) for i, r in indexed]
         # The driver follows its own top-1 wherever it is confident; NUDGING's guide
         # follows its own greedy word; BlendIn's guide is read once per uncertain step.
-        self.driver.open([r.driver.prompt for r in rows], lookahead=GREEDY_LOOKAHEAD)
+        share = self.settings.share_prefix
+        self.driver.open([r.driver.prompt for r in rows], GREEDY_LOOKAHEAD, share)
         if self.guide is not None:
             ahead = self.strategy.max_word_tokens + 1 if isinstance(self.strategy, Nudging) else 1
-            self.guide.open([r.guide.prompt for r in rows if r.guide is not None], ahead)
+            self.guide.open([r.guide.prompt for r in rows if r.guide is not None], ahead, share)
         done: list[tuple[int, SampleResult]] = []
         while rows:
             self._step(rows)
