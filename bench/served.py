@@ -11,8 +11,12 @@ one) it measures new tokens per second of greedy decoding of the same prompts by
 4. the reference structure: one sample after another, one request per new token
    whose prompt is the whole text so far as a string (re-tokenised by the server),
    top-100 logprobs, append the top-1 string,
+5. NUDGING with the served model as the base and the local embedded guide as the
+   guide, with lookahead 16 and with lookahead 1 (paths are cut wherever the
+   guide writes a word, so this is what lookahead is worth in guided decoding),
 
-and prints the ratios to (4). ``--json`` prints one JSON object.
+and prints the ratios to (4), and (5) with lookahead 16 to lookahead 1. ``--json``
+prints one JSON object.
 
     .venv/bin/python bench/served.py [--quick] [--json] [--url http://127.0.0.1:8000/v1]
 """
@@ -62,6 +66,15 @@ def pairscope_guide(
     lm.lookahead = lookahead
     engine = Engine(Pair(base=lm, guide=lm), DecodeSettings(method="guide", batch_size=batch))
     results = engine.run([Request(q, q, (), new_tokens) for q in qs])
+    return sum(r.positions for r in results)
+
+
+def served_nudging(
+    lm: ServedModel, guide: Any, qs: list[str], new_tokens: int, batch: int, lookahead: int
+) -> int:
+    lm.lookahead = lookahead
+    engine = Engine(Pair(base=lm, guide=guide), DecodeSettings(method="nudging", batch_size=batch))
+    results = engine.run([Request(f"Question: {q}\nAnswer:", q, (), new_tokens) for q in qs])
     return sum(r.positions for r in results)
 
 
@@ -119,8 +132,9 @@ def main() -> None:
     with ExitStack() as stack:
         start_seconds = None
         url = args.url
+        local_guide = load_model(EMBEDDED_GUIDE, device="cpu")
         if url is None:
-            guide_dir = _converted_dir(str(load_model(EMBEDDED_GUIDE, device="cpu").source.sha256))
+            guide_dir = _converted_dir(str(local_guide.source.sha256))
             log = Path(tempfile.mkdtemp(prefix="pairscope-vllm-")) / "server.log"
             server = stack.enter_context(serve(guide_dir, log=log))
             url, start_seconds = server.url, server.start_seconds
@@ -134,6 +148,19 @@ def main() -> None:
             timed("pairscope@1", pairscope_guide, lm, qs, new_tokens, 1),
             timed("request_per_token", request_per_token, lm, qs, new_tokens),
         ]
+        nudging = [
+            timed(
+                f"nudging@{args.batch}_lookahead{ahead}",
+                served_nudging,
+                lm,
+                local_guide,
+                qs,
+                new_tokens,
+                args.batch,
+                ahead,
+            )
+            for ahead in (16, 1)
+        ]
         lm.close()
     rate = {r["method"]: r["tokens_per_second"] for r in rows}
     ratios = {
@@ -143,6 +170,10 @@ def main() -> None:
         for r in rows
         if r["method"] != "request_per_token"
     }
+    ratios["nudging_lookahead16_vs_lookahead1"] = round(
+        nudging[0]["tokens_per_second"] / nudging[1]["tokens_per_second"], 3
+    )
+    rows += nudging
     result = {
         "url": url,
         "server_start_seconds": None if start_seconds is None else round(start_seconds, 1),

@@ -92,6 +92,27 @@ def test_served_guide_decodes_like_local(vllm_guide, real_pair, method):
         assert rate[1] > 0
 
 
+def test_served_driver_lookahead_matches_local_with_fewer_requests(vllm_guide, real_pair):
+    """The served model as the *base* of NUDGING: greedy paths of 16 tokens give the
+    texts of the local model and of one request per token, with fewer requests."""
+    _, served = vllm_guide
+    settings = DecodeSettings(method="nudging", batch_size=len(QUESTIONS))
+    local = generate(Pair(base=real_pair.guide, guide=real_pair.guide), reqs(16), settings)
+    counts = {}
+    try:
+        for ahead in (1, 16):
+            served.lookahead = ahead
+            before = served.requests
+            out = generate(Pair(base=served, guide=real_pair.guide), reqs(16), settings)
+            counts[ahead] = served.requests - before
+            assert [r.text for r in out] == [r.text for r in local], ahead
+            assert [r.uncertain for r in out] == [r.uncertain for r in local], ahead
+    finally:
+        served.lookahead = 16
+    print(f"requests for 3 x 16 tokens: lookahead 1: {counts[1]}, lookahead 16: {counts[16]}")
+    assert counts[16] < counts[1]
+
+
 def test_served_teacher_forcing_matches_local(vllm_guide, real_pair):
     from pairscope.teacher import forced_tokens, option_probs
 
