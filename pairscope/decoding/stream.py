@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from pairscope.decoding.kvcache import in_place
 from pairscope.errors import RuntimeFault
 
 
@@ -76,7 +77,7 @@ class ModelStream:
 
         self.model = model
         self.device = next(model.parameters()).device
-        self.cache = DynamicCache(config=model.config)
+        self.cache = in_place(DynamicCache(config=model.config))
         self.rows = [_Row() for _ in range(batch)]
         self.mask = torch.zeros((batch, 0), dtype=torch.long, device=self.device)
         self.pad_id = pad_id
@@ -122,26 +123,24 @@ class ModelStream:
     def _merge_rows(self, sub: Any, index: torch.Tensor, width: int) -> None:
         """Write a row-subset cache back: every other row gets ``width`` empty (masked) slots.
 
-        A sliding-window layer keeps only its last slots; the merged layer keeps the
-        same number, so old slots are aligned from the end.
+        Only the last ``width`` slots are new, in every layer (a sliding-window layer may
+        store fewer old slots than a full one), so only those are written.
         """
-        batch = len(self.rows)
         for i, (full, part) in enumerate(zip(self.cache.layers, sub.layers)):
             if getattr(part, "keys", None) is None or not part.keys.numel():
                 continue
-            length = part.keys.shape[-2]
+            if hasattr(full, "append_masked") and full.keys is not None and full.keys.numel():
+                full.append_masked(width, index, part)
+                continue
+            # A layer type this module does not know: rebuild it whole, aligned from the end.
+            batch, length = len(self.rows), part.keys.shape[-2]
             merged = []
-            for old, new in (
-                (getattr(full, "keys", None), part.keys),
-                (getattr(full, "values", None), part.values),
-            ):
-                shape = (batch, *new.shape[1:])
-                out = torch.zeros(shape, dtype=new.dtype, device=new.device)
+            for old, new in ((full.keys, part.keys), (full.values, part.values)):
+                out = torch.zeros((batch, *new.shape[1:]), dtype=new.dtype, device=new.device)
                 carried = min(
                     length - width, 0 if old is None or not old.numel() else old.shape[-2]
                 )
                 if carried > 0:
-                    assert old is not None
                     out[:, :, length - width - carried : length - width] = old[:, :, -carried:]
                 out.index_copy_(0, index, new)
                 merged.append(out)
@@ -223,9 +222,12 @@ class ModelStream:
         logits = out.logits[:, -1, :].float()
         if not subset:
             logits = logits.index_select(0, torch.tensor(order, device=self.device))
-        if not torch.isfinite(logits).all():
+        # A NaN or +inf logit makes its row's log-normaliser non-finite (-inf logits, a
+        # masked vocabulary entry, do not); one value per row is cheaper to check.
+        norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+        if not torch.isfinite(norm).all():
             raise RuntimeFault(
                 "The model produced NaN or infinite logits.",
                 hint="Try --dtype float32; the run is resumable with --resume.",
             )
-        return torch.log_softmax(logits, dim=-1)
+        return logits - norm
