@@ -5,7 +5,8 @@ Measures new tokens per second and peak memory on the same GSM8K probe prompts f
 1. transformers ``generate()`` of the base model alone (the reference ceiling),
 2. pairscope ``base``, 3. pairscope ``nudging``, 4. pairscope ``blendin``,
    (pairscope computes the prompt prefix a batch shares, the few-shot block, once;
-   ``base_unshared`` is pairscope ``base`` without that, to show what it is worth),
+   ``base_unshared`` and ``nudging_unshared`` run without that, to show what it is
+   worth: ``generate()`` has no such sharing),
 5. a naive per-token loop that re-runs the whole prefix through both models at
    every step and blends their top-100 lists (the structure of the reference
    implementations, which send the whole prefix to a server for every token),
@@ -166,6 +167,7 @@ METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
     "base": pairscope_method("base"),
     "base_unshared": pairscope_method("base", share_prefix=False),
     "nudging": pairscope_method("nudging"),
+    "nudging_unshared": pairscope_method("nudging", share_prefix=False),
     "blendin": pairscope_method("blendin"),
     "naive": naive_blend,
 }
@@ -230,7 +232,7 @@ def main() -> None:
             if not args.json:
                 r = rows[-1]
                 print(
-                    f"batch {batch:>2}  {method:<13} {r['tokens_per_second']:>8.1f} tok/s  "
+                    f"batch {batch:>2}  {method:<16} {r['tokens_per_second']:>8.1f} tok/s  "
                     f"peak {r['peak_memory_mib']:>8.0f} MiB  "
                     f"({r['tokens']} tokens, {r['seconds']} s)",
                     flush=True,
@@ -242,6 +244,9 @@ def main() -> None:
         ratios[f"base_vs_generate@{batch}"] = round(rate[("base", batch)] / g, 3)
         ratios[f"base_unshared_vs_generate@{batch}"] = round(rate[("base_unshared", batch)] / g, 3)
         ratios[f"nudging_vs_generate@{batch}"] = round(rate[("nudging", batch)] / g, 3)
+        ratios[f"nudging_unshared_vs_generate@{batch}"] = round(
+            rate[("nudging_unshared", batch)] / g, 3
+        )
         ratios[f"blendin_vs_generate@{batch}"] = round(rate[("blendin", batch)] / g, 3)
         ratios[f"blendin_vs_naive@{batch}"] = round(
             rate[("blendin", batch)] / rate[("naive", batch)], 3
@@ -265,7 +270,7 @@ def main() -> None:
     else:
         print(f"\nload {load_seconds:.1f} s (both models)")
         for key, value in ratios.items():
-            print(f"{key:<34} {value:.3f}")
+            print(f"{key:<37} {value:.3f}")
 
 
 if __name__ == "__main__":
