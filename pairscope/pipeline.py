@@ -366,7 +366,7 @@ def _work(
             _generate(run_dir, pair, opts, name, spec, samples, method, max_new[name], progress)
         if opts.calibration and opts.command == "probe":
             try:
-                _teacher_force(run_dir, pair, opts, name, spec, samples, progress)
+                _teacher_force(run_dir, pair, opts, name, samples, progress)
             except Exception as exc:
                 if _is_oom(exc):
                     raise RuntimeFault(
@@ -547,7 +547,6 @@ def _teacher_force(
     pair: Any,
     opts: RunOptions,
     task: str,
-    spec: Any,
     samples: Sequence[Any],
     progress: Progress,
 ) -> None:

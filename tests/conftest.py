@@ -63,34 +63,35 @@ def _tokenizer(kind: str):
     return fast
 
 
+def tiny_gemma3_config(vocab: int, sliding_window: int = 512):
+    """A two-layer Gemma 3 text config: one sliding-window layer, one full layer."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=sliding_window,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        layer_types=["sliding_attention", "full_attention"],
+        tie_word_embeddings=False,
+    )
+
+
 def _tiny_model(kind: str, vocab: int, seed: int):
     import torch
-    from transformers import (
-        Gemma3ForCausalLM,
-        Gemma3TextConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
+    from transformers import Gemma3ForCausalLM, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     if kind == "gemma3":
-        config = Gemma3TextConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-            sliding_window=512,
-            max_position_embeddings=2048,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            layer_types=["sliding_attention", "full_attention"],
-            tie_word_embeddings=False,
-        )
-        model = Gemma3ForCausalLM(config)
+        model = Gemma3ForCausalLM(tiny_gemma3_config(vocab))
     else:
         config = LlamaConfig(
             vocab_size=vocab,

@@ -44,21 +44,12 @@ def test_shared_prefix_pass_equals_uncached_pass(tiny_pair, role):
 
 
 def test_shared_prefix_beyond_a_sliding_window_equals_uncached_pass():
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import Gemma3ForCausalLM
+
+    from tests.conftest import tiny_gemma3_config
 
     torch.manual_seed(3)
-    config = Gemma3TextConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        sliding_window=8,
-        max_position_embeddings=256,
-        layer_types=["sliding_attention", "full_attention"],
-    )
+    config = tiny_gemma3_config(64, sliding_window=8)
     model = Gemma3ForCausalLM(config).eval()
     lm = SimpleNamespace(model=model)
     prefix = torch.randint(3, 64, (20,)).tolist()
