@@ -412,7 +412,7 @@ class Engine:
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None
-        if not getattr(guide.stream, "sync_all_rows", True):  # served: a request per row
+        if not guide.stream.sync_all_rows:  # served: a request per row
             return guide.stream.forward(
                 {b: guide.target(self._gctx(rows[b]), rows[b].text) for b in wanted}
             )

@@ -72,6 +72,10 @@ def cache_keyword(model: Any) -> str:
 class ModelStream:
     """Batched incremental forward passes for one model."""
 
+    # One narrow pass that brings every row up to date is cheaper than lazy catch-ups
+    # (see Engine._guide_sync); a served stream says otherwise.
+    sync_all_rows = True
+
     def __init__(self, model: Any, batch: int, pad_id: int = 0) -> None:
         from transformers import DynamicCache
 
