@@ -63,25 +63,45 @@ def _tokenizer(kind: str):
     return fast
 
 
+# What the tiny Gemma 3 base and Llama guide share: two layers, width 32, one KV head.
+TINY = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=2048,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    tie_word_embeddings=False,
+)
+
+
+def cli(*args: object):
+    """Invoke the pairscope CLI in-process; fail on any exception but a clean exit."""
+    from typer.testing import CliRunner
+
+    from pairscope.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+    return result
+
+
 def tiny_gemma3_config(vocab: int, sliding_window: int = 512):
     """A two-layer Gemma 3 text config: one sliding-window layer, one full layer."""
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
         vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
         head_dim=16,
         sliding_window=sliding_window,
-        max_position_embeddings=2048,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
         layer_types=["sliding_attention", "full_attention"],
-        tie_word_embeddings=False,
+        **TINY,
     )
 
 
@@ -93,20 +113,7 @@ def _tiny_model(kind: str, vocab: int, seed: int):
     if kind == "gemma3":
         model = Gemma3ForCausalLM(tiny_gemma3_config(vocab))
     else:
-        config = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=2048,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=False,
-        )
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **TINY))
     # Sharpen the random logits so greedy decoding is decisive and some positions are confident.
     with torch.no_grad():
         model.lm_head.weight.mul_(12.0)

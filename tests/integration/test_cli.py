@@ -13,24 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from pairscope.cli import app
 from pairscope.runs import iter_records, read_json
 from pairscope.summary import summarize
-from tests.conftest import data_dir
+from tests.conftest import cli, data_dir
 
 DATA = data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="offline benchmark copies not found")
-
-
-def cli(*args: object):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture

@@ -17,24 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from pairscope.cli import app
 from pairscope.runs import RECORDS, RunDir, iter_records, read_json
-from tests.conftest import REPO, data_dir
+from tests.conftest import REPO, cli, data_dir
 
 DATA = data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="offline benchmark copies not found")
 TIMING_KEYS = ("timing", "seconds", "tokens_per_second")
-
-
-def cli(*args: object):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
-    return result
 
 
 def without_timing(value: Any) -> Any:

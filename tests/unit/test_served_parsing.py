@@ -232,6 +232,15 @@ def test_completion_body_sends_token_ids():
 # -- the HTTP client ---------------------------------------------------------------------------
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Scripted(BaseHTTPRequestHandler):
     """Answers with the server's ``script``: a list of (status, body) consumed in order."""
 
@@ -247,12 +256,7 @@ class Scripted(BaseHTTPRequestHandler):
         server: Any = self.server
         server.hits += 1
         status, body = server.script.pop(0) if server.script else (200, {"ok": True})
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     do_GET = _answer
     do_POST = _answer
@@ -317,12 +321,7 @@ class FakeVLLM(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self) -> None:
         server: Any = self.server
