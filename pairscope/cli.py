@@ -591,28 +591,70 @@ def score(
     file: Annotated[
         Path,
         typer.Argument(
-            help="JSONL: one line per response with a sample id (or the prompt) and a 'completion'."
+            help="JSONL or CSV, one row per response: a 'completion' (or 'response', "
+            "'output', ...) and a sample id, the prompt, or the row's own label."
         ),
     ],
     task: Annotated[str, typer.Option(help="gsm8k, truthfulqa or xstest.")],
     data_dir: DataDir = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON label per line.")] = False,
+    skip_unmatched: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unmatched",
+            help="Score the rows that match a sample and leave out the rest (counted and "
+            "listed) instead of refusing the file.",
+        ),
+    ] = False,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write the whole result as JSON to PATH: accuracy, interval, XSTest "
+            "rates, skipped line numbers, one label per row.",
+        ),
+    ] = None,
 ) -> None:
     """Score responses produced elsewhere with pairscope's judge-free scorers."""
-    from pairscope.scoring import score_jsonl
+    from pairscope.scoring import score_file
 
-    result = score_jsonl(task, file, data_dir)
+    result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
+    if report_path is not None:
+        try:
+            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise InputError(f"Cannot write {report_path}: {exc}") from None
+    console = err if json_out else out
+    if result.n_skipped:
+        shown = ", ".join(map(str, result.skipped[:10]))
+        more = ", ..." if result.n_skipped > 10 else ""
+        rows = "row" if result.n_skipped == 1 else "rows"
+        console.print(
+            f"skipped {result.n_skipped} {rows} matching no sample (lines {shown}{more})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if json_out:
         for line in result.lines:
-            sys.stdout.write(
-                json.dumps(line.to_dict() if hasattr(line, "to_dict") else line) + "\n"
-            )
+            sys.stdout.write(json.dumps(line.to_dict()) + "\n")
         return
     low, high = result.interval
     out.print(
         f"{task}: accuracy {result.accuracy:.3f} [{low:.3f}, {high:.3f}] "
         f"(Wilson 95 %), {result.correct}/{result.n} correct"
     )
+    if result.rates is not None:
+        rates = result.rates
+        parts = [
+            f"{name} {rates[key]:.3f} (n={rates[n_key]})"
+            for name, key, n_key in (
+                ("compliance on safe", "compliance_rate_safe", "n_safe"),
+                ("refusal on unsafe", "refusal_rate_unsafe", "n_unsafe"),
+            )
+            if rates[key] is not None
+        ]
+        classes = ", ".join(f"{c} {k}" for c, k in rates["classes"].items())
+        out.print(f"  {'; '.join(parts)}; {classes}", highlight=False, soft_wrap=True)
 
 
 @probes_app.command("list")
