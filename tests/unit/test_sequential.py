@@ -1,0 +1,189 @@
+"""The anytime-valid IR gate: error rates and speed by simulation, and the streaming API.
+
+Every simulation draws >= 2000 streams per scenario from a synthetic pool whose pooled IR
+is set exactly, checks each stream after every sample up to a budget of 100, and prints
+what it observed (run with ``-s`` to see the figures).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pairscope.errors import InputError
+from pairscope.metrics.intervention import Verdict
+from pairscope.metrics.sequential import (
+    FAIL,
+    PASS,
+    UNDECIDED,
+    SequentialTest,
+    best_constant_bet_samples,
+    simulate,
+    synthetic_pool,
+)
+from pairscope.metrics.stats import wilson
+
+THETA, D_MAX, STREAMS, BUDGET = 0.2, 256, 2000, 100
+
+
+def extremes_pool() -> tuple[np.ndarray, np.ndarray]:
+    """Samples at the ends of the range only (IR 0 or 1 at full length), pooled IR 0.2:
+    the hardest case for a bounded-mean test's error rate."""
+    u = np.array([0] * 4 + [D_MAX])
+    return u, np.full(5, D_MAX)
+
+
+POOLS = {
+    "response-like lengths": lambda: synthetic_pool(THETA, seed=11),
+    "short responses": lambda: synthetic_pool(
+        THETA, d_max=D_MAX, median_length=30, at_cap=0.0, seed=12
+    ),
+    "range extremes": extremes_pool,
+}
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_wrong_decisions_at_theta_are_rare(name):
+    u, d = POOLS[name]()
+    assert u.sum() / d.sum() == THETA
+    sim = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=1)
+    wrong = int(np.sum(sim.decision != UNDECIDED))
+    low, high = wilson(wrong, STREAMS)
+    print(
+        f"\n{name}: wrong decisions at IR = θ: {wrong}/{STREAMS} = {wrong / STREAMS:.4f} "
+        f"(Wilson 95 % [{low:.4f}, {high:.4f}])"
+    )
+    # The guarantee is <= 5 %; the whole Wilson interval must lie below it.
+    assert high <= 0.05
+
+
+def test_checking_after_every_sample_breaks_a_fixed_n_interval():
+    """The same streams, gated by a normal-approximation 95 % interval looked at after
+    every sample, decide wrongly far more than 5 % of the time: the simulation detects
+    a procedure that is not anytime-valid."""
+    u, d = POOLS["response-like lengths"]()
+    rng = np.random.default_rng(1)
+    draws = rng.integers(0, u.size, size=(STREAMS, BUDGET))
+    su, sd = np.cumsum(u[draws], axis=1), np.cumsum(d[draws], axis=1)
+    n = np.arange(1, BUDGET + 1)
+    x = u[draws] - THETA * d[draws]
+    mean_x = np.cumsum(x, axis=1) / n
+    var_x = np.maximum(np.cumsum(x * x, axis=1) / n - mean_x**2, 1e-12)
+    half = 1.96 * np.sqrt(var_x / n) / (sd / n)
+    ratio = su / sd
+    looked = (n >= 10) & ((ratio - half > THETA) | (ratio + half < THETA))
+    wrong = np.mean(looked.any(axis=1))
+    print(f"\nnormal interval checked after every sample: wrong decisions {wrong:.3f}")
+    assert wrong > 0.10
+
+
+@pytest.mark.parametrize(("delta", "expected"), [(0.1, FAIL), (-0.1, PASS)])
+def test_samples_to_a_decision(delta, expected):
+    u, d = synthetic_pool(THETA + delta, seed=21)
+    sim = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=2)
+    right, share = sim.rate(expected)
+    wrong, _ = sim.rate(-expected)
+    floor = best_constant_bet_samples(u, d, THETA, D_MAX)
+    median = sim.median_samples()
+    print(
+        f"\nIR = θ {delta:+g}: {share:.4f} decided right, {wrong} wrong, median samples "
+        f"{median:.0f}; no valid bet of this kind needs fewer than about {floor:.0f}"
+    )
+    assert wrong <= 0.025 * STREAMS
+    assert share >= 0.95
+    if expected == FAIL:
+        assert median < 40
+    else:
+        # PASS must bet against a sample with IR 1 at full length (x = 1 - θ), which caps
+        # its bets at 1/(1 - θ): with these lengths, 40 samples are out of reach of any
+        # valid test at α/2 (the floor), and the PrPl bets stay within 15 % of it.
+        assert floor > 40
+        assert median <= 1.15 * floor
+        u, d = synthetic_pool(THETA + delta, at_cap=0.8, seed=22)
+        fast = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=3)
+        print(f"  80 % of responses at the cap: median samples {fast.median_samples():.0f}")
+        assert fast.median_samples() < 45
+
+
+def test_the_streaming_test_matches_the_vectorised_simulation():
+    u, d = synthetic_pool(0.3, seed=5)
+    sim = simulate(u, d, THETA, D_MAX, streams=20, budget=BUDGET, seed=9)
+    draws = np.random.default_rng(9).integers(0, u.size, size=(BUDGET, 20))
+    for s in range(20):
+        test = SequentialTest(THETA, D_MAX)
+        for t in range(BUDGET):
+            test.update(u[draws[t, s]], d[draws[t, s]])
+        expected = {FAIL: Verdict.FAIL, PASS: Verdict.PASS}.get(int(sim.decision[s]))
+        assert test.verdict == expected
+        assert (test.decided_at or BUDGET + 1) == sim.decided_at[s]
+
+
+def test_interval_covers_the_true_pooled_ir_at_all_times():
+    u, d = synthetic_pool(0.27, seed=6)
+    truth = u.sum() / d.sum()
+    rng = np.random.default_rng(4)
+    streams, missed, widths = 200, 0, []
+    for _ in range(streams):
+        test = SequentialTest(THETA, D_MAX)
+        covered = True
+        for i in rng.integers(0, u.size, size=BUDGET):
+            test.update(u[i], d[i])
+            est = test.interval()
+            covered &= est.low <= truth <= est.high
+        missed += not covered
+        widths.append(est.high - est.low)
+    low, high = wilson(missed, streams)
+    print(
+        f"\ninterval missed the true IR at some time in {missed}/{streams} streams "
+        f"[{low:.3f}, {high:.3f}]; median width at n = 100: {np.median(widths):.3f}"
+    )
+    assert missed <= 0.05 * streams
+    assert np.median(widths) < 0.2
+
+
+def test_verdict_is_kept_and_the_budget_ends_in_warn():
+    test = SequentialTest(THETA, 100)
+    assert test.interval().low == 0.0 and test.interval().high == 1.0
+    assert math.isnan(test.point)
+    for _ in range(40):
+        verdict = test.update(90, 100)
+    assert verdict is Verdict.FAIL and test.decided_at is not None and test.decided_at < 40
+    first = test.decided_at
+    for _ in range(40):
+        assert test.update(0, 100) is Verdict.FAIL
+    assert test.decided_at == first and test.n == 80
+    idle = SequentialTest(THETA, 100)
+    for _ in range(5):
+        assert idle.update(20, 100) is None
+    assert idle.final_verdict() is Verdict.WARN
+    est = idle.interval()
+    assert est.low < THETA < est.high and est.point == pytest.approx(0.2)
+    record = test.to_dict()
+    assert record["verdict"] == "FAIL" and record["decided_at"] == first
+    assert record["ir"]["low"] > THETA
+
+
+def test_counts_outside_the_range_are_refused():
+    test = SequentialTest(THETA, 100)
+    for u, d in ((5, 101), (-1, 10), (11, 10), (math.nan, 10)):
+        with pytest.raises(InputError):
+            test.update(u, d)
+    assert test.n == 0
+    rounds = SequentialTest(THETA, 100, numerator_max=100)
+    rounds.update(3, 1)  # NUDGING: rounds can outnumber base-written tokens
+    with pytest.raises(InputError):
+        rounds.update(101, 100)
+    for bad in (dict(theta=0.0), dict(theta=1.0), dict(alpha=0.0), dict(d_max=0)):
+        with pytest.raises(InputError):
+            SequentialTest(**({"theta": THETA, "d_max": 100} | bad))
+
+
+def test_numerator_above_denominator_widens_the_range():
+    """With numerator_max the mapped values still lie in [0, 1] and FAIL still works."""
+    test = SequentialTest(THETA, 50, numerator_max=50)
+    for _ in range(60):
+        test.update(30, 40)
+    assert test.verdict is Verdict.FAIL
+    assert test.interval().low > THETA
