@@ -26,6 +26,7 @@ __all__ = [
     "ir_distribution_png",
     "overlap_png",
     "paradox_png",
+    "reliability_band_png",
     "reliability_png",
     "safe_name",
     "save_figures",
@@ -303,6 +304,122 @@ def reliability_png(calibration_by_model: Mapping[str, Mapping[str, Any]], title
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy in bin", fontsize=8, color=TEXT)
+    top.set_title(title, fontsize=10, color=TEXT, loc="left")
+    top.legend(fontsize=7, frameon=False, loc="upper left")
+    bottom.set_ylabel("share of\ntokens", fontsize=8, color=TEXT)
+    bottom.set_xlabel("confidence (top-1 probability)", fontsize=8, color=TEXT)
+    return _png(fig)
+
+
+def _band_cells(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """The drawable cells of a banded reliability diagram, one per non-empty bin.
+
+    Each cell is ``{"lower", "upper", "confidence", "accuracy", "low", "high"}``:
+    the bin's edges, its mean confidence and accuracy, and its accuracy interval
+    (``accuracy_low``/``accuracy_high``, as :func:`pairscope.metrics.calibration.
+    reliability_bands` writes them). The ``[1, 1]`` bin of confidences exactly 1.0
+    is kept as its own cell (its interval cannot be merged into the top bin's); it
+    is drawn as a narrow cell at 1.0. Bins without tokens or without an interval are
+    left out.
+    """
+    keys = ("lower", "upper", "mean_confidence", "accuracy", "accuracy_low", "accuracy_high")
+    cells = []
+    for b in bins:
+        numbers = [v for v in (_value(b.get(k)) for k in keys) if v is not None]
+        if len(numbers) < len(keys) or not b.get("count"):
+            continue
+        lower, upper, conf, acc, low, high = numbers
+        cells.append(
+            {
+                "lower": lower,
+                "upper": upper,
+                "confidence": conf,
+                "accuracy": acc,
+                "low": min(low, acc),
+                "high": max(high, acc),
+            }
+        )
+    return cells
+
+
+def reliability_band_png(
+    calibration_by_model: Mapping[str, Mapping[str, Any]], title: str, confidence: float = 0.95
+) -> bytes:
+    """Reliability diagram whose bins carry bootstrap bands over samples.
+
+    Each non-empty bin is a shaded cell spanning the bin's width from the lower to the
+    upper end of its accuracy interval, with the bin's accuracy as a point at its mean
+    confidence; a bin the diagonal crosses outside its cell is miscalibrated beyond
+    what resampling the samples explains. Below, the confidence histogram.
+
+    Args:
+        calibration_by_model: ``{model: CAL}``; CAL holds ``bins`` with interval fields
+            (:class:`pairscope.metrics.calibration.ReliabilityBand` ``.to_dict()``) and
+            optionally ``ece`` and ``smooth_ece`` estimates for the legend.
+        title: Figure title.
+        confidence: The bands' level, for the axis label.
+    """
+    models = [
+        m for m, cal in calibration_by_model.items() if cal and _band_cells(cal.get("bins") or [])
+    ]
+    if not models:
+        return _empty_png(f"{title}: no calibration bands")
+    fig, (top, bottom) = _figure(
+        4.6, 4.8, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
+    )
+    top.plot(
+        [0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration"
+    )
+    for i, model in enumerate(models):
+        cal = calibration_by_model[model]
+        colour = MODEL_COLOURS.get(model, PALETTE[i % len(PALETTE)])
+        cells = _band_cells(cal["bins"])
+        for cell in cells:
+            width = max(cell["upper"] - cell["lower"], 0.012)
+            left = min(cell["lower"], 1.0 - width)
+            top.bar(
+                left,
+                cell["high"] - cell["low"],
+                width=width,
+                bottom=cell["low"],
+                align="edge",
+                color=colour,
+                alpha=0.22,
+                linewidth=0,
+            )
+        parts = [model]
+        for key, name in (("ece", "ECE"), ("smooth_ece", "smECE")):
+            point, low, high = _point(cal.get(key))
+            if point is not None:
+                ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+                parts.append(f"{name} {point:.3f}{ci}")
+        top.plot(
+            [c["confidence"] for c in cells],
+            [c["accuracy"] for c in cells],
+            marker="o",
+            markersize=4,
+            color=colour,
+            linewidth=1.2,
+            label=", ".join(parts),
+        )
+        bins = _display_bins(cal["bins"])
+        total = sum(b["count"] for b in bins) or 1.0
+        share = 1.0 / len(models)
+        widths = [(b["upper"] - b["lower"]) * share for b in bins]
+        bottom.bar(
+            [b["lower"] + w * i for b, w in zip(bins, widths)],
+            [b["count"] / total for b in bins],
+            width=widths,
+            align="edge",
+            color=colour,
+            alpha=0.75,
+            linewidth=0,
+        )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel(
+        f"accuracy in bin\n(band: {confidence:.0%} bootstrap over samples)", fontsize=8, color=TEXT
+    )
     top.set_title(title, fontsize=10, color=TEXT, loc="left")
     top.legend(fontsize=7, frameon=False, loc="upper left")
     bottom.set_ylabel("share of\ntokens", fontsize=8, color=TEXT)
