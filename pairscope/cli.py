@@ -344,6 +344,63 @@ def generate(
     )
 
 
+@app.command()
+@_guard
+def check(
+    base: Base = "embedded:gemma-3-270m",
+    guide: Guide = "embedded:smollm2-135m-instruct",
+    tasks: Tasks = "gsm8k,truthfulqa,xstest",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    trust_remote_code: TrustRemoteCode = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Pre-flight check of a pair in seconds: tokenizers and configs only, no weights.
+
+    Reports PASS / WARN / FAIL, with the fix, for each model's tokenizer family and
+    single-token spaces, chat template, special and end-of-sequence ids, vocabulary
+    size, context and sliding windows, dtype on the device, a served model's server
+    and top-logprobs cap, and the pair's vocabulary overlap.
+
+    Exit codes: 0 no hard incompatibility (WARN items allowed), 2 a FAIL item.
+
+    Example: pairscope check --guide vllm:http://127.0.0.1:8000/v1 --json
+    """
+    from pairscope.check import check_pair
+
+    report = check_pair(
+        base,
+        guide,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        tasks=_csv(tasks),
+    )
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        table = Table(title=f"pairscope check: {base} + {guide}", show_lines=True)
+        for col in ("model", "check", "status", "found", "fix"):
+            table.add_column(col, overflow="fold")
+        for item in report.items:
+            table.add_row(
+                item.model,
+                item.check,
+                f"[{VERDICT_STYLE[item.status.value]}]{item.status.value}[/]",
+                escape(item.found),
+                escape(item.fix or ""),
+            )
+        out.print(table)
+        out.print(f"[dim]{len(report.items)} items in {report.seconds:.1f} s[/]")
+    for item in report.failures():
+        err.print(
+            f"[bold red]FAIL[/] {item.model} {item.check}: {escape(item.found)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(int(report.exit_code))
+
+
 def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
     from pairscope.pipeline import run
 

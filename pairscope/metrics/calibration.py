@@ -439,8 +439,9 @@ def smooth_ece(confidences: ArrayLike, correct: ArrayLike, sigma: float | None =
     """Smooth ECE (Błasiok & Nakkiran 2023, "Smooth ECE: principled reliability diagrams
     via kernel smoothing"), the quantity relplot's ``smECE`` computes.
 
-    Unlike binned ECE it does not depend on bin edges, and it is consistent: it
-    converges to a proper distance from calibration as tokens increase.
+    Unlike binned ECE it does not depend on bin edges, and it is a consistent
+    calibration measure: small exactly when the confidences are close to perfectly
+    calibrated ones (Błasiok, Gopalan, Hu & Nakkiran 2023).
 
     Args:
         confidences: Top-1 probability per prediction, in [0, 1].
