@@ -320,11 +320,13 @@ def generate(
     settings.strategy()  # validate before loading models
     if max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1 (got {max_new_tokens}).")
-    pair = load_pair(base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
     stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
     request = Request(base_prompt, prompt, stops, max_new_tokens)
-    result = run_generate(pair, [request], settings)[0]
+    with load_pair(
+        base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+    ) as pair:
+        result = run_generate(pair, [request], settings)[0]
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
         return

@@ -126,10 +126,14 @@ class LoadedModel:
             "chat_template": self.has_chat_template,
         }
 
+    def close(self) -> None:
+        """Release what the model holds besides memory: nothing for a local model; a
+        served model stops its request threads and closes its connections."""
+
 
 @dataclass
 class Pair:
-    """The base model and the guide model, loaded."""
+    """The base model and the guide model, loaded; ``with`` closes both."""
 
     base: LoadedModel
     guide: LoadedModel
@@ -137,6 +141,17 @@ class Pair:
     @property
     def load_seconds(self) -> float:
         return self.base.load_seconds + self.guide.load_seconds
+
+    def close(self) -> None:
+        """Close both models (see :meth:`LoadedModel.close`)."""
+        self.guide.close()
+        self.base.close()
+
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def cache_dir() -> Path:
@@ -440,7 +455,13 @@ def load_pair(
 ) -> Pair:
     """Load the base and guide models (defaults: the embedded pair)."""
     base_model = load_model(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    guide_model = load_model(guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    try:
+        guide_model = load_model(
+            guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    except BaseException:
+        base_model.close()
+        raise
     if not guide_model.has_chat_template:
         warnings.warn(
             f"Guide '{guide}' has no chat template; using the plain template "

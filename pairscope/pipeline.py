@@ -337,6 +337,8 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
         )
         exc.hint = f"{exc.hint} {keep}" if exc.hint else keep
         raise
+    finally:
+        pair.close()
     return summary, run_dir.path
 
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +169,94 @@ def real_pair():
     from pairscope.models import load_pair
 
     return load_pair(device="cpu", dtype="float32")
+
+
+# -- fake servers and the threads of served models --------------------------------------------
+
+# Threads started by served models (their request pool) and by the fake servers (accept loop,
+# one handler per connection). A daemon thread still inside torch while the interpreter
+# finalises is killed by pthread_exit unwinding through C++ (pybind11's GIL guard), which
+# aborts the process: "terminate called without an active exception", exit 134.
+SERVED_THREADS = ("pairscope-", "fake-server", "(process_request_thread)")
+
+
+@contextmanager
+def no_stray_threads() -> Iterator[None]:
+    """Fail if a served-model or fake-server thread started in the block outlives it."""
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t.name
+        for t in threading.enumerate()
+        if t not in before and any(mark in t.name for mark in SERVED_THREADS)
+    ]
+    assert not left, f"threads still running after the test: {left}"
+
+
+class FakeServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 whose threads all end when it stops.
+
+    Handler threads are not daemons: :meth:`stop` shuts down the connections clients left
+    open (keep-alive), then ``server_close`` joins every handler, so no thread that ran a
+    model survives its test.
+    """
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._loop = threading.Thread(target=self.serve_forever, name="fake-server")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/v1"
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    @contextmanager
+    def running(self) -> Iterator[FakeServer]:
+        self._loop.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self._loop.join()
+        with self._connections_lock:
+            still_open = list(self._connections)
+        for sock in still_open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a handler waiting for the next request
+            except OSError:
+                pass
+        self.server_close()  # joins the handler threads
+
+
+def pairscope_subprocess(*args: object, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pairscope ARGS`` in its own process, in development mode (which reports
+    sockets left unclosed), and check that it ended without a C++ abort or a leak at exit."""
+    env = {**os.environ, "PYTHONDEVMODE": "1"}
+    cmd = [sys.executable, "-m", "pairscope", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    assert "terminate called" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr[-3000:]}"
+    assert "ResourceWarning" not in done.stderr, done.stderr[-3000:]
+    return done

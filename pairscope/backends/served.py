@@ -628,10 +628,19 @@ class ServedModel(LoadedModel):
         return out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Stop the request threads (after the requests in flight) and close every
+        connection. Idempotent; a later call opens new ones."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+    def __enter__(self) -> ServedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -876,12 +885,30 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
     lookahead = int(_env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
     k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
     client = Client(parsed.url, timeout=timeout, api_key=os.environ.get("VLLM_API_KEY"))
+    try:
+        return _connect(spec, parsed, client, k, concurrency, lookahead, trust_remote_code, started)
+    except BaseException:
+        client.close()  # a load that fails leaves no connection open
+        raise
+
+
+def _connect(
+    spec: str,
+    parsed: ServedSpec,
+    client: Client,
+    k: int,
+    concurrency: int,
+    lookahead: int,
+    trust_remote_code: bool,
+    started: float,
+) -> ServedModel:
+    """The rest of :func:`load_served`, over its client."""
     start_hint = (
         "Start it first, e.g. `vllm serve MODEL --max-logprobs 100 --port 8000`, and check "
         "host, port and the /v1 path."
     )
     try:
-        cards = parse_models(client.get("/models", retries=1, timeout=min(timeout, 15.0)))
+        cards = parse_models(client.get("/models", retries=1, timeout=min(client.timeout, 15.0)))
     except Unreachable as exc:
         raise ModelLoadError(
             f"Cannot reach the vLLM server at {parsed.url}: {exc}", hint=start_hint

@@ -13,6 +13,7 @@ up here as a text pair); the aggregate intervention rate agrees within 0.02.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from pairscope.backends.vllm_server import serve, vllm_venv
 from pairscope.decoding.engine import DecodeSettings, Request, generate
 from pairscope.errors import ModelLoadError
 from pairscope.models import Pair, _converted_dir, load_model
+from tests.conftest import no_stray_threads, pairscope_subprocess
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +42,13 @@ def reqs(n: int = 12) -> list[Request]:
     return [Request(f"Question: {q}\nAnswer:", q, ("\nQuestion:",), n) for q in QUESTIONS]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_stray_threads() -> Iterator[None]:
+    """The served model's threads end with the module (torn down after the server)."""
+    with no_stray_threads():
+        yield
+
+
 @pytest.fixture(scope="module")
 def vllm_guide(request, tmp_path_factory) -> Iterator[Any]:
     venv = vllm_venv()
@@ -51,11 +60,9 @@ def vllm_guide(request, tmp_path_factory) -> Iterator[Any]:
     real_pair = request.getfixturevalue("real_pair")  # after the check: skipping is instant
     model_dir = _converted_dir(real_pair.guide.source.sha256)
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with serve(model_dir, venv=venv, log=log) as server:
+    with serve(model_dir, venv=venv, log=log) as server, load_model(server.spec) as served:
         print(f"\nvllm serve ready in {server.start_seconds:.1f} s")
-        served = load_model(server.spec)
         yield server, served
-        served.close()
 
 
 def test_served_topk_matches_local(vllm_guide, real_pair):
@@ -162,3 +169,27 @@ def test_cli_generate_with_a_served_guide(vllm_guide):
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_served_generate_in_a_subprocess_exits_0(vllm_guide):
+    """`pairscope generate` with a served guide, in its own process: exit 0 and nothing left
+    running at exit (no "terminate called", no socket left open)."""
+    server, _ = vllm_guide
+    done = pairscope_subprocess(
+        "generate",
+        "--prompt",
+        "What is 12 * 7?",
+        "--method",
+        "nudging",
+        "--guide",
+        server.spec,
+        "--max-new-tokens",
+        8,
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["positions"] > 0

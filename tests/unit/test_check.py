@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from pairscope.check import check_pair, single_token_text, tokenizer_family
 from pairscope.metrics.intervention import Verdict
-from tests.conftest import CHAT_TEMPLATE, CORPUS, cli
+from tests.conftest import CHAT_TEMPLATE, CORPUS, FakeServer, cli
 
 EVERY_MODEL_CHECK = {
     "model files",
@@ -203,7 +202,7 @@ def test_an_unreachable_served_model_is_exit_2_with_its_url(tiny_dirs):
 def served_guide(tiny_dirs, tiny_pair) -> Iterator[Any]:
     from tests.unit.test_served_parsing import FakeVLLM, fake_choice
 
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
+    server: Any = FakeServer(FakeVLLM)
     server.name = str(tiny_dirs["guide"])
     server.requests, server.fail_after, server.max_tokens_seen = 0, None, []
     server.max_logprobs = 100
@@ -215,12 +214,9 @@ def served_guide(tiny_dirs, tiny_pair) -> Iterator[Any]:
             return fake_choice(model, tokenizer, index, ids, k, echo, steps, tokenizer.eos_token_id)
 
     server.choice = choice
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.spec = f"vllm:http://127.0.0.1:{server.server_port}/v1"
-    yield server
-    server.shutdown()
-    server.server_close()
+    server.spec = f"vllm:{server.url}"
+    with server.running():
+        yield server
 
 
 def test_a_served_guide_is_checked_with_one_tiny_request(tiny_dirs, served_guide):

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from pairscope.backends.served import (
     parse_spec,
 )
 from pairscope.errors import ExitCode, ModelLoadError, RuntimeFault
+from tests.conftest import FakeServer, data_dir, no_stray_threads, pairscope_subprocess
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vllm"
 VOCAB = 49152  # SmolLM2
@@ -45,6 +46,13 @@ def fixture(name: str) -> dict[str, Any]:
 
 def ids_only(key: str) -> int | None:
     return int(key.split(":")[1]) if key.startswith("token_id:") else None
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_threads() -> Iterator[None]:
+    """Every test here stops the threads it starts (torn down after the server fixtures)."""
+    with no_stray_threads():
+        yield
 
 
 # -- spec --------------------------------------------------------------------------------------
@@ -264,14 +272,11 @@ class Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    server: Any = FakeServer(Scripted)
     server.script = []
     server.hits = 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with server.running():
+        yield server
 
 
 def test_client_retries_transient_errors_then_succeeds(scripted):
@@ -289,6 +294,7 @@ def test_client_does_not_retry_a_bad_request(scripted):
     client = Client(f"http://127.0.0.1:{scripted.server_port}/v1", sleep=lambda s: None)
     with pytest.raises(ServerError) as info:
         client.post("/completions", {})
+    client.close()
     assert info.value.status == 400 and logprobs_cap(info.value.message) == 100
     assert scripted.hits == 1
 
@@ -405,7 +411,7 @@ def fake_choice(
 
 @pytest.fixture
 def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
+    server: Any = FakeServer(FakeVLLM)
     server.name = str(tiny_dirs["guide"])
     server.requests = 0
     server.fail_after = None
@@ -419,33 +425,29 @@ def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
             return fake_choice(model, tokenizer, index, ids, k, echo, steps, tokenizer.eos_token_id)
 
     server.choice = choice
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.spec = f"vllm:http://127.0.0.1:{server.server_port}/v1"
-    yield server
-    server.shutdown()
-    server.server_close()
+    server.spec = f"vllm:{server.url}"
+    with server.running():
+        yield server
 
 
 def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
     from pairscope.decoding.engine import DecodeSettings, Request, generate
     from pairscope.models import Pair, load_model
 
-    served = load_model(fake_vllm.spec)
-    assert served.model is None and served.context_window == 2048
-    assert served.identity()["served_model"] == fake_vllm.name
-    mixed = Pair(base=tiny_pair.base, guide=served)
-    prompts = ["The capital of France is", "Question: Tom has 3 apples", "The quick brown fox"]
-    reqs = [Request(p, p, (), 12) for p in prompts]
-    for method in ("guide", "nudging", "blendin"):
-        settings = DecodeSettings(method=method, batch_size=2)
-        local = generate(tiny_pair, reqs, settings)
-        remote = generate(mixed, reqs, settings)
-        assert [r.text for r in remote] == [r.text for r in local], method
-        assert [r.intervention_rate for r in remote] == [r.intervention_rate for r in local]
-        if method != "guide":
-            assert any(r.intervention_rate > 0 for r in remote)
-    served.close()
+    with load_model(fake_vllm.spec) as served:
+        assert served.model is None and served.context_window == 2048
+        assert served.identity()["served_model"] == fake_vllm.name
+        mixed = Pair(base=tiny_pair.base, guide=served)
+        prompts = ["The capital of France is", "Question: Tom has 3 apples", "The quick brown fox"]
+        reqs = [Request(p, p, (), 12) for p in prompts]
+        for method in ("guide", "nudging", "blendin"):
+            settings = DecodeSettings(method=method, batch_size=2)
+            local = generate(tiny_pair, reqs, settings)
+            remote = generate(mixed, reqs, settings)
+            assert [r.text for r in remote] == [r.text for r in local], method
+            assert [r.intervention_rate for r in remote] == [r.intervention_rate for r in local]
+            if method != "guide":
+                assert any(r.intervention_rate > 0 for r in remote)
 
 
 @pytest.mark.parametrize(
@@ -467,17 +469,16 @@ def test_lookahead_answers_greedy_paths_without_changing_results(
     results, requests = {}, {}
     for lookahead in ("1", "16"):
         monkeypatch.setenv("PAIRSCOPE_SERVED_LOOKAHEAD", lookahead)
-        served = load_model(fake_vllm.spec)
-        pair = (
-            Pair(base=served, guide=tiny_pair.guide)
-            if served_role == "base"
-            else Pair(base=tiny_pair.base, guide=served)
-        )
-        fake_vllm.max_tokens_seen.clear()
-        results[lookahead] = generate(pair, reqs, settings)
+        with load_model(fake_vllm.spec) as served:
+            pair = (
+                Pair(base=served, guide=tiny_pair.guide)
+                if served_role == "base"
+                else Pair(base=tiny_pair.base, guide=served)
+            )
+            fake_vllm.max_tokens_seen.clear()
+            results[lookahead] = generate(pair, reqs, settings)
         requests[lookahead] = len(fake_vllm.max_tokens_seen)
         assert max(fake_vllm.max_tokens_seen) == int(lookahead)
-        served.close()
     local_pair = (
         Pair(base=local_model, guide=tiny_pair.guide)
         if served_role == "base"
@@ -494,18 +495,17 @@ def test_served_teacher_forcing_matches_local(fake_vllm, tiny_pair):
     from pairscope.models import load_model
     from pairscope.teacher import forced_tokens, option_probs
 
-    served = load_model(fake_vllm.spec)
     prompt = tiny_pair.guide.encode_chat_prompt("Tom has 3 apples")
     reference = "Tom has 3 + 5 = 8 apples."
-    a, b = (
-        forced_tokens(served, prompt, reference),
-        forced_tokens(tiny_pair.guide, prompt, reference),
-    )
+    with load_model(fake_vllm.spec) as served:
+        a, b = (
+            forced_tokens(served, prompt, reference),
+            forced_tokens(tiny_pair.guide, prompt, reference),
+        )
+        served_options = option_probs(served, prompt, "ABCD")
     assert a.correct == b.correct
     assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
-    assert option_probs(served, prompt, "ABCD") == pytest.approx(
-        option_probs(tiny_pair.guide, prompt, "ABCD"), abs=1e-5
-    )
+    assert served_options == pytest.approx(option_probs(tiny_pair.guide, prompt, "ABCD"), abs=1e-5)
 
 
 def test_load_stops_on_a_logprobs_cap(fake_vllm):
@@ -526,6 +526,7 @@ def test_fewer_logprobs_on_request_warns(fake_vllm, monkeypatch):
     monkeypatch.setenv("PAIRSCOPE_SERVED_LOGPROBS", "20")
     with pytest.warns(UserWarning, match="top 20 logprobs"):
         served = load_model(fake_vllm.spec)
+    served.close()
     assert served.logprobs == 20
 
 
@@ -551,12 +552,106 @@ def test_server_failure_mid_run_is_a_runtime_fault(fake_vllm, tiny_pair, monkeyp
     from pairscope.models import Pair, load_model
 
     monkeypatch.setattr(served_mod, "BACKOFF", 0.0)
-    served = load_model(fake_vllm.spec)
-    fake_vllm.fail_after = fake_vllm.requests + 1  # the second request of the run fails
-    with pytest.raises(RuntimeFault, match="Lost the vLLM server") as info:
-        generate(
-            Pair(base=tiny_pair.base, guide=served),
-            [Request("The quick brown fox", "The quick brown fox", (), 40)],
-            DecodeSettings(method="guide", batch_size=1),
-        )
+    with load_model(fake_vllm.spec) as served:
+        fake_vllm.fail_after = fake_vllm.requests + 1  # the second request of the run fails
+        with pytest.raises(RuntimeFault, match="Lost the vLLM server") as info:
+            generate(
+                Pair(base=tiny_pair.base, guide=served),
+                [Request("The quick brown fox", "The quick brown fox", (), 40)],
+                DecodeSettings(method="guide", batch_size=1),
+            )
     assert info.value.exit_code == ExitCode.RUNTIME
+
+
+# -- shutting down: no thread or connection outlives a served model --------------------------
+
+
+def _wait_until_closed(server: FakeServer, seconds: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.open_connections == 0, "a connection was left open"
+
+
+def test_close_stops_the_request_threads_and_closes_the_connections(fake_vllm, monkeypatch):
+    from pairscope.models import load_model
+
+    monkeypatch.setenv("PAIRSCOPE_SERVED_CONCURRENCY", "3")
+    with load_model(fake_vllm.spec) as served:
+        prompts = [served.encode_completion_prompt(p) for p in ("The", "The quick", "Tom has")]
+        paths = served.greedy_paths(prompts, 2)
+        pool = [t for t in threading.enumerate() if t.name.startswith("pairscope-vllm")]
+        assert len(paths) == 3 and pool  # the rows went out on the request threads
+    assert not any(t.is_alive() for t in pool)
+    _wait_until_closed(fake_vllm)
+    served.close()  # closing twice is harmless
+
+
+def test_a_failed_load_closes_its_connection(fake_vllm):
+    from pairscope.models import load_model
+
+    fake_vllm.max_logprobs = 20
+    with pytest.raises(ModelLoadError, match="caps top logprobs") as info:
+        load_model(fake_vllm.spec)
+    _wait_until_closed(fake_vllm)  # closed by the load, not by collecting its frames
+    assert info.traceback
+
+
+def test_generate_with_a_served_guide_exits_0_in_a_subprocess(fake_vllm, tiny_dirs):
+    done = pairscope_subprocess(
+        "generate",
+        "--prompt",
+        "Tom has 3 apples",
+        "--base",
+        tiny_dirs["base"],
+        "--guide",
+        fake_vllm.spec,
+        "--max-new-tokens",
+        8,
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["positions"] > 0
+
+
+def test_probe_with_a_served_guide_exits_0_in_a_subprocess(
+    fake_vllm, tiny_dirs, tmp_path, monkeypatch
+):
+    """Two rows a step go out on two request threads, and teacher forcing runs too."""
+    data = data_dir()
+    if data is None:
+        pytest.skip("no benchmark data (PAIRSCOPE_DATA_DIR)")
+    monkeypatch.setenv("PAIRSCOPE_SERVED_CONCURRENCY", "2")
+    done = pairscope_subprocess(
+        "probe",
+        "--base",
+        tiny_dirs["base"],
+        "--guide",
+        fake_vllm.spec,
+        "--tasks",
+        "gsm8k",
+        "--n",
+        2,
+        "--batch-size",
+        2,
+        "--max-new-tokens",
+        6,
+        "--threshold",
+        1.0,
+        "--data-dir",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "summary.json").is_file()
