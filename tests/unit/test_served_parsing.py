@@ -623,7 +623,8 @@ def test_generate_with_a_served_guide_exits_0_in_a_subprocess(fake_vllm, tiny_di
 def test_probe_with_a_served_guide_exits_0_in_a_subprocess(
     fake_vllm, tiny_dirs, tmp_path, monkeypatch
 ):
-    """Two rows a step go out on two request threads, and teacher forcing runs too."""
+    """Two rows a step go out on two request threads, teacher forcing runs too, and the
+    process ends without an abort or a leak at exit."""
     data = data_dir()
     if data is None:
         pytest.skip("no benchmark data (PAIRSCOPE_DATA_DIR)")
@@ -653,5 +654,7 @@ def test_probe_with_a_served_guide_exits_0_in_a_subprocess(
         "--dtype",
         "float32",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # 1 is the gate's verdict on a random tiny pair (a finding, not a fault).
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
     assert (tmp_path / "run" / "summary.json").is_file()
