@@ -102,10 +102,15 @@ def hf_generate(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
 
 
 def pairscope_method(
-    method: str, share_prefix: bool = True
+    method: str, share_prefix: bool = True, tokenization: str = "canonical"
 ) -> Callable[[Pair, list[Request], int], int]:
     def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
-        settings = DecodeSettings(method=method, batch_size=len(reqs), share_prefix=share_prefix)
+        settings = DecodeSettings(
+            method=method,
+            batch_size=len(reqs),
+            share_prefix=share_prefix,
+            tokenization=tokenization,
+        )
         engine = Engine(pair, settings)
         return sum(r.positions for r in engine.run(reqs))
 
@@ -165,10 +170,13 @@ def naive_blend(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
 METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
     "generate": hf_generate,
     "base": pairscope_method("base"),
+    "base_own": pairscope_method("base", tokenization="own"),
     "base_unshared": pairscope_method("base", share_prefix=False),
     "nudging": pairscope_method("nudging"),
+    "nudging_own": pairscope_method("nudging", tokenization="own"),
     "nudging_unshared": pairscope_method("nudging", share_prefix=False),
     "blendin": pairscope_method("blendin"),
+    "blendin_own": pairscope_method("blendin", tokenization="own"),
     "naive": naive_blend,
 }
 
@@ -248,6 +256,11 @@ def main() -> None:
             rate[("nudging_unshared", batch)] / g, 3
         )
         ratios[f"blendin_vs_generate@{batch}"] = round(rate[("blendin", batch)] / g, 3)
+        for method in ("base", "nudging", "blendin"):
+            # What the canonical tokenization policy costs against the own policy.
+            ratios[f"{method}_canonical_vs_own@{batch}"] = round(
+                rate[(method, batch)] / rate[(f"{method}_own", batch)], 3
+            )
         ratios[f"blendin_vs_naive@{batch}"] = round(
             rate[("blendin", batch)] / rate[("naive", batch)], 3
         )

@@ -87,6 +87,15 @@ Tau = Annotated[
         rich_help_panel="Decoding",
     ),
 ]
+Tokenization = Annotated[
+    str,
+    typer.Option(
+        help="How each model sees its context. canonical: the canonical tokenization of "
+        "prompt + response text at every step, as the methods' reference code sends it; "
+        "own: a model's own tokens stay its ids, as transformers generate() does.",
+        rich_help_panel="Decoding",
+    ),
+]
 TopK = Annotated[
     int, typer.Option("--k", help="Top-k tokens blended per model.", rich_help_panel="Decoding")
 ]
@@ -285,7 +294,9 @@ def _root(
 @app.command()
 @_guard
 def generate(
-    prompt: Annotated[str, typer.Option(help="The question or prompt.")],
+    prompt: Annotated[
+        str | None, typer.Option(help="The question or prompt (or use --input).")
+    ] = None,
     base: Base = "embedded:gemma-3-270m",
     guide: Guide = "embedded:smollm2-135m-instruct",
     method: Annotated[
@@ -294,6 +305,7 @@ def generate(
     tau: Tau = 0.4,
     k: TopK = 100,
     lam: Lam = 0.1,
+    tokenization: Tokenization = "canonical",
     max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     plain: Annotated[
@@ -303,12 +315,33 @@ def generate(
             "(default: 'Question: PROMPT\\nAnswer:')."
         ),
     ] = False,
+    guide_prompt: Annotated[
+        str | None, typer.Option(help="The guide's user turn (default: PROMPT).")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="The guide's system message.")] = None,
+    guide_prefix: Annotated[
+        str, typer.Option(help="Start of the guide's answer, written into its open turn.")
+    ] = "",
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSONL file, one request a line: base_prompt (used as is), optional "
+            "guide_prompt, system, guide_prefix, max_new_tokens, stop.",
+        ),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("--output", help="With --input: write one JSON result a line here."),
+    ] = None,
+    batch_size: BatchSize = 8,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
-    """Decode one prompt with a pair and show which model wrote each piece.
+    """Decode one prompt (or a JSONL file of them) with a pair and show which model wrote
+    each piece.
 
     Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
     """
@@ -316,17 +349,42 @@ def generate(
     from pairscope.decoding.engine import generate as run_generate
     from pairscope.models import load_pair
 
-    settings = DecodeSettings(method=method, tau=tau, top_k=k, lam=lam, batch_size=1)
+    if (prompt is None) == (input_file is None):
+        raise InputError("Give exactly one of --prompt and --input.")
+    size = batch_size if input_file is not None else 1
+    settings = DecodeSettings(
+        method=method, tau=tau, top_k=k, lam=lam, batch_size=size, tokenization=tokenization
+    )
     settings.strategy()  # validate before loading models
     if max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1 (got {max_new_tokens}).")
-    base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
-    stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
-    request = Request(base_prompt, prompt, stops, max_new_tokens)
+    if input_file is not None:
+        requests = read_requests(
+            input_file, max_new_tokens, tuple(stop or ()), system, guide_prefix
+        )
+    else:
+        assert prompt is not None
+        base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
+        stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
+        requests = [
+            Request(
+                base_prompt, guide_prompt or prompt, stops, max_new_tokens, system, guide_prefix
+            )
+        ]
     with load_pair(
         base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
     ) as pair:
-        result = run_generate(pair, [request], settings)[0]
+        results = run_generate(pair, requests, settings)
+    if input_file is not None:
+        lines = [json.dumps(r.to_dict(with_steps=False), ensure_ascii=False) for r in results]
+        if output_file is not None:
+            output_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            out.print(f"{len(results)} results written to {output_file}")
+        else:
+            for line in lines:
+                typer.echo(line)
+        return
+    result = results[0]
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
         return
@@ -341,9 +399,54 @@ def generate(
     out.print(
         f"\n[dim]{result.positions} positions, {result.uncertain} uncertain, "
         f"{result.overridden} overridden; intervention rate "
-        f"{'n/a' if rate is None else f'{rate:.3f}'}; stop: {result.stop_reason}. "
+        f"{'n/a' if rate is None else f'{rate:.3f}'} ({result.ir_kind or 'none'}); "
+        f"stop: {result.stop_reason}. "
         "Colours: [cyan]base[/] [magenta]guide[/] [yellow]blend[/][/]"
     )
+
+
+_REQUEST_KEYS = {"base_prompt", "guide_prompt", "system", "guide_prefix", "max_new_tokens", "stop"}
+
+
+def read_requests(
+    path: Path, max_new: int, stop: tuple[str, ...], system: str | None, prefix: str
+) -> list[Any]:
+    """Requests from a JSONL file (one object a line); command-line values are defaults."""
+    from pairscope.decoding.engine import Request
+
+    if not path.is_file():
+        raise InputError(f"No such input file: {path}.")
+    requests = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{n}: not JSON ({exc.msg}).") from None
+        if not isinstance(row, dict) or not isinstance(row.get("base_prompt"), str):
+            raise InputError(f"{path}:{n}: each line needs a string 'base_prompt'.")
+        extra = set(row) - _REQUEST_KEYS
+        if extra:
+            raise InputError(
+                f"{path}:{n}: unknown key(s) {', '.join(sorted(extra))}; "
+                f"allowed: {', '.join(sorted(_REQUEST_KEYS))}."
+            )
+        stops = row.get("stop", list(stop))
+        stops = [stops] if isinstance(stops, str) else stops
+        requests.append(
+            Request(
+                row["base_prompt"],
+                str(row.get("guide_prompt", row["base_prompt"])),
+                tuple(str(x) for x in stops),
+                int(row.get("max_new_tokens", max_new)),
+                row.get("system", system),
+                str(row.get("guide_prefix", prefix)),
+            )
+        )
+    if not requests:
+        raise InputError(f"{path} holds no requests.")
+    return requests
 
 
 @app.command()
@@ -431,6 +534,7 @@ def probe(
     n: N = "",
     seed: Seed = 0,
     tau: Tau = 0.4,
+    tokenization: Tokenization = "canonical",
     method: Annotated[
         str,
         typer.Option(
@@ -505,6 +609,7 @@ def probe(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        tokenization=tokenization,
         trust_remote_code=trust_remote_code,
         max_new_tokens=max_new_tokens,
         calibration=not no_calibration,
@@ -530,6 +635,7 @@ def evaluate(
     n: N = "",
     seed: Seed = 0,
     tau: Tau = 0.4,
+    tokenization: Tokenization = "canonical",
     alpha: Annotated[
         str,
         typer.Option(
@@ -594,6 +700,7 @@ def evaluate(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        tokenization=tokenization,
         trust_remote_code=trust_remote_code,
         max_new_tokens=max_new_tokens,
         calibration=False,
@@ -790,21 +897,33 @@ def _print_summary(summary: dict[str, Any], run_dir: Path, console: Console = ou
         title=f"pairscope {summary['kind']}: {summary['pair'].get('base', {}).get('spec')}"
         f" + {summary['pair'].get('guide', {}).get('spec')}"
     )
-    for col in ("task", "method", "n", "intervention rate", "override", "score", "verdict"):
+    columns = ("task", "method", "n", "intervention rate", "uncertain", "override", "score")
+    for col in (*columns, "verdict"):
         table.add_column(col)
+    formulas: dict[str, str] = {}
     for task, t in summary["tasks"].items():
         for method, m in t["methods"].items():
             v = t["verdict"] if method == t["gate_method"] else ""
+            if m.get("ir_definition"):
+                formulas[method] = m["ir_definition"]
             table.add_row(
                 task,
                 method,
                 f"{t['n']}/{t['dataset_size']}",
                 _fmt(m["intervention_rate"]),
+                _fmt(m.get("uncertain_rate")),
                 _fmt(m["override_rate"]),
                 _fmt(m["score"]),
                 f"[{VERDICT_STYLE.get(v, '')}]{v}[/]" if v else "",
             )
     console.print(table)
+    for method, formula in formulas.items():
+        console.print(f"  [dim]intervention rate, {method}: {formula}[/]")
+    if formulas:
+        console.print(
+            "  [dim]uncertain: uncertain positions / positions; override: positions where "
+            "the guide changed the text / positions[/]"
+        )
     for task, t in summary["tasks"].items():
         for role, cal in (t.get("calibration") or {}).items():
             console.print(
@@ -844,13 +963,15 @@ def markdown_summary(summary: dict[str, Any], run_dir: Path) -> str:
         f"Base `{summary['pair'].get('base', {}).get('spec')}`, guide "
         f"`{summary['pair'].get('guide', {}).get('spec')}`",
         "",
-        "| task | n | intervention rate (95% CI) | threshold | score (95% CI) | verdict |",
-        "|---|---|---|---|---|---|",
+        "| task | n | intervention rate (95% CI) | formula | threshold | score (95% CI) "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, t in summary["tasks"].items():
         m = t["methods"][t["gate_method"]]
         lines.append(
-            f"| {task} | {t['n']} | {_fmt(m['intervention_rate'])} | {t['threshold']:.2f} | "
+            f"| {task} | {t['n']} | {_fmt(m['intervention_rate'])} | "
+            f"{m.get('ir_definition') or ''} | {t['threshold']:.2f} | "
             f"{_fmt(m['score'])} | **{t['verdict']}** |"
         )
     lines += ["", f"Run directory: `{run_dir}`", ""]
@@ -898,17 +1019,19 @@ class _RichProgress:
         self.ids[key] = self.bars.add_task(
             f"{task} / {method}", total=total, completed=done, rate=""
         )
-        self.stats[key] = [time.perf_counter(), 0.0, 0.0, 0.0]  # start, tokens, uncertain, counted
+        self.stats[key] = [time.perf_counter(), 0.0, 0.0, 0.0]  # start, tokens, IR num, IR den
 
-    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None:
+    def advance(
+        self, task: str, method: str, tokens: int, ir_counts: tuple[int, int] | None
+    ) -> None:
         import time
 
         key = (task, method)
         st = self.stats[key]
         st[1] += tokens
-        if uncertain is not None:
-            st[2] += uncertain
-            st[3] += tokens
+        if ir_counts is not None:
+            st[2] += ir_counts[0]
+            st[3] += ir_counts[1]
         speed = st[1] / max(time.perf_counter() - st[0], 1e-9)
         ir = f", IR {st[2] / st[3]:.3f}" if st[3] else ""
         rate = f"{speed:.0f} tok/s{ir}" if tokens else ""

@@ -26,12 +26,13 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
 
 if TYPE_CHECKING:
@@ -89,19 +90,26 @@ class LoadedModel:
         """Plain completion prompt: BOS (if the tokenizer adds one) + text."""
         return list(self.tokenizer.encode(text, add_special_tokens=True))
 
-    def chat_prompt_text(self, user: str) -> str:
-        """The chat-template text with ``user`` as the user turn and an open assistant turn."""
+    def chat_prompt_text(self, user: str, system: str | None = None) -> str:
+        """The chat-template text with ``user`` as the user turn (after an optional system
+        message) and an open assistant turn."""
         if not self.has_chat_template:
-            return FALLBACK_CHAT_TEMPLATE.replace("{user}", user)
+            plain = FALLBACK_CHAT_TEMPLATE.replace("{user}", user)
+            return f"{system}\n\n{plain}" if system else plain
         messages = [{"role": "user", "content": user}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
         return str(text)
 
-    def encode_chat_prompt(self, user: str) -> list[int]:
-        """Token ids of :meth:`chat_prompt_text`; the template already holds special tokens."""
-        text = self.chat_prompt_text(user)
+    def encode_chat_prompt(
+        self, user: str, system: str | None = None, prefix: str = ""
+    ) -> list[int]:
+        """Token ids of :meth:`chat_prompt_text` + ``prefix`` (the start of the answer);
+        the template already holds its special tokens."""
+        text = self.chat_prompt_text(user, system) + prefix
         add_special = not self.has_chat_template
         return list(self.tokenizer.encode(text, add_special_tokens=add_special))
 
@@ -402,7 +410,7 @@ def load_model(
         device=dev,
         dtype=str(torch_dtype).replace("torch.", ""),
         load_seconds=time.perf_counter() - started,
-        eos_ids=_eos_ids(model, tokenizer),
+        eos_ids=end_ids(getattr(model.generation_config, "eos_token_id", None), tokenizer),
     )
 
 
@@ -418,16 +426,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, Sequence):
-            ids.update(int(v) for v in value)
-    return frozenset(ids)
 
 
 def _short(exc: BaseException) -> str:

@@ -28,7 +28,9 @@ class Progress(Protocol):
 
     def start(self, task: str, method: str, total: int, done: int) -> None: ...
 
-    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None: ...
+    def advance(
+        self, task: str, method: str, tokens: int, ir_counts: tuple[int, int] | None
+    ) -> None: ...
 
 
 class _Silent:
@@ -38,7 +40,9 @@ class _Silent:
     def start(self, task: str, method: str, total: int, done: int) -> None:
         pass
 
-    def advance(self, task: str, method: str, tokens: int, uncertain: int | None) -> None:
+    def advance(
+        self, task: str, method: str, tokens: int, ir_counts: tuple[int, int] | None
+    ) -> None:
         pass
 
 
@@ -68,6 +72,7 @@ class RunOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 16
+    tokenization: str = "canonical"
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
     calibration: bool = True
@@ -79,10 +84,12 @@ class RunOptions:
 
     def validate(self) -> None:
         """Raise InputError for any setting out of range or unknown name."""
+        from pairscope.decoding.contexts import check_policy
         from pairscope.decoding.strategies import make_strategy
         from pairscope.metrics.intervention import POLICIES, check_threshold
         from pairscope.probes import list_probes
 
+        check_policy(self.tokenization)
         if self.tau < 0:
             raise InputError(f"--tau must be >= 0 (got {self.tau}).")
         if self.k < 1:
@@ -141,6 +148,7 @@ def _settings(
         "device": opts.device,
         "dtype": opts.dtype,
         "batch_size": opts.batch_size,
+        "tokenization": opts.tokenization,
     }
 
 
@@ -161,6 +169,7 @@ _FROM_RUN = {
     "device": "device",
     "dtype": "dtype",
     "batch_size": "batch_size",
+    "tokenization": "tokenization",
     "data_dir": "data_dir",
 }
 
@@ -487,9 +496,20 @@ def _decode(
         lam=opts.lam,
         alpha=opts.alpha,
         batch_size=batch_size,
+        tokenization=opts.tokenization,
     )
     engine = Engine(pair, settings)
-    requests = [Request(s.base_prompt, s.guide_user, tuple(spec.stop), max_new) for s in todo]
+    requests = [
+        Request(
+            s.base_prompt,
+            s.guide_user,
+            tuple(spec.stop),
+            max_new,
+            guide_system=s.guide_system,
+            guide_prefix=s.guide_prefix,
+        )
+        for s in todo
+    ]
     last = [time.perf_counter()]
 
     def on_result(index: int, result: Any) -> None:
@@ -512,12 +532,7 @@ def _decode(
             }
         )
         last[0] = now
-        progress.advance(
-            task,
-            method,
-            result.positions,
-            result.uncertain if result.counts_interventions else None,
-        )
+        progress.advance(task, method, result.positions, result.ir_counts)
 
     engine.run(requests, on_result)
 
@@ -581,7 +596,7 @@ def _teacher_force(
     encoded = {
         s.id: (
             pair.base.encode_completion_prompt(s.base_prompt),
-            pair.guide.encode_chat_prompt(s.guide_user),
+            pair.guide.encode_chat_prompt(s.guide_user, s.guide_system, s.guide_prefix),
         )
         for s in todo
     }
@@ -622,10 +637,10 @@ def _teacher_force(
 
 def _fit(lm: Any, prompt: list[int], reference: str = "") -> list[int]:
     """Cut a teacher-forcing prompt from the left, as decoding does, to fit the reference."""
-    from pairscope.decoding.engine import _prompt_ids
+    from pairscope.decoding.contexts import fit_prompt
 
     reserve = len(lm.tokenizer.encode(reference, add_special_tokens=False)) if reference else 1
-    return _prompt_ids(lm, prompt, max(reserve, 1))
+    return fit_prompt(lm, prompt, max(reserve, 1))
 
 
 def _record(

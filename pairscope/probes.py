@@ -127,6 +127,10 @@ class Prompts(_Strict):
 
     base: str = Field(min_length=1)
     guide_user: str = Field(min_length=1)
+    # The guide's system message (None: the chat template's own default) and the start
+    # of its answer, written into the open assistant turn before the response.
+    guide_system: str | None = None
+    guide_prefix: str = ""
     fewshot_template: str | None = None
     fewshot: list[dict[str, str]] = Field(default_factory=list)
 
@@ -555,6 +559,8 @@ class Sample:
     options: tuple[str, ...] = ()
     option_texts: tuple[str, ...] = ()
     answer_letter: str | None = None
+    guide_system: str | None = None
+    guide_prefix: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -712,6 +718,8 @@ def build_samples(spec: ProbeSpec, records: Sequence[Mapping[str, Any]]) -> list
                 options=derived.options,
                 option_texts=derived.option_texts,
                 answer_letter=derived.answer_letter,
+                guide_system=spec.prompts.guide_system,
+                guide_prefix=spec.prompts.guide_prefix,
             )
         )
     if not samples:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pairscope.errors import RunDirError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intervention_rate is each method's own (rounds for NUDGING)
 CONFIG = "config.json"
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"

@@ -111,10 +111,13 @@ def _method_summary(task: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
     counts = [g for g in gens if g["uncertain"] is not None]
     out: dict[str, Any] = {
         "score": {**proportion(correct, n).to_dict(), "correct": correct, "n": n},
+        "ir_definition": None,
         "intervention_rate": None,
+        "uncertain_rate": None,
         "override_rate": None,
         "ir_distribution": None,
         "per_sample_ir": [],
+        "ir_counts": [],
         "tokens": sum(int(g["positions"]) for g in gens),
         "seconds": round(sum(float(g.get("seconds", 0.0)) for g in gens), 3),
     }
@@ -122,9 +125,16 @@ def _method_summary(task: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
     if counts and sum(g["positions"] for g in counts) > 0:
         unc = [g["uncertain"] for g in counts]
         pos = [g["positions"] for g in counts]
-        out["intervention_rate"] = intervention_rate(unc, pos).to_dict()
+        # The method's own intervention rate (DESIGN §3): its numerator and denominator.
+        num = [g["ir_numerator"] for g in counts]
+        den = [g["ir_denominator"] for g in counts]
+        out["ir_definition"] = counts[0]["ir_kind"]
+        out["ir_counts"] = [[int(u), int(d)] for u, d in zip(num, den)]
+        if sum(den) > 0:
+            out["intervention_rate"] = intervention_rate(num, den).to_dict()
+        out["uncertain_rate"] = intervention_rate(unc, pos).to_dict()
         out["override_rate"] = intervention_rate([g["overridden"] for g in counts], pos).to_dict()
-        rates = per_sample_rates(unc, pos)
+        rates = per_sample_rates(num, den)
         out["ir_distribution"] = distribution_summary(rates).to_dict()
         out["per_sample_ir"] = [None if r != r else round(float(r), 4) for r in rates]
     if task == "xstest" or any(g.get("target") in ("safe", "unsafe") for g in gens):
@@ -168,6 +178,11 @@ def _task_summary(
     method_out = {m: _method_summary(task, by_kind.get(("generation", m), [])) for m in methods}
     gate = gate_method(methods)
     verdict_value, reason = _verdict(method_out[gate]["intervention_rate"], threshold)
+    counts = method_out[gate]["ir_counts"]
+    if verdict_value is None and counts and sum(u for u, _ in counts) > 0:
+        # Rounds but not one base-written token: the guide wrote every word.
+        verdict_value = Verdict.FAIL.value
+        reason = "intervention rate undefined: the guide wrote every token (no base tokens)"
     gate_steps = [
         s
         for g in by_kind.get(("generation", gate), [])

@@ -36,39 +36,11 @@ def data_dir() -> Path | None:
     return None
 
 
-def _tokenizer(kind: str):
-    """A small BPE tokenizer trained on CORPUS: byte-level (GPT-2 style) or metaspace (SP style)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def _tokenizer(family: str):
+    """A small BPE tokenizer of one real family (tests/families.py) trained on CORPUS."""
+    from tests.families import build
 
-    specials = ["<pad>", "<bos>", "<eos>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE(byte_fallback=kind == "metaspace"))
-    if kind == "byte":
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-    else:
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
-        tok.decoder = decoders.Sequence(
-            [
-                decoders.Metaspace(replacement="▁", prepend_scheme="never"),
-                decoders.ByteFallback(),
-                decoders.Fuse(),
-            ]
-        )
-        alphabet = []
-        specials += [f"<0x{i:02X}>" for i in range(256)]
-    trainer = trainers.BpeTrainer(
-        vocab_size=400 if kind == "byte" else 600,
-        special_tokens=specials,
-        initial_alphabet=alphabet,
-        show_progress=False,
-    )
-    tok.train_from_iterator([CORPUS], trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
-    )
-    return fast
+    return build(family, CORPUS, vocab_size=420 if family == "bytelevel" else 640)
 
 
 # What the tiny Gemma 3 base and Llama guide share: two layers, width 32, one KV head.
@@ -136,13 +108,13 @@ CHAT_TEMPLATE = (
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
-    """Save a tiny random base (Gemma 3 architecture, metaspace BPE) and guide (Llama,
-    byte-level BPE with a chat template) to local directories."""
+    """Save a tiny random base (Gemma 3 architecture, Gemma-style SentencePiece BPE) and
+    guide (Llama, byte-level BPE with a chat template) to local directories."""
     root = tmp_path_factory.mktemp("tiny")
     out = {}
     for role, arch, kind, seed in (
-        ("base", "gemma3", "metaspace", 0),
-        ("guide", "llama", "byte", 1),
+        ("base", "gemma3", "gemma", 0),
+        ("guide", "llama", "bytelevel", 1),
     ):
         tok = _tokenizer(kind)
         if role == "guide":

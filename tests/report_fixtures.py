@@ -1,4 +1,4 @@
-"""Synthetic run directories in the exact on-disk schema the pipeline writes (schema_version 1).
+"""Synthetic run directories in the exact on-disk schema the pipeline writes (schema_version 2).
 
 The numbers are made up but internally consistent: scores, rates and their
 intervals are computed from the generated records with pairscope's own
@@ -353,7 +353,7 @@ def make_run_dir(
     verdicts = [t["verdict"] for t in tasks.values()]
     overall = "FAIL" if "FAIL" in verdicts else "WARN" if "WARN" in verdicts else "PASS"
     summary = {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": kind,
         "pair": pair,
         "settings": settings,
@@ -377,7 +377,7 @@ def make_run_dir(
         },
     }
     config = {
-        "schema_version": 1,
+        "schema_version": 2,
         "command": kind,
         "settings": settings,
         "pair": pair,

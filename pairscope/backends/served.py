@@ -72,6 +72,7 @@ from typing import Any
 
 import torch
 
+from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
 from pairscope.models import LoadedModel, ModelSource
 
@@ -830,7 +831,6 @@ def _model_facts(source: str, tokenizer: Any) -> tuple[int, frozenset[int]]:
     from transformers import AutoConfig, GenerationConfig
 
     vocab = len(tokenizer)
-    eos: set[int] = set()
     local = Path(source).is_dir()
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local)
@@ -842,12 +842,7 @@ def _model_facts(source: str, tokenizer: Any) -> tuple[int, frozenset[int]]:
         value = GenerationConfig.from_pretrained(source, local_files_only=local).eos_token_id
     except Exception:  # noqa: BLE001 - no generation_config.json: use the tokenizer's
         value = None
-    for v in (value, tokenizer.eos_token_id):
-        if isinstance(v, int):
-            eos.add(v)
-        elif isinstance(v, list | tuple):
-            eos.update(int(x) for x in v)
-    return vocab, frozenset(eos)
+    return vocab, end_ids(value, tokenizer)
 
 
 def _choose_card(spec: str, parsed: ServedSpec, cards: list[ServedCard]) -> ServedCard:

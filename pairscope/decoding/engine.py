@@ -1,21 +1,19 @@
 """The one two-model decoding loop (DESIGN.md §2).
 
 State per row is the response text. Each model holds its own token ids for its
-own context (prompt + response). Text a model chose itself is fed to it as its
-own token id; text chosen by the other model marks it *dirty*, and before its
-next forward pass its ids are re-encoded from the text; the stream then reuses
-its KV cache up to the longest common prefix of old and new ids.
+own context (prompt + response), kept by the tokenization policy of
+``decoding/contexts.py``; the stream reuses its KV cache up to the longest common
+prefix of old and new ids. One step is one base position.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 
+from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
 from pairscope.decoding.strategies import (
     Blend,
     Decision,
@@ -25,25 +23,29 @@ from pairscope.decoding.strategies import (
     TopK,
     make_strategy,
     merge_topk,
+    split_word,
 )
-from pairscope.decoding.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
 from pairscope.decoding.types import SampleResult, Step
-from pairscope.decoding.vocab import END, MatchKey, TokenText
+from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.errors import InputError
-from pairscope.models import LoadedModel, Pair
+from pairscope.models import Pair
 
 OVERLAP_K = 50
-_WORD = re.compile(r"^(\s*\S+)\s")
+
+__all__ = ["DecodeSettings", "Engine", "Request", "generate", "split_word"]
 
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt to decode: the base's completion prompt and the guide's user turn."""
+    """One prompt to decode: the base's completion prompt and the guide's user turn,
+    with the guide's optional system message and the start of its answer."""
 
     base_prompt: str
     guide_user: str
     stop: tuple[str, ...] = ()
     max_new_tokens: int = 128
+    guide_system: str | None = None
+    guide_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class DecodeSettings:
     lam: float = 0.1
     alpha: float | None = None
     batch_size: int = 8
+    tokenization: str = "canonical"
     # Compute a prompt prefix shared by a batch's rows once (same results; off only to
     # measure what it saves).
     share_prefix: bool = True
@@ -63,110 +66,28 @@ class DecodeSettings:
     def strategy(self) -> Strategy:
         if self.batch_size < 1:
             raise InputError(f"batch size must be >= 1 (got {self.batch_size}).")
+        check_policy(self.tokenization)
         return make_strategy(
             self.method, tau=self.tau, lam=self.lam, top_k=self.top_k, alpha=self.alpha
         )
 
 
 @dataclass
-class _Context:
-    """One model's view of one row."""
-
-    prompt: list[int]
-    ids: list[int]
-    dirty: bool = False
-    pending: list[int] = field(default_factory=list)  # own byte pieces not yet whole characters
-
-
-@dataclass
 class _Row:
     index: int
     request: Request
-    driver: _Context
-    guide: _Context | None
+    driver: Context
+    guide: Context | None
     text: str = ""
     steps: list[Step] = field(default_factory=list)
     reason: str | None = None
+    in_round: bool = False  # NUDGING: the last text was a guide word of an open round
+    plan: list[int] = field(default_factory=list)  # guide's own greedy ids not yet appended
+    plan_logp: torch.Tensor | None = None  # the guide's distribution that chose the plan
 
 
 # How many greedy tokens a served driver asks for per request (capped by the model).
 GREEDY_LOOKAHEAD = 64
-
-
-class _Model:
-    """A loaded model with its decoded-token table and its stream for one batch."""
-
-    def __init__(self, lm: LoadedModel, tag: int) -> None:
-        self.lm = lm
-        self.vocab = TokenText(lm.tokenizer, lm.eos_ids, tag)
-        self.stream: ModelStream | None = None
-        self._prefix: ModelStream | None = None
-
-    def open(self, prompts: list[list[int]], lookahead: int = 1, share: bool = True) -> None:
-        """A fresh stream for one batch. When the prompts share a prefix (a few-shot
-        block, a chat template's system text), it is computed once in a one-row stream
-        and every row of this and later batches starts from a copy of it.
-        ``lookahead``: how far this model's greedy path is likely followed (a served
-        model then asks for that many tokens per request)."""
-        stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
-        if share and isinstance(stream, ModelStream):
-            kept = self._prefix.rows[0].ids if self._prefix is not None else []
-            if len(prompts) > 1:
-                prefix = shared_prefix(prompts)
-            else:
-                # One prompt alone says nothing about what later batches share.
-                [only] = prompts
-                prefix = kept if len(only) > len(kept) and only[: len(kept)] == kept else []
-            if len(prefix) >= MIN_SHARED_PREFIX:
-                if prefix != kept:
-                    self._prefix = self.lm.new_stream(1)
-                    self._prefix.forward({0: prefix})
-                assert self._prefix is not None
-                stream = self._prefix.fork(len(prompts))
-        self.stream = stream
-
-    def target(self, ctx: _Context, text: str) -> list[int]:
-        """The ids this model should hold: re-encoded from text when dirty."""
-        if ctx.dirty:
-            encoded = self.lm.tokenizer.encode(text, add_special_tokens=False) if text else []
-            ctx.ids = ctx.prompt + list(encoded)
-            ctx.dirty = False
-            ctx.pending.clear()
-        return ctx.ids
-
-    def topk(self, logprobs: torch.Tensor, k: int) -> TopK:
-        values, indices = torch.topk(logprobs, k)
-        probs = values.exp().tolist()
-        ids = indices.tolist()
-        return merge_topk(ids, probs, [self.vocab.key(i) for i in ids])
-
-    def top_strings(self, logprobs: torch.Tensor, k: int) -> list[str]:
-        ids = torch.topk(logprobs, k).indices.tolist()
-        return [self.vocab.text(i) for i in ids]
-
-
-def _prompt_ids(lm: LoadedModel, ids: list[int], reserve: int) -> list[int]:
-    """Truncate a prompt from the left (keeping a leading BOS) to fit the context window."""
-    window = lm.context_window
-    if window is None or len(ids) + reserve <= window:
-        return ids
-    keep = max(window - reserve, 1)
-    bos = lm.tokenizer.bos_token_id
-    head = [ids[0]] if bos is not None and ids and ids[0] == bos else []
-    warnings.warn(
-        f"Prompt of {len(ids)} tokens does not fit {lm.name}'s context window of {window} "
-        f"with {reserve} new tokens; truncating it from the left.",
-        stacklevel=3,
-    )
-    return head + ids[len(ids) - keep + len(head) :]
-
-
-def split_word(text: str) -> tuple[str, bool]:
-    """NUDGING's word: leading whitespace + one non-space run; complete once whitespace follows."""
-    match = _WORD.match(text)
-    if match:
-        return match.group(1), True
-    return text, False
 
 
 class Engine:
@@ -176,29 +97,25 @@ class Engine:
         self.pair = pair
         self.settings = settings
         self.strategy = settings.strategy()
-        solo_guide = isinstance(self.strategy, Guide)
-        self.driver = _Model(pair.guide if solo_guide else pair.base, tag=0)
-        self.guide = _Model(pair.guide, tag=1) if self.strategy.consults else None
-        self.solo_guide = solo_guide
+        self.solo_guide = isinstance(self.strategy, Guide)
+        policy = settings.tokenization
+        self.driver = ModelView(pair.guide if self.solo_guide else pair.base, 0, policy)
+        self.guide = ModelView(pair.guide, 1, policy) if self.strategy.consults else None
 
     # -- one batch -------------------------------------------------------------------------
 
+    def _guide_context(self, view: ModelView, req: Request) -> Context:
+        lm = view.lm
+        text = lm.chat_prompt_text(req.guide_user, req.guide_system) + req.guide_prefix
+        return view.context(text, not lm.has_chat_template, req.max_new_tokens)
+
     def _new_row(self, index: int, req: Request) -> _Row:
-        if req.max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1 (got {req.max_new_tokens}).")
-        dlm = self.driver.lm
-        raw = (
-            dlm.encode_chat_prompt(req.guide_user)
-            if self.solo_guide
-            else (dlm.encode_completion_prompt(req.base_prompt))
-        )
-        dprompt = _prompt_ids(dlm, raw, req.max_new_tokens)
-        driver = _Context(prompt=dprompt, ids=list(dprompt))
-        guide = None
-        if self.guide is not None:
-            glm = self.guide.lm
-            gprompt = _prompt_ids(glm, glm.encode_chat_prompt(req.guide_user), req.max_new_tokens)
-            guide = _Context(prompt=gprompt, ids=list(gprompt))
+        check_max_new(req.max_new_tokens)
+        if self.solo_guide:
+            driver = self._guide_context(self.driver, req)
+        else:
+            driver = self.driver.context(req.base_prompt, True, req.max_new_tokens)
+        guide = self._guide_context(self.guide, req) if self.guide is not None else None
         return _Row(index=index, request=req, driver=driver, guide=guide)
 
     def run_batch(self, indexed: Sequence[tuple[int, Request]]) -> list[tuple[int, SampleResult]]:
@@ -206,10 +123,10 @@ class Engine:
         # The driver follows its own top-1 wherever it is confident; NUDGING's guide
         # follows its own greedy word; BlendIn's guide is read once per uncertain step.
         share = self.settings.share_prefix
-        self.driver.open([r.driver.prompt for r in rows], GREEDY_LOOKAHEAD, share)
+        self.driver.open([r.driver.ids for r in rows], GREEDY_LOOKAHEAD, share)
         if self.guide is not None:
             ahead = self.strategy.max_word_tokens + 1 if isinstance(self.strategy, Nudging) else 1
-            self.guide.open([r.guide.prompt for r in rows if r.guide is not None], ahead, share)
+            self.guide.open([self._gctx(r).ids for r in rows], ahead, share)
         done: list[tuple[int, SampleResult]] = []
         while rows:
             self._step(rows)
@@ -227,28 +144,26 @@ class Engine:
 
     def _result(self, row: _Row) -> SampleResult:
         # Bytes that never became a whole character are flushed as replacement characters.
-        for ctx, model in ((row.driver, self.driver), (row.guide, self.guide)):
-            if ctx is not None and model is not None and ctx.pending and row.reason != "stop":
-                tail = model.vocab.decode(ctx.pending)
-                row.text += tail
-                ctx.pending.clear()
-                if row.steps:
-                    row.steps[-1] = replace(row.steps[-1], text=row.steps[-1].text + tail)
+        if row.reason != "stop":
+            for ctx, model in ((row.driver, self.driver), (row.guide, self.guide)):
+                if ctx is not None and model is not None and ctx.held:
+                    tail = model.flush_held(ctx)
+                    row.text += tail
+                    if row.steps:
+                        row.steps[-1] = replace(row.steps[-1], text=row.steps[-1].text + tail)
         return SampleResult(
             text=row.text,
             method=self.strategy.name,
             steps=row.steps,
             stop_reason=row.reason or "length",
-            counts_interventions=not self.solo_guide,
+            ir_kind=self.strategy.ir_kind,
         )
 
     def _step(self, rows: list[_Row]) -> None:
         driver, guide = self.driver, self.guide
-        assert driver.stream is not None
         # 1. Base next-token distribution for every live row: [B, V] logprobs.
-        logp = driver.stream.forward(
-            {b: driver.target(r.driver, r.text) for b, r in enumerate(rows)}
-        )
+        ids = driver.targets([r.driver for r in rows], [r.text for r in rows])
+        logp = driver.stream.forward(dict(enumerate(ids)))
         top_logp, top_ids = logp.max(dim=-1)
         p_top = top_logp.exp().tolist()
         t_top = top_ids.tolist()
@@ -268,12 +183,27 @@ class Engine:
             if b in decisions:
                 decision, step = decisions[b]
             else:
-                token = t_top[b]
-                decision = Decision(
-                    driver.vocab.key(token), driver.vocab.text(token), source, False, base_id=token
-                )
+                decision = self._base_decision(t_top[b], source)
                 step = Step(len(row.steps), p_top[b], None, None, "", source, b in uncertain, False)
             self._append(row, decision, step)
+
+    def _base_decision(self, token: int, source: str) -> Decision:
+        key = self.driver.vocab.key(token)
+        decision = Decision(key, self.driver.vocab.text(token), source, False, base_id=token)
+        return self._not_text(decision)
+
+    def _not_text(self, decision: Decision) -> Decision:
+        """A special token that is not text is never appended as text: an end token ends
+        the response; any other is fed as its model's own id under the own policy (as
+        generate() does) and ends the response under canonical, where no text carries it."""
+        if decision.key == END or not isinstance(decision.key, tuple):
+            return decision
+        _, tag, token = decision.key
+        model = self.driver if tag == 0 else self.guide
+        assert model is not None
+        if model.vocab.is_special(token) and self.settings.tokenization == "canonical":
+            return replace(decision, key=END, text="", base_id=None, guide_ids=None)
+        return decision
 
     # -- methods ----------------------------------------------------------------------------
 
@@ -281,14 +211,14 @@ class Engine:
         self, rows: list[_Row], uncertain: list[int], logp: torch.Tensor, p_top: list[float]
     ) -> dict[int, tuple[Decision, Step]]:
         guide = self.guide
-        assert guide is not None and guide.stream is not None and isinstance(self.strategy, Blend)
+        assert guide is not None and isinstance(self.strategy, Blend)
         glogp = self._guide_sync(rows, uncertain)
         out: dict[int, tuple[Decision, Step]] = {}
         k = self.strategy.top_k
         for j, b in enumerate(uncertain):
-            btop = self.driver.topk(logp[b], k)
-            gtop = guide.topk(glogp[j], k)
-            decision = self.strategy.decide(btop, gtop, self._texts(btop, gtop))
+            btop = _topk(self.driver, logp[b], k)
+            gtop = _topk(guide, glogp[j], k)
+            decision = self._not_text(self.strategy.decide(btop, gtop, self._texts(btop, gtop)))
             overlap, hit = self._overlap(logp[b], glogp[j])
             step = Step(
                 len(rows[b].steps),
@@ -323,62 +253,39 @@ class Engine:
         p_top: list[float],
         t_top: list[int],
     ) -> dict[int, tuple[Decision, Step]]:
+        """The guide's next word for every uncertain row, then NUDGING's choice."""
         guide = self.guide
-        assert guide is not None and guide.stream is not None
-        assert isinstance(self.strategy, Nudging)
-        words = {b: "" for b in uncertain}
-        word_ids: dict[int, list[int]] = {b: [] for b in uncertain}
-        ended: set[int] = set()
-        first: dict[int, tuple[float, float, bool]] = {}
-        building = list(uncertain)
-        # The guide decodes greedily, one token per call for the rows still inside their word.
-        for attempt in range(self.strategy.max_word_tokens):
-            if attempt == 0:
-                glogp = self._guide_sync(rows, building)
-            else:
-                glogp = guide.stream.forward(
-                    {b: self._gctx(rows[b]).ids + word_ids[b] for b in building}
-                )
-            still: list[int] = []
-            for j, b in enumerate(building):
-                token = int(glogp[j].argmax())
-                if b not in first:
-                    overlap, hit = self._overlap(logp[b], glogp[j])
-                    first[b] = (float(glogp[j, token].exp()), overlap, hit)
-                if guide.vocab.is_end(token):
-                    ended.add(b)
-                    continue
-                candidate = guide.vocab.decode(word_ids[b] + [token])
-                word, complete = split_word(candidate)
-                if complete:
-                    # The token that starts the next word is dropped (never fed).
-                    words[b] = word
-                    if candidate.startswith(word) and guide.vocab.decode(word_ids[b]) != word:
-                        word_ids[b] = []  # the word ends inside a token: re-encode instead
-                    continue
-                words[b] = candidate
-                word_ids[b].append(token)
-                still.append(b)
-            building = still
-            if not building:
-                break
+        assert guide is not None and isinstance(self.strategy, Nudging)
+        # A row outside a round starts one from its (re-encoded) context.
+        for b in uncertain:
+            if not rows[b].in_round:
+                rows[b].plan = []
+        words, word_ids, ended, first = self._words(rows, uncertain, logp)
         out: dict[int, tuple[Decision, Step]] = {}
         for b in uncertain:
-            token = t_top[b]
-            decision = self.strategy.decide_word(
-                token,
-                self.driver.vocab.key(token),
-                self.driver.vocab.text(token),
-                words[b],
-                tuple(word_ids[b]) if word_ids[b] else (),
-            )
-            if b in ended:
-                decision = replace(decision, ends=True)
-            if decision.guide_ids == ():
-                decision = replace(decision, guide_ids=None)
+            row, token = rows[b], t_top[b]
+            base_key = self.driver.vocab.key(token)
+            base_text = base_key if isinstance(base_key, str) and base_key != END else None
+            choice = self.strategy.choose(row.in_round, words[b], b in ended, base_text)
+            own_word = word_ids[b]
+            if choice == "base":
+                text = self.driver.vocab.text(token)
+                decision = Decision(base_key, text, "base", False, base_id=token)
+            elif choice == "end" and not words[b]:
+                decision = Decision(END, "", "guide", override=True)
+            else:
+                decision = Decision(
+                    words[b],
+                    words[b],
+                    "guide",
+                    override=True,
+                    guide_ids=tuple(own_word) if own_word is not None else None,
+                    ends=choice == "end",
+                    round_start=not row.in_round,
+                )
             p_guide, overlap, hit = first[b]
             step = Step(
-                len(rows[b].steps),
+                len(row.steps),
                 p_top[b],
                 p_guide,
                 None,
@@ -388,17 +295,82 @@ class Engine:
                 decision.override,
                 overlap,
                 hit,
+                decision.round_start,
             )
             out[b] = (decision, step)
         return out
+
+    def _words(
+        self, rows: list[_Row], wanted: list[int], logp: torch.Tensor
+    ) -> tuple[
+        dict[int, str], dict[int, list[int] | None], set[int], dict[int, tuple[float, float, bool]]
+    ]:
+        """Decode the guide greedily, batched over the rows still inside their word.
+
+        Returns each row's word, the guide ids that write exactly it (None when the
+        word ends inside a token: the guide then re-encodes), the rows whose guide
+        ended its turn, and the guide's first-token facts (top-1 probability, overlap).
+        """
+        guide = self.guide
+        assert guide is not None and isinstance(self.strategy, Nudging)
+        words: dict[int, str] = {}
+        word_ids: dict[int, list[int] | None] = {}
+        ended: set[int] = set()
+        first: dict[int, tuple[float, float, bool]] = {}
+        toks = {b: list(rows[b].plan) for b in wanted}
+        for b in wanted:
+            # Inside a round the guide's distribution at this position chose the plan.
+            plan_logp = rows[b].plan_logp
+            if toks[b] and plan_logp is not None:
+                overlap, hit = self._overlap(logp[b], plan_logp)
+                first[b] = (float(plan_logp.max().exp()), overlap, hit)
+        building = list(wanted)
+        for attempt in range(self.strategy.max_word_tokens):
+            if attempt == 0:
+                glogp = self._guide_sync(rows, building)
+            else:
+                glogp = guide.stream.forward(
+                    {b: self._gctx(rows[b]).ids + toks[b] for b in building}
+                )
+            still: list[int] = []
+            for j, b in enumerate(building):
+                token = int(glogp[j].argmax())
+                if b not in first:
+                    overlap, hit = self._overlap(logp[b], glogp[j])
+                    first[b] = (float(glogp[j, token].exp()), overlap, hit)
+                if guide.vocab.is_end(token) or guide.vocab.is_special(token):
+                    ended.add(b)
+                    words[b], word_ids[b] = guide.vocab.decode(toks[b]), list(toks[b])
+                    rows[b].plan = []
+                    continue
+                candidate = guide.vocab.decode(toks[b] + [token])
+                word, complete = split_word(candidate)
+                if not complete:
+                    toks[b].append(token)
+                    words[b] = candidate
+                    still.append(b)
+                    continue
+                words[b] = word
+                if guide.vocab.decode(toks[b]) == word:
+                    # The token that starts the next word waits as the round's plan.
+                    word_ids[b], rows[b].plan = list(toks[b]), [token]
+                    rows[b].plan_logp = glogp[j]
+                else:
+                    word_ids[b], rows[b].plan = None, []  # the word ends inside a token
+            building = still
+            if not building:
+                break
+        for b in building:  # the word-length cap: what the guide wrote so far
+            word_ids[b], rows[b].plan = list(toks[b]), []
+        return words, word_ids, ended, first
 
     def _overlap(self, base_logp: torch.Tensor, guide_logp: torch.Tensor) -> tuple[float, bool]:
         from pairscope.metrics.overlap import overlap_at_k, top1_in_topk
 
         assert self.guide is not None
         k = min(OVERLAP_K, base_logp.shape[-1], guide_logp.shape[-1])
-        base_strings = self.driver.top_strings(base_logp, k)
-        guide_strings = self.guide.top_strings(guide_logp, k)
+        base_strings = _top_strings(self.driver, base_logp, k)
+        guide_strings = _top_strings(self.guide, guide_logp, k)
         return overlap_at_k(base_strings, guide_strings, k), top1_in_topk(
             guide_strings[0], base_strings, k
         )
@@ -408,46 +380,62 @@ class Engine:
 
         Every call adds its width in cache slots to every row, so one narrow call that
         feeds all rows their new text beats lazy catch-ups: those are wide, and the
-        slots they add to every row make each later pass attend over more.
+        slots they add to every row make each later pass attend over more. A row in a
+        NUDGING round is fed its own plan (the start of its next word) with it.
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None
-        if not guide.stream.sync_all_rows:  # served: a request per row
-            return guide.stream.forward(
-                {b: guide.target(self._gctx(rows[b]), rows[b].text) for b in wanted}
-            )
-        logp = guide.stream.forward(
-            {b: guide.target(self._gctx(row), row.text) for b, row in enumerate(rows)}
-        )
+        every = guide.stream.sync_all_rows
+        named = list(range(len(rows))) if every else list(wanted)
+        ids = guide.targets([self._gctx(rows[b]) for b in named], [rows[b].text for b in named])
+        wanted_set = set(wanted)
+        feed = {b: i + (rows[b].plan if b in wanted_set else []) for b, i in zip(named, ids)}
+        logp = guide.stream.forward(feed)
+        if not every:
+            return logp
         return logp.index_select(0, torch.tensor(wanted, device=logp.device))
 
     @staticmethod
-    def _gctx(row: _Row) -> _Context:
+    def _gctx(row: _Row) -> Context:
         assert row.guide is not None
         return row.guide
 
     # -- appending --------------------------------------------------------------------------
 
     def _append(self, row: _Row, decision: Decision, step: Step) -> None:
-        """Append the decision's text and update both models' ids (own ids or dirty)."""
+        """Append the decision's text and give each model that wrote it its own ids."""
+        row.in_round = decision.source == "guide" and not self.solo_guide
+        if not row.in_round:
+            row.plan, row.plan_logp = [], None
         if decision.key == END:
             row.steps.append(replace(step, text=""))
             row.reason = "eos"
             return
-        contexts: list[tuple[_Context, _Model, list[int] | None]] = [
-            (row.driver, self.driver, None if decision.base_id is None else [decision.base_id])
-        ]
-        if row.guide is not None and self.guide is not None:
-            guide_ids = None if decision.guide_ids is None else list(decision.guide_ids)
-            contexts.append((row.guide, self.guide, guide_ids))
-        # Owners get their own ids; the text added is the longest they release (a model
-        # holding byte pieces releases them with its next whole token).
-        released = {id(ctx): _feed(ctx, model, ids) for ctx, model, ids in contexts if ids}
-        added = max(released.values(), key=len) if released else decision.text
-        # Every model that did not itself release exactly this text re-encodes it later.
-        for ctx, _, _ in contexts:
-            if added and released.get(id(ctx)) != added:
-                ctx.dirty = True
+        owners: list[tuple[Context, ModelView, list[int], bool]] = []
+        if decision.base_id is not None:
+            owners.append((row.driver, self.driver, [decision.base_id], False))
+        if row.guide is not None and self.guide is not None and decision.guide_ids:
+            follow = decision.source == "guide"  # NUDGING's guide keeps its own path
+            owners.append((row.guide, self.guide, list(decision.guide_ids), follow))
+        # The first owner says what text is added: one holding byte pieces (they go out
+        # with this token), else the base. Another owner keeps its own ids only if they
+        # release exactly that text.
+        owners.sort(key=lambda o: not o[0].held)
+        before = row.text
+        added = decision.text
+        for n, (ctx, model, ids, follow) in enumerate(owners):
+            released = model.feed_own(ctx, ids, before, follow)
+            if n == 0:
+                added = released or ""  # None: byte pieces wait for a whole character
+            elif released != added:
+                ctx.synced, ctx.held = -1, []
+        if added:
+            # Text comes next: byte pieces held by a model that did not write it are given up.
+            pairs = [(row.driver, self.driver), (row.guide, self.guide)]
+            for held_ctx, held_model in pairs:
+                if held_ctx is not None and held_model is not None and held_ctx.held:
+                    if not any(held_ctx is c for c, _, _, _ in owners):
+                        added = held_model.flush_held(held_ctx) + added
         row.text += added
         row.steps.append(replace(step, text=added))
         if decision.ends:
@@ -489,21 +477,23 @@ class Engine:
         return [results[i] for i in range(len(requests))]
 
 
-def _feed(ctx: _Context, model: _Model, own: list[int]) -> str:
-    """Give a model its own token ids; return the text they add to the response.
+def _topk(model: ModelView, logprobs: torch.Tensor, k: int) -> TopK:
+    values, indices = torch.topk(logprobs, k)
+    ids = indices.tolist()
+    return merge_topk(ids, values.exp().tolist(), [model.vocab.key(i) for i in ids])
 
-    Byte pieces (incomplete characters) are held until the character is whole. A
-    dirty context is re-encoded from the text before its next pass anyway, so
-    its ids are left alone.
-    """
-    if not ctx.dirty:
-        ctx.ids = ctx.ids + own
-    ctx.pending.extend(own)
-    if model.vocab.is_byte(own[-1]):
-        return ""
-    text = model.vocab.decode(ctx.pending)
-    ctx.pending.clear()
-    return text
+
+def _top_strings(model: ModelView, logprobs: torch.Tensor, k: int) -> list[str]:
+    """Top-k token texts; strings that match nothing across models ("", byte pieces,
+    special tokens) are given a key of their own so they never count as shared."""
+    ids = torch.topk(logprobs, k).indices.tolist()
+    out = []
+    for i in ids:
+        key = model.vocab.key(i)
+        text = model.vocab.text(i)
+        shared = isinstance(key, str) and key != END and text not in UNMATCHABLE
+        out.append(text if shared else f"\x00{id(model)}:{i}")
+    return out
 
 
 def generate(

@@ -126,11 +126,16 @@ class InPlaceSlidingLayer(_InPlace, DynamicSlidingWindowLayer):
         return self.keys[:, :, stored - visible :], self.values[:, :, stored - visible :]
 
 
-def in_place(cache: Any) -> Any:
-    """Swap a ``DynamicCache``'s stock layers for in-place ones (others are kept)."""
+def in_place(cache: Any, keep_all: bool = False) -> Any:
+    """Swap a ``DynamicCache``'s stock layers for in-place ones (others are kept).
+
+    ``keep_all``: sliding-window layers keep every slot too (the stream then masks
+    by live-token distance, so a window never counts dead or padding slots)."""
     for i, layer in enumerate(cache.layers):
         if type(layer) is DynamicSlidingWindowLayer:
-            cache.layers[i] = InPlaceSlidingLayer(sliding_window=layer.sliding_window)
+            cache.layers[i] = (
+                InPlaceLayer() if keep_all else InPlaceSlidingLayer(layer.sliding_window)
+            )
         elif type(layer) is DynamicLayer:
             cache.layers[i] = InPlaceLayer()
     return cache

@@ -8,10 +8,12 @@ append the base's top-1 token and never reach a strategy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pairscope.decoding.vocab import END, MatchKey
+from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+from pairscope.decoding.vocab import MatchKey
 from pairscope.errors import InputError, unknown
 
 METHODS = ("base", "guide", "nudging", "blendin", "blend:<alpha>")
@@ -82,9 +84,15 @@ def auto_alpha(base: TopK, guide: TopK, lam: float) -> float:
 def blend_pick(base: TopK, guide: TopK, alpha: float) -> tuple[MatchKey, float]:
     """argmax over the union of keys of alpha * P_g + (1 - alpha) * P_b.
 
-    Ties go to the key ranked first in the base list, then the guide list, so a
-    neutral blend (alpha = 0) always returns the base top-1 key.
+    At alpha = 0 (1) the blend is the base's (guide's) own top-1 token: merging ids
+    that share a string may rank another string first, and a neutral weight must
+    change nothing. Other ties go to the key ranked first in the base list, then
+    the guide list.
     """
+    if alpha <= 0.0:
+        return base.top_key, base.prob(base.top_key)
+    if alpha >= 1.0:
+        return guide.top_key, guide.prob(guide.top_key)
     scores: dict[MatchKey, float] = {}
     for k, p in zip(base.keys, base.probs):
         scores[k] = (1.0 - alpha) * p
@@ -106,13 +114,16 @@ class Decision:
     base_id: int | None = None  # fed to the base as its own token, if it has one
     guide_ids: tuple[int, ...] | None = None  # fed to the guide as its own tokens
     ends: bool = False  # the response ends after this text (a guide ended mid-word)
+    round_start: bool = False  # a NUDGING round (an intervention) starts here
 
 
 class Strategy:
-    """A decoding method. ``consults`` is what it needs from the guide when uncertain."""
+    """A decoding method. ``consults`` is what it needs from the guide when uncertain;
+    ``ir_kind`` names the intervention rate its authors' code reports."""
 
     name = "base"
     consults: str | None = None  # None, "distribution" or "word"
+    ir_kind: str | None = IR_UNCERTAIN
 
     def __init__(self, tau: float = 0.4) -> None:
         if tau < 0:
@@ -133,17 +144,36 @@ class Guide(Strategy):
     """The guide decodes alone from its own prompt (the engine swaps the driver)."""
 
     name = "guide"
+    ir_kind = None
+
+
+_WORD = re.compile(r"^( *[^ ]+) ")
+
+
+def split_word(text: str) -> tuple[str, bool]:
+    """NUDGING's word: leading spaces + the characters up to the next space (the
+    reference splits on ``" "``, so a newline belongs to its word); complete once a
+    space follows."""
+    match = _WORD.match(text)
+    if match:
+        return match.group(1), True
+    return text, False
 
 
 class Nudging(Strategy):
-    """NUDGING: at an uncertain position the guide writes the next whole word.
+    """NUDGING, by rounds as its reference code runs them (DESIGN §2).
 
-    If that word starts with the base's top-1 string the base token is kept
-    (agreement); otherwise the word is appended.
+    A round starts at an uncertain position after a base-written token; its first
+    guide word is always appended. While the base stays uncertain, the guide's next
+    word is appended unless it starts with the base's top-1 string (agreement: the
+    base token is appended and the round ends). A confident base ends the round. A
+    guide that ends its turn inside a word has that text appended, then the
+    response ends.
     """
 
     name = "nudging"
     consults = "word"
+    ir_kind = IR_ROUNDS
 
     def __init__(self, tau: float = 0.4, max_word_tokens: int = 16) -> None:
         super().__init__(tau)
@@ -151,15 +181,23 @@ class Nudging(Strategy):
             raise InputError("max_word_tokens must be >= 1.")
         self.max_word_tokens = max_word_tokens
 
-    def decide_word(
-        self, base_id: int, base_key: MatchKey, base_text: str, word: str, word_ids: tuple[int, ...]
-    ) -> Decision:
-        """Agreement keeps the base token; otherwise the guide's word (or its end)."""
-        if base_key != END and base_text and word.startswith(base_text):
-            return Decision(base_key, base_text, "base", override=False, base_id=base_id)
-        if not word.strip():
-            return Decision(END, "", "guide", override=base_key != END)
-        return Decision(word, word, "guide", override=True, guide_ids=word_ids)
+    @staticmethod
+    def choose(in_round: bool, word: str, ended: bool, base_text: str | None) -> str:
+        """At an uncertain position: ``"guide"`` (append the word), ``"base"`` (append
+        the base's token: it agrees with a later word of the round) or ``"end"``
+        (append the word, then the response ends).
+
+        Args:
+            in_round: the previous position's text was a guide word of this round.
+            word: the guide's next word.
+            ended: the guide ended its turn while producing it.
+            base_text: the base's top-1 text (None for its end token or a byte piece).
+        """
+        if ended:
+            return "end"
+        if in_round and base_text and word.startswith(base_text):
+            return "base"
+        return "guide"
 
 
 class Blend(Strategy):

@@ -10,10 +10,13 @@ right-aligned in the new block, with explicit position ids that count only live
 tokens. Attention over masked slots is exactly zero, so the next-token
 distribution equals that of an uncached pass over the row's live ids (tested).
 
-Caveat, documented in the README: a sliding-window layer (Gemma 3) counts its
-window in slots, so once a row holds more slots than the window, dead slots and
-left padding shrink that row's effective window slightly, as they do for
-``generate()`` with left padding.
+Sliding-window layers (Gemma 2/3, Mistral) count their window in *live tokens*:
+such a model keeps every slot of every layer and gets explicit 4-D masks in which
+a query sees a key only if the key is live, not later than the query, and (in a
+sliding layer) fewer than ``window`` positions back. Position ids count live
+tokens, so neither dead slots from rollbacks nor padding shrink a row's window,
+and a result never depends on which samples share a batch (tested against
+uncached passes past the window).
 """
 
 from __future__ import annotations
@@ -62,6 +65,19 @@ def shared_prefix(seqs: list[list[int]]) -> list[int]:
     return first[: max(n, 0)]
 
 
+def window_layout(config: Any) -> tuple[int | None, list[str]]:
+    """(sliding window, the attention kinds of the model's layers): (None, []) for a
+    model whose every layer attends to the whole context."""
+    window = getattr(config, "sliding_window", None)
+    kinds = list(getattr(config, "layer_types", None) or [])
+    if not window:
+        return None, []
+    if kinds:
+        return (int(window), kinds) if "sliding_attention" in kinds else (None, [])
+    # A sliding window without per-layer kinds (Mistral): every layer slides.
+    return int(window), ["sliding_attention"]
+
+
 def cache_keyword(model: Any) -> str:
     """The forward() keyword of the KV cache: transformers renamed `past_key_values`
     to `cache` (5.2x); accept both."""
@@ -81,9 +97,16 @@ class ModelStream:
 
         self.model = model
         self.device = next(model.parameters()).device
-        self.cache = in_place(DynamicCache(config=model.config))
+        self.window, kinds = window_layout(
+            getattr(model.config, "get_text_config", lambda: model.config)()
+        )
+        self._mixed = len(set(kinds)) > 1
+        self.cache = in_place(DynamicCache(config=model.config), keep_all=self.window is not None)
         self.rows = [_Row() for _ in range(batch)]
         self.mask = torch.zeros((batch, 0), dtype=torch.long, device=self.device)
+        # Position id of each slot (only read for sliding-window masks).
+        self.pos = torch.zeros((batch, 0), dtype=torch.long, device=self.device)
+        self._dtype = next(model.parameters()).dtype
         self.pad_id = pad_id
         self._cache_kw = cache_keyword(model)
 
@@ -96,6 +119,7 @@ class ModelStream:
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.cache.batch_select_indices(index)
         self.mask = self.mask.index_select(0, index)
+        self.pos = self.pos.index_select(0, index)
         self.rows = [self.rows[i] for i in keep]
 
     def fork(self, batch: int) -> ModelStream:
@@ -107,6 +131,7 @@ class ModelStream:
         out.cache = copy.deepcopy(self.cache)
         out.cache.batch_repeat_interleave(batch)
         out.mask = self.mask.repeat(batch, 1)
+        out.pos = self.pos.repeat(batch, 1)
         row = self.rows[0]
         out.rows = [_Row(list(row.ids), list(row.slots)) for _ in range(batch)]
         return out
@@ -150,6 +175,21 @@ class ModelStream:
                 merged.append(out)
             part.keys, part.values = merged
             self.cache.layers[i] = part
+
+    def _masks(self, live: torch.Tensor, key_pos: torch.Tensor, query_pos: torch.Tensor) -> Any:
+        """4-D additive masks [R, 1, width, slots] by live-token distance: a query sees a
+        live key at or before its position, and in a sliding layer fewer than
+        ``window`` positions back (what an uncached pass over the live ids sees)."""
+        assert self.window is not None
+        distance = query_pos[:, :, None] - key_pos[:, None, :]  # [R, width, slots]
+        visible = (live[:, None, :] > 0) & (distance >= 0)
+        floor = torch.finfo(self._dtype).min
+        zero = torch.zeros((), dtype=self._dtype, device=self.device)
+        full = torch.where(visible, zero, floor)[:, None]
+        sliding = torch.where(visible & (distance < self.window), zero, floor)[:, None]
+        if self._mixed:
+            return {"full_attention": full, "sliding_attention": sliding}
+        return sliding
 
     @torch.inference_mode()
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
@@ -205,10 +245,15 @@ class ModelStream:
         block = block.to(self.device)
         cache = self._rows_cache(index) if subset else self.cache
         past_mask = self.mask.index_select(0, index) if subset else self.mask
+        positions = positions.to(self.device)
+        attention: Any = torch.cat([past_mask, block], dim=1)
+        if self.window is not None:
+            past_pos = self.pos.index_select(0, index) if subset else self.pos
+            attention = self._masks(attention, torch.cat([past_pos, positions], dim=1), positions)
         out = self.model(
             input_ids=input_ids.to(self.device),
-            attention_mask=torch.cat([past_mask, block], dim=1),
-            position_ids=positions.to(self.device),
+            attention_mask=attention,
+            position_ids=positions,
             **{self._cache_kw: cache},
             cache_position=torch.arange(start, start + width, device=self.device),
             use_cache=True,
@@ -217,6 +262,10 @@ class ModelStream:
         full_block = torch.zeros((batch, width), dtype=torch.long, device=self.device)
         full_block.index_copy_(0, index, block)
         self.mask = torch.cat([self.mask, full_block], dim=1)
+        if self.window is not None:
+            full_pos = torch.zeros((batch, width), dtype=torch.long, device=self.device)
+            full_pos.index_copy_(0, index, positions)
+            self.pos = torch.cat([self.pos, full_pos], dim=1)
         if subset:
             self._merge_rows(cache, index, width)
         for r, (_, new) in feeds.items():

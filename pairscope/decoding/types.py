@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SOURCES = ("base", "guide", "blend")
-STOP_REASONS = ("eos", "stop", "length", "empty")
+# The intervention rate each method's authors' code reports (DESIGN §3).
+IR_ROUNDS = "rounds / base-written tokens"  # NUDGING: intervention_count / total_tokens_generated
+IR_UNCERTAIN = "uncertain positions / positions"  # BlendIn: intervention_count / token_count
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Step:
         override: the guide's contribution changed the appended text.
         overlap: overlap@k of the two top-k string lists (uncertain positions).
         guide_top1_in_base: the guide's top-1 string is in the base top-k.
+        round_start: a NUDGING round (one intervention) starts at this position.
     """
 
     position: int
@@ -36,24 +38,36 @@ class Step:
     override: bool
     overlap: float | None = None
     guide_top1_in_base: bool | None = None
+    round_start: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in _STEP_FIELDS})
+
+
+_STEP_FIELDS = frozenset(Step.__dataclass_fields__)
 
 
 @dataclass
 class SampleResult:
-    """The decoded response of one sample under one method."""
+    """The decoded response of one sample under one method.
+
+    ``ir_kind`` names the method's intervention rate (None: guide-only decoding,
+    which has no base positions).
+    """
 
     text: str
     method: str
     steps: list[Step] = field(default_factory=list)
     stop_reason: str = "length"
-    counts_interventions: bool = True
+    ir_kind: str | None = IR_UNCERTAIN
+
+    @property
+    def counts_interventions(self) -> bool:
+        return self.ir_kind is not None
 
     @property
     def positions(self) -> int:
@@ -68,20 +82,50 @@ class SampleResult:
         return sum(s.override for s in self.steps)
 
     @property
+    def rounds(self) -> int:
+        return sum(s.round_start for s in self.steps)
+
+    @property
+    def base_written(self) -> int:
+        return sum(s.source == "base" for s in self.steps)
+
+    @property
+    def ir_counts(self) -> tuple[int, int] | None:
+        """(numerator, denominator) of this sample's intervention rate."""
+        if self.ir_kind == IR_ROUNDS:
+            return self.rounds, self.base_written
+        if self.ir_kind == IR_UNCERTAIN:
+            return self.uncertain, self.positions
+        return None
+
+    @property
     def intervention_rate(self) -> float | None:
-        """Uncertain base positions / base positions (None for guide-only decoding)."""
+        """The method's own intervention rate (``ir_kind``); None without a denominator."""
+        counts = self.ir_counts
+        if counts is None or counts[1] == 0:
+            return None
+        return counts[0] / counts[1]
+
+    @property
+    def uncertain_rate(self) -> float | None:
+        """Uncertain base positions / base positions, one definition for every method."""
         if not self.counts_interventions or not self.steps:
             return None
         return self.uncertain / self.positions
 
     def to_dict(self, with_steps: bool = True) -> dict[str, Any]:
+        counts = self.ir_counts
         out: dict[str, Any] = {
             "text": self.text,
             "method": self.method,
             "positions": self.positions,
             "uncertain": self.uncertain if self.counts_interventions else None,
             "overridden": self.overridden,
+            "ir_kind": self.ir_kind,
+            "ir_numerator": None if counts is None else counts[0],
+            "ir_denominator": None if counts is None else counts[1],
             "intervention_rate": self.intervention_rate,
+            "uncertain_rate": self.uncertain_rate,
             "stop_reason": self.stop_reason,
         }
         if with_steps:

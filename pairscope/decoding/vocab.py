@@ -1,68 +1,151 @@
-"""Token id -> string, and the keys under which two tokenizers' strings are matched."""
+"""What a token adds to the text, and the keys under which two tokenizers' strings match.
+
+The text of a token is what it adds to a decoded sequence, not what it decodes to
+alone. SentencePiece decoders of the Llama-2 / Mistral kind strip the leading space
+of a decoded sequence (``decode([id("▁the")]) == "the"``), so every decode here runs
+after a fixed *anchor* token and cuts the anchor's text off: the decoder's strip
+then falls on the anchor, never on the token. The same holds for byte-level BPE
+(GPT-2, Qwen, Llama 3, SmolLM), Metaspace with any prepend scheme, and Gemma's
+SentencePiece BPE; tests build a tiny tokenizer of each family.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from typing import Any
 
-END = "\x00<END>"  # one shared end symbol for every model's end-of-sequence tokens
-
-_BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+END = "\x00<END>"  # one shared end symbol for every model's end tokens
 
 MatchKey = str | tuple[str, int, int]
 
+# Strings that say nothing about a shared next word: never matched across models.
+UNMATCHABLE = frozenset({"", "\ufffd"})
+# A model holds at most this many byte pieces waiting for a whole character.
+MAX_HELD_BYTES = 4
+
+
+def _anchor(tokenizer: Any, special: frozenset[int]) -> tuple[list[int], str]:
+    """A short, plain token sequence whose decoded text every decode is prefixed with."""
+    for probe in ("a", "x", "0", "."):
+        ids = [int(i) for i in tokenizer.encode(probe, add_special_tokens=False)]
+        if ids and not set(ids) & special:
+            text = str(tokenizer.decode(ids, clean_up_tokenization_spaces=False))
+            if text and "\ufffd" not in text:
+                return ids, text
+    return [], ""
+
 
 class TokenText:
-    """Memoised decoding of single token ids for one tokenizer.
+    """Memoised token text for one tokenizer.
 
-    ``key(id)`` is what the blend merges on: the decoded string, the shared END
-    symbol for end-of-sequence ids, or a key unique to this model for byte pieces
-    (incomplete characters) and other special tokens, which never match across
-    models.
+    ``key(id)`` is what the blend merges on: the token's text, the shared END
+    symbol for end tokens, or a key unique to this model for byte pieces
+    (incomplete characters), other special tokens and empty strings, which never
+    match across models.
     """
 
-    def __init__(self, tokenizer: Any, eos_ids: frozenset[int], tag: int) -> None:
+    def __init__(self, tokenizer: Any, end_ids: frozenset[int], tag: int) -> None:
         self._tokenizer = tokenizer
-        self._eos = eos_ids
+        self._end = frozenset(int(i) for i in end_ids)
         self._tag = tag
-        self._special = frozenset(int(i) for i in tokenizer.all_special_ids)
+        self._special = frozenset(int(i) for i in tokenizer.all_special_ids) | self._end
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        self._special |= frozenset(int(i) for i, t in added.items() if getattr(t, "special", False))
+        self._anchor_ids, self._anchor_text = _anchor(tokenizer, self._special)
         self._text: dict[int, str] = {}
-        self._byte: dict[int, bool] = {}
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return self._special
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text ``ids`` add to a sequence (special tokens add nothing)."""
+        ids = [int(i) for i in ids if int(i) not in self._special]
+        if not ids:
+            return ""
+        full = str(
+            self._tokenizer.decode(self._anchor_ids + ids, clean_up_tokenization_spaces=False)
+        )
+        if self._anchor_text and full.startswith(self._anchor_text):
+            return full[len(self._anchor_text) :]
+        return str(self._tokenizer.decode(ids, clean_up_tokenization_spaces=False))
 
     def text(self, token_id: int) -> str:
-        """The decoded string of one token ("" for special tokens)."""
+        """What one token adds to the text ("" for special tokens)."""
         cached = self._text.get(token_id)
         if cached is None:
-            if token_id in self._special:
-                cached = ""
-            else:
-                cached = self._tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+            cached = self.decode([token_id])
             self._text[token_id] = cached
         return cached
 
     def is_byte(self, token_id: int) -> bool:
-        """A byte piece: a byte-fallback token (``<0x41>``) or part of a multi-byte character.
-
-        Decoders group consecutive byte tokens, so these are held back and decoded
-        together with the tokens around them.
-        """
-        cached = self._byte.get(token_id)
-        if cached is None:
-            raw = self._tokenizer.convert_ids_to_tokens(token_id)
-            cached = bool(_BYTE_TOKEN.match(str(raw))) or "\ufffd" in self.text(token_id)
-            self._byte[token_id] = cached
-        return cached
+        """A piece of an incomplete character (a non-ASCII byte-fallback token such as
+        ``<0xE2>``, or part of a multi-byte character in byte-level BPE). ASCII
+        byte-fallback tokens (``<0x41>``) are whole characters."""
+        return "\ufffd" in self.text(token_id) and token_id not in self._special
 
     def is_end(self, token_id: int) -> bool:
-        return token_id in self._eos
+        return token_id in self._end
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special
 
     def key(self, token_id: int) -> MatchKey:
-        if token_id in self._eos:
+        if token_id in self._end:
             return END
         text = self.text(token_id)
-        if token_id in self._special or text == "" or self.is_byte(token_id):
+        if token_id in self._special or text in UNMATCHABLE or self.is_byte(token_id):
             return ("own", self._tag, token_id)
         return text
 
-    def decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, clean_up_tokenization_spaces=False))
+    def release(self, held: list[int]) -> str | None:
+        """The text of held own ids once they form whole characters (None: keep holding
+        while the last is a byte piece that leaves a character incomplete)."""
+        text = self.decode(held)
+        waiting = self.is_byte(held[-1]) and text.endswith("\ufffd")
+        if waiting and len(held) < MAX_HELD_BYTES:
+            return None
+        return text
+
+
+def end_ids(generation_eos: Any, tokenizer: Any) -> frozenset[int]:
+    """The ids that end a response: the generation config's and tokenizer's end of
+    sequence, plus the special tokens a chat template puts right after an assistant
+    turn (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``), which generation configs
+    of base models often leave out."""
+    ids: set[int] = set()
+    for value in (generation_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple | set | frozenset):
+            ids.update(int(v) for v in value)
+    ids.update(_template_end_ids(tokenizer))
+    return frozenset(ids)
+
+
+def _template_end_ids(tokenizer: Any) -> set[int]:
+    if not getattr(tokenizer, "chat_template", None):
+        return set()
+    marker = "Zq7Marker"
+    try:
+        text = str(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
+                tokenize=False,
+            )
+        )
+    except Exception:  # noqa: BLE001 - a template that needs other roles: no extra ends
+        return set()
+    cut = text.rfind(marker)
+    if cut < 0:
+        return set()
+    after = tokenizer.encode(text[cut + len(marker) :], add_special_tokens=False)
+    special = {int(i) for i in tokenizer.all_special_ids}
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    special |= {int(i) for i, t in added.items() if getattr(t, "special", False)}
+    out: set[int] = set()
+    for token in after:
+        if int(token) not in special:
+            break
+        out.add(int(token))
+    return out

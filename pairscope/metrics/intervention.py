@@ -1,9 +1,11 @@
 """Intervention rate, its bootstrap CI, and the PASS/WARN/FAIL verdicts (DESIGN §3).
 
-pairscope's one definition: a sample's intervention rate (IR) is its uncertain
-base positions divided by its base positions; a task's IR is
-``Σ uncertain / Σ positions`` over its samples (a token-weighted ratio, not the
-mean of per-sample rates), with a 95 % CI from a bootstrap over samples.
+A method's intervention rate (IR) is the quantity its authors' code reports: for
+NUDGING interventions (rounds) / base-written tokens, for BlendIn uncertain base
+positions / base positions (``decoding/types.py`` names both). A task's IR is
+``Σ numerator / Σ denominator`` over its samples (a token-weighted ratio, not the
+mean of per-sample rates), with a 95 % CI from a bootstrap over samples. A NUDGING
+sample may have more rounds than base-written tokens, so a rate above 1 is valid.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def _counts(
             f"uncertain_counts and position_counts differ in length "
             f"({uncertain.size} vs {positions.size})."
         )
-    if np.any(uncertain < 0) or np.any(uncertain > positions):
-        raise InputError("Need 0 <= uncertain <= positions for every sample.")
+    if np.any(uncertain < 0) or np.any(positions < 0):
+        raise InputError("Intervention counts must be >= 0 for every sample.")
     if np.any(uncertain != np.round(uncertain)) or np.any(positions != np.round(positions)):
         raise InputError("Position counts must be whole numbers.")
     return uncertain, positions

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from pairscope.errors import RunDirError
+from pairscope.runs import SCHEMA_VERSION
 
 __all__ = [
     "compare_rows",
@@ -35,7 +36,6 @@ __all__ = [
     "render_report",
 ]
 
-SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
 VERDICT_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 VERDICT_CLASS = {"PASS": "pass", "WARN": "warn", "FAIL": "fail"}
@@ -115,6 +115,14 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
         raise _not_a_run(run_dir, "summary.json has no 'tasks' table")
     version = summary.get("schema_version")
+    if version == 1:
+        raise RunDirError(
+            f"{path} has schema_version 1: its intervention_rate is uncertain positions / "
+            "positions for every method, so a NUDGING rate there is not the paper's "
+            "rounds / base-written tokens that this pairscope gates on.",
+            hint="Run `pairscope report` on it with the version that wrote it, or re-run "
+            "the probe (records of version 1 do not hold NUDGING's rounds).",
+        )
     if version != SCHEMA_VERSION:
         raise RunDirError(
             f"{path} has schema_version {version!r}; this pairscope reads version "

@@ -65,7 +65,16 @@ def summary_of(path: Path) -> dict:
     ],
 )
 def test_exit_code_follows_the_verdict(probe, tmp_path, tau, threshold, strict, verdict, code):
-    result = probe("--tau", tau, "--threshold", threshold, *(["--strict"] if strict else []))
+    # BlendIn's rate is uncertain positions / positions, so tau = 2 gives exactly 1.
+    result = probe(
+        "--method",
+        "blendin",
+        "--tau",
+        tau,
+        "--threshold",
+        threshold,
+        *(["--strict"] if strict else []),
+    )
     assert result.exit_code == code, result.output
     summary = summary_of(tmp_path / "run")
     assert summary["tasks"]["xstest"]["verdict"] == verdict
@@ -77,8 +86,11 @@ def test_exit_code_follows_the_verdict(probe, tmp_path, tau, threshold, strict, 
 
 def test_default_tau_on_the_tiny_pair_fails_a_zero_threshold(probe, tmp_path):
     result = probe("--threshold", "0.0")
-    ir = summary_of(tmp_path / "run")["tasks"]["xstest"]["methods"]["nudging"]["intervention_rate"]
-    assert ir["low"] > 0.0
+    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    ir = task["methods"]["nudging"]["intervention_rate"]
+    # Rounds / base-written tokens: undefined (a FAIL) when the guide wrote every token.
+    assert ir is None or ir["low"] > 0.0
+    assert task["verdict"] == "FAIL"
     assert result.exit_code == 1
 
 

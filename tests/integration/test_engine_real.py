@@ -49,7 +49,64 @@ def test_cache_invariance(real_pair, role):
 
 def test_guided_decoding_intervenes_on_real_pair(real_pair):
     out = generate(real_pair, reqs(24), DecodeSettings(method="nudging", batch_size=6))
-    rates = [r.intervention_rate for r in out]
-    assert all(0.0 <= r <= 1.0 for r in rates)
-    assert any(r > 0 for r in rates)
+    # Rounds / base-written tokens, and every round opens with a guide word.
+    for r in out:
+        rounds = sum(s.round_start for s in r.steps)
+        assert r.ir_counts == (rounds, sum(s.source == "base" for s in r.steps))
+        assert all(s.source == "guide" and s.uncertain for s in r.steps if s.round_start)
+    assert sum(r.ir_counts[0] for r in out) > 0
     assert any(s.override and s.source == "guide" for r in out for s in r.steps)
+
+
+def test_sliding_window_past_512_live_tokens_equals_uncached(real_pair):
+    """Gemma 3's local layers (window 512) with prompts past the window, different
+    lengths (left padding) and random rollbacks: cached equals uncached."""
+    lm = real_pair.base
+    assert lm.model.config.sliding_window == 512
+    text = " ".join(f"Question: {q}\nAnswer: let me think." for q in QUESTIONS) * 3
+    full = lm.encode_completion_prompt(text)
+    assert len(full) > 540
+    prompts = [full[:530], full[:545], full[:560]]
+    assert checks.check_cache_invariance(lm, prompts, seed=7) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def gsm8k_probe_requests():
+    from pairscope.probes import build_samples, load_dataset_records, load_probe, select
+    from tests.conftest import data_dir
+
+    root = data_dir()
+    if root is None:
+        pytest.skip("no benchmark data directory")
+    spec = load_probe("gsm8k")
+    samples = select(build_samples(spec, load_dataset_records(spec, root)), 16, 0)
+    return [Request(s.base_prompt, s.guide_user, tuple(spec.stop), 64) for s in samples]
+
+
+def test_gsm8k_probe_texts_and_rates_do_not_depend_on_the_batch(real_pair, gsm8k_probe_requests):
+    """The default GSM8K probe's prompts (16 of them, 64 new tokens) at batch 1, 4, 16."""
+    runs = {
+        size: generate(real_pair, gsm8k_probe_requests, DecodeSettings("nudging", batch_size=size))
+        for size in (1, 4, 16)
+    }
+    texts = {size: [r.text for r in out] for size, out in runs.items()}
+    counts = {size: [r.ir_counts for r in out] for size, out in runs.items()}
+    assert texts[1] == texts[4] == texts[16]
+    assert counts[1] == counts[4] == counts[16]
+
+
+@pytest.mark.parametrize("role", ["base", "guide"])
+def test_bounded_canonical_reencoding_equals_full_on_the_real_tokenizers(real_pair, role):
+    from tests.unit.test_fidelity import check_bounded_reencoding
+
+    lm = getattr(real_pair, role)
+    prompt = (
+        lm.chat_prompt_text("How many apples?")
+        if role == "guide"
+        else "Question: Tom has 3 apples.\nAnswer: 3 + 5 = 8.\n\nQuestion: x\nAnswer:"
+    )
+    for seed in range(3):
+        enabled, bounded = check_bounded_reencoding(
+            lm.tokenizer, prompt, role == "base", seed=seed, steps=300
+        )
+        assert enabled and bounded > 200

@@ -76,10 +76,23 @@ def test_summary_has_scores_rates_and_paired_comparisons(eval_run):
             assert score["n"] == 5 and score["low"] <= score["point"] <= score["high"]
             assert m["tokens"] > 0 and m["seconds"] > 0
             if method == "guide":
-                assert m["intervention_rate"] is None
+                assert m["intervention_rate"] is None and m["ir_definition"] is None
             else:
+                ur = m["uncertain_rate"]
+                assert ur["low"] <= ur["point"] <= ur["high"]
+                num, den = (sum(c) for c in zip(*m["ir_counts"]))
                 ir = m["intervention_rate"]
-                assert ir["low"] <= ir["point"] <= ir["high"]
+                if method == "nudging":
+                    assert m["ir_definition"] == "rounds / base-written tokens"
+                else:
+                    assert m["ir_definition"] == "uncertain positions / positions"
+                    assert ir == ur
+                # The tiny guide may write every token: NUDGING's rate is then undefined.
+                if den:
+                    assert ir["point"] == pytest.approx(num / den)
+                    assert ir["low"] <= ir["point"] <= ir["high"]
+                else:
+                    assert ir is None and num > 0
         pairs = {(c["a"], c["b"]) for c in t["comparisons"]}
         assert {("blendin", "nudging"), ("blendin", "base"), ("nudging", "base")} <= pairs
         for c in t["comparisons"]:

@@ -82,7 +82,13 @@ def test_guided_methods_intervene_and_record_steps(tiny_pair):
         for res in out:
             assert res.positions == len(res.steps) > 0
             assert "".join(s.text for s in res.steps).startswith(res.text)
-            assert res.intervention_rate == res.uncertain / res.positions
+            if method == "blendin":
+                assert res.intervention_rate == res.uncertain / res.positions
+            else:  # NUDGING: rounds / base-written tokens
+                rounds = sum(s.round_start for s in res.steps)
+                written = sum(s.source == "base" for s in res.steps)
+                assert res.ir_counts == (rounds, written)
+                assert all(s.source == "guide" for s in res.steps if s.round_start)
             for s in res.steps:
                 assert s.uncertain == (s.p_base < 0.9)
                 if s.uncertain:
@@ -109,9 +115,48 @@ def test_stop_strings_and_max_tokens(tiny_pair):
         (" the", " the", False),
         (" the ", " the", True),
         ("\nThe cat", "\nThe", True),
-        ("5.\n", "5.", True),
+        ("5.\n", "5.\n", False),  # a newline belongs to its word (the reference splits on " ")
         ("   ", "   ", False),
     ],
 )
 def test_split_word(text, word, complete):
     assert split_word(text) == (word, complete)
+
+
+@pytest.fixture(scope="module")
+def window8_pair(tiny_dirs, tiny_pair, tmp_path_factory):
+    """The tiny base re-built with a sliding window of 8, beside the tiny guide."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM
+
+    from pairscope.models import Pair, load_model
+    from tests.conftest import tiny_gemma3_config
+
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["base"])
+    torch.manual_seed(5)
+    model = Gemma3ForCausalLM(tiny_gemma3_config(len(tok), sliding_window=8)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(12.0)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    path = tmp_path_factory.mktemp("window8")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    base = load_model(str(path), device="cpu", dtype="float32")
+    return Pair(base=base, guide=tiny_pair.guide)
+
+
+def test_sliding_window_counts_live_tokens_after_rollbacks_and_padding(window8_pair):
+    import random
+
+    lm = window8_pair.base
+    # Prompts of different lengths (left padding), all longer than the window.
+    rng = random.Random(2)
+    prompts = [[1] + [rng.randrange(5, len(lm.tokenizer)) for _ in range(n)] for n in (9, 14, 23)]
+    assert checks.check_cache_invariance(lm, prompts, seed=11) <= 1e-4
+
+
+@pytest.mark.parametrize("method", ["base", "nudging", "blendin"])
+def test_sliding_window_results_do_not_depend_on_the_batch(window8_pair, method):
+    one = checks.texts(window8_pair, reqs(), method, batch_size=1)
+    assert checks.texts(window8_pair, reqs(), method, batch_size=4) == one
+    assert checks.texts(window8_pair, reqs(), method, batch_size=6) == one

@@ -52,7 +52,7 @@ def test_zero_position_samples_are_allowed() -> None:
 
 @pytest.mark.parametrize(
     ("uncertain", "positions"),
-    [([], []), ([1], [1, 2]), ([3], [2]), ([-1], [2]), ([0.5], [2]), ([1], [math.nan])],
+    [([], []), ([1], [1, 2]), ([-1], [2]), ([1], [-2]), ([0.5], [2]), ([1], [math.nan])],
 )
 def test_rate_rejects_bad_counts(uncertain, positions) -> None:
     with pytest.raises(InputError):

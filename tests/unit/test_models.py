@@ -15,7 +15,8 @@ def test_local_directory_loads_with_identity(tiny_dirs):
     ident = lm.identity()
     assert ident["kind"] == "local" and ident["chat_template"] is True
     assert len(ident["sha256"]) == 64
-    assert lm.eos_ids == frozenset({2})
+    # </s>, and <|im_end|>: the token the chat template puts after an assistant turn.
+    assert lm.eos_ids == frozenset({2, 4})
     text = lm.chat_prompt_text("Hi?")
     assert "<|im_start|>user\nHi?<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
 

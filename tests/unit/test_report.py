@@ -302,6 +302,7 @@ def test_missing_dir_is_a_run_dir_error(tmp_path: Path) -> None:
         ("{not json", "not readable JSON"),
         ('{"schema_version": 1}', "no 'tasks'"),
         ('{"schema_version": 9, "tasks": {}}', "schema_version 9"),
+        ('{"schema_version": 1, "tasks": {}}', "rounds / base-written tokens"),
     ],
 )
 def test_bad_summary_is_a_run_dir_error(tmp_path: Path, content: str, match: str) -> None:
@@ -315,7 +316,7 @@ def test_bad_summary_is_a_run_dir_error(tmp_path: Path, content: str, match: str
 def test_sparse_summary_with_nulls_renders(tmp_path: Path) -> None:
     """Optional sections missing or null, undefined estimates, odd task names: no crash."""
     summary = {
-        "schema_version": 1,
+        "schema_version": 2,
         "overall": None,
         "pair": {"base": None},
         "tasks": {

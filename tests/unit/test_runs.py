@@ -32,7 +32,7 @@ def test_create_writes_config_and_empty_records(tmp_path):
     run = new_run(tmp_path / "run")
     assert is_run_dir(run.path)
     config = read_json(run.path / "config.json")
-    assert config["schema_version"] == 1 and config["settings"] == SETTINGS
+    assert config["schema_version"] == 2 and config["settings"] == SETTINGS
     assert (run.path / RECORDS).read_text() == ""
 
 

@@ -77,14 +77,11 @@ def test_end_symbol_is_shared_so_both_models_can_agree_to_stop():
     assert blend_pick(base, guide, 0.5)[0] == END
 
 
-def test_nudging_agreement_keeps_the_base_token():
-    nud = Nudging(tau=0.4)
-    agree = nud.decide_word(5, " The", " The", " Therefore", (1, 2))
-    assert agree.text == " The" and not agree.override and agree.base_id == 5
-    other = nud.decide_word(5, " The", " The", " So", (3,))
-    assert other.text == " So" and other.override and other.guide_ids == (3,)
-    ended = nud.decide_word(5, " The", " The", "", ())
-    assert ended.key == END
+def test_nudging_agreement_applies_only_inside_a_round():
+    assert Nudging.choose(True, " Therefore", False, " The") == "base"
+    assert Nudging.choose(False, " Therefore", False, " The") == "guide"
+    assert Nudging.choose(True, " So", False, " The") == "guide"
+    assert Nudging.choose(True, " So", True, " The") == "end"
 
 
 @pytest.mark.parametrize(
