@@ -220,3 +220,44 @@ def test_nothing_is_written_outside_the_run_directory(probe, tmp_path, monkeypat
     assert sorted(p.name for p in (data / "xstest").iterdir()) == sorted(
         p.name for p in (DATA / "xstest").iterdir()
     )
+
+
+def test_generate_input_file_writes_one_result_a_line_in_order(tiny_dirs, tmp_path):
+    rows = [
+        {"base_prompt": "Question: Tom has 3 apples.\nAnswer:", "guide_prompt": "Tom?"},
+        {"base_prompt": "The capital of France is", "system": "Be brief.", "max_new_tokens": 3},
+        {"base_prompt": "I cannot help", "guide_prefix": "Sure", "stop": ["\n"]},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    dest = tmp_path / "out.jsonl"
+    args = ("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"], "--max-new-tokens", "6")
+    result = cli("generate", "--input", src, "--output", dest, "--method", "blendin", *args)
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in dest.read_text(encoding="utf-8").splitlines()]
+    assert len(out) == 3 and all(o["method"] == "blendin" for o in out)
+    assert out[1]["positions"] <= 3 and out[0]["positions"] <= 6
+    # The same request alone decodes to the same text: batching keeps input order.
+    alone = cli(
+        "generate",
+        "--prompt",
+        rows[0]["base_prompt"],
+        "--plain",
+        "--guide-prompt",
+        "Tom?",
+        "--method",
+        "blendin",
+        "--json",
+        *args,
+    )
+    assert json.loads(alone.stdout)["text"] == out[0]["text"]
+
+
+def test_generate_input_file_errors_name_the_line(tiny_dirs, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"base_prompt": "a"}\n{"prompt": "b"}\n', encoding="utf-8")
+    args = ("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"])
+    result = cli("generate", "--input", src, *args)
+    assert result.exit_code == 2 and "in.jsonl:2" in result.output
+    both = cli("generate", "--input", src, "--prompt", "x", *args)
+    assert both.exit_code == 2 and "exactly one" in both.output
