@@ -447,7 +447,7 @@ def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
             assert [r.text for r in remote] == [r.text for r in local], method
             assert [r.intervention_rate for r in remote] == [r.intervention_rate for r in local]
             if method != "guide":
-                assert any(r.intervention_rate > 0 for r in remote)
+                assert any(r.uncertain > 0 for r in remote)  # the guide was consulted
 
 
 @pytest.mark.parametrize(
