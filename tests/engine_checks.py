@@ -30,6 +30,21 @@ def hf_greedy(lm: LoadedModel, prompt_ids: list[int], max_new: int) -> list[int]
     return new
 
 
+def gsm8k_requests(n: int, max_new: int) -> list[Request]:
+    """The default GSM8K probe's first ``n`` seeded samples as requests (skips without data)."""
+    import pytest
+
+    from pairscope.probes import build_samples, load_dataset_records, load_probe, select
+    from tests.conftest import data_dir
+
+    root = data_dir()
+    if root is None:
+        pytest.skip("no benchmark data directory")
+    spec = load_probe("gsm8k")
+    samples = select(build_samples(spec, load_dataset_records(spec, root)), n, 0)
+    return [Request(s.base_prompt, s.guide_user, tuple(spec.stop), max_new) for s in samples]
+
+
 def texts(pair: Pair, reqs: list[Request], method: str, **kw) -> list[str]:
     return [r.text for r in generate(pair, reqs, DecodeSettings(method=method, **kw))]
 

@@ -72,15 +72,7 @@ def test_sliding_window_past_512_live_tokens_equals_uncached(real_pair):
 
 @pytest.fixture(scope="module")
 def gsm8k_probe_requests():
-    from pairscope.probes import build_samples, load_dataset_records, load_probe, select
-    from tests.conftest import data_dir
-
-    root = data_dir()
-    if root is None:
-        pytest.skip("no benchmark data directory")
-    spec = load_probe("gsm8k")
-    samples = select(build_samples(spec, load_dataset_records(spec, root)), 16, 0)
-    return [Request(s.base_prompt, s.guide_user, tuple(spec.stop), 64) for s in samples]
+    return checks.gsm8k_requests(16, 64)
 
 
 def test_gsm8k_probe_texts_and_rates_do_not_depend_on_the_batch(real_pair, gsm8k_probe_requests):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
+from tests import engine_checks as checks
 
 pytestmark = pytest.mark.slow
 
@@ -151,15 +152,7 @@ def reference_nudging(pair, req: Request) -> str:
 
 @pytest.fixture(scope="module")
 def gsm8k_requests():
-    from pairscope.probes import build_samples, load_dataset_records, load_probe, select
-    from tests.conftest import data_dir
-
-    root = data_dir()
-    if root is None:
-        pytest.skip("no benchmark data directory")
-    spec = load_probe("gsm8k")
-    samples = select(build_samples(spec, load_dataset_records(spec, root)), 8, 0)
-    return [Request(s.base_prompt, s.guide_user, tuple(spec.stop), NEW) for s in samples]
+    return checks.gsm8k_requests(8, NEW)
 
 
 @pytest.mark.parametrize(
