@@ -89,10 +89,17 @@ def test_summary_fields(probed):
         assert task["threshold"] == 0.2
         assert task["verdict"] in ("PASS", "WARN", "FAIL") and task["reason"]
         nudging = task["methods"]["nudging"]
-        for key in ("intervention_rate", "override_rate"):
+        for key in ("uncertain_rate", "override_rate"):
             est = nudging[key]
             assert 0.0 <= est["low"] <= est["point"] <= est["high"] <= 1.0, (name, key)
-        assert nudging["override_rate"]["point"] <= nudging["intervention_rate"]["point"]
+        # The guide overrides only at uncertain positions.
+        assert nudging["override_rate"]["point"] <= nudging["uncertain_rate"]["point"]
+        # The gated rate is NUDGING's own: rounds / base-written tokens, pooled.
+        assert nudging["ir_definition"] == "rounds / base-written tokens"
+        rounds, written = (sum(c) for c in zip(*nudging["ir_counts"]))
+        ir = nudging["intervention_rate"]
+        assert ir["point"] == pytest.approx(rounds / written)
+        assert 0.0 <= ir["low"] <= ir["point"] <= ir["high"], name
         assert nudging["score"]["n"] == N
         if name in ("gsm8k", "truthfulqa"):
             for role in ("base", "guide"):
