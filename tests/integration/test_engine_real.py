@@ -63,7 +63,7 @@ def test_sliding_window_past_512_live_tokens_equals_uncached(real_pair):
     lengths (left padding) and random rollbacks: cached equals uncached."""
     lm = real_pair.base
     assert lm.model.config.sliding_window == 512
-    text = " ".join(f"Question: {q}\nAnswer: let me think." for q in QUESTIONS) * 3
+    text = " ".join(f"Question: {q}\nAnswer: let me think." for q in QUESTIONS) * 6
     full = lm.encode_completion_prompt(text)
     assert len(full) > 540
     prompts = [full[:530], full[:545], full[:560]]
