@@ -124,7 +124,8 @@ def test_json_and_markdown_files(probe, tmp_path):
     md = (tmp_path / "s.md").read_text()
     verdict = summary["overall"]["verdict"]
     assert md.startswith(f"### pairscope probe: {verdict}")
-    assert "| task | n | intervention rate (95% CI) | threshold | score (95% CI) | verdict |" in md
+    header = "| task | n | intervention rate (95% CI) | formula | threshold | score (95% CI) |"
+    assert header + " verdict |" in md
     assert "| xstest | 3 | " in md and f"**{summary['tasks']['xstest']['verdict']}** |" in md
     assert "Overall:" in result.stdout
 
