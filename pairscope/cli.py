@@ -564,6 +564,22 @@ def probe(
             help="Write a Markdown summary table (for a CI job summary).", rich_help_panel="Output"
         ),
     ] = None,
+    fixed: Annotated[
+        bool,
+        typer.Option(
+            "--fixed",
+            help="Decode all --n samples of every task and gate on the bootstrap interval "
+            "(default: stop a task as soon as the anytime-valid test decides).",
+            rich_help_panel="Gate",
+        ),
+    ] = False,
+    min_calibration_samples: Annotated[
+        int,
+        typer.Option(
+            help="A task that decides early still decodes this many samples, for calibration.",
+            rich_help_panel="Gate",
+        ),
+    ] = 30,
     no_calibration: Annotated[
         bool, typer.Option("--no-calibration", help="Skip teacher-forced calibration.")
     ] = False,
@@ -576,6 +592,12 @@ def probe(
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Probe a base/guide pair and gate on its intervention rate.
+
+    Each task decodes its samples in a fixed, seeded, stratum-interleaved order and
+    stops as soon as an anytime-valid test (95 %, valid although it looks after every
+    sample) declares the pooled intervention rate above the threshold (FAIL) or below
+    it (PASS); --n is the budget, and a task still undecided when it is spent is WARN.
+    --fixed always spends the budget and gates on the bootstrap interval instead.
 
     Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
     130 interrupted (resume with --resume RUN_DIR).
@@ -613,6 +635,8 @@ def probe(
         trust_remote_code=trust_remote_code,
         max_new_tokens=max_new_tokens,
         calibration=not no_calibration,
+        sequential=not fixed,
+        min_calibration_samples=min_calibration_samples,
         given=_given(ctx),
     )
     _run_command(opts, json_path, markdown)
@@ -880,6 +904,33 @@ def probes_show(
 # -- output helpers -----------------------------------------------------------------------
 
 
+def _samples_used(task: dict[str, Any]) -> str:
+    """ "used of budget" when a sequential task stopped early, else "n of dataset"."""
+    budget = task.get("budget", task["n"])
+    if task["n"] < budget:
+        return f"{task['n']} of {budget}"
+    return f"{task['n']}/{task['dataset_size']}"
+
+
+def _stop_text(seq: dict[str, Any]) -> str:
+    """Why a task stopped decoding, in words."""
+    if seq["stop_reason"] == "decided":
+        return (
+            f"{seq['verdict']} declared after {seq['decided_at']} samples by the anytime-valid "
+            f"test; {seq['used']} decoded of a budget of {seq['budget']}"
+        )
+    if seq["stop_reason"] == "budget":
+        return f"undecided when the budget of {seq['budget']} samples was spent (WARN)"
+    if seq["stop_reason"] == "incomplete":
+        return f"{seq['used']} of {seq['budget']} samples decoded so far (resume to go on)"
+    decided = (
+        f"it would have decided {seq['verdict']} after {seq['decided_at']}"
+        if seq["decided_at"]
+        else "it would not have decided"
+    )
+    return f"all {seq['used']} samples decoded, no early stop ({decided})"
+
+
 def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
     if not est or est.get("point") is None:
         return "n/a"
@@ -909,7 +960,7 @@ def _print_summary(summary: dict[str, Any], run_dir: Path, console: Console = ou
             table.add_row(
                 task,
                 method,
-                f"{t['n']}/{t['dataset_size']}",
+                _samples_used(t),
                 _fmt(m["intervention_rate"]),
                 _fmt(m.get("uncertain_rate")),
                 _fmt(m["override_rate"]),
@@ -925,6 +976,13 @@ def _print_summary(summary: dict[str, Any], run_dir: Path, console: Console = ou
             "the guide changed the text / positions[/]"
         )
     for task, t in summary["tasks"].items():
+        seq = t.get("sequential")
+        if seq:
+            used = "gated on this" if seq["used_for_verdict"] else "shown beside it"
+            console.print(
+                f"  {task}: {_stop_text(seq)}; anytime-valid 95 % interval "
+                f"{_fmt(seq['ir'])} ({used}; the table's interval is the bootstrap's)"
+            )
         for role, cal in (t.get("calibration") or {}).items():
             console.print(
                 f"  {task} calibration {role}: ECE {_fmt(cal['ece'])}, equal-mass ECE "
@@ -964,15 +1022,19 @@ def markdown_summary(summary: dict[str, Any], run_dir: Path) -> str:
         f"`{summary['pair'].get('guide', {}).get('spec')}`",
         "",
         "| task | n | intervention rate (95% CI) | formula | threshold | score (95% CI) "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| verdict | decided by |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task, t in summary["tasks"].items():
         m = t["methods"][t["gate_method"]]
+        seq = t.get("sequential")
+        by = "bootstrap interval"
+        if seq and seq["used_for_verdict"]:
+            by = f"anytime-valid test {_fmt(seq['ir'])}: {_stop_text(seq)}"
         lines.append(
-            f"| {task} | {t['n']} | {_fmt(m['intervention_rate'])} | "
+            f"| {task} | {_samples_used(t)} | {_fmt(m['intervention_rate'])} | "
             f"{m.get('ir_definition') or ''} | {t['threshold']:.2f} | "
-            f"{_fmt(m['score'])} | **{t['verdict']}** |"
+            f"{_fmt(m['score'])} | **{t['verdict']}** | {by} |"
         )
     lines += ["", f"Run directory: `{run_dir}`", ""]
     return "\n".join(lines)

@@ -76,6 +76,8 @@ class RunOptions:
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
     calibration: bool = True
+    sequential: bool = True
+    min_calibration_samples: int = 30
     report: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
     # The fields set on the command line; on --resume the others come from the run.
@@ -102,6 +104,10 @@ class RunOptions:
             raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
+        if self.min_calibration_samples < 0:
+            raise InputError(
+                f"--min-calibration-samples must be >= 0 (got {self.min_calibration_samples})."
+            )
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise InputError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens}).")
         if self.threshold is not None:
@@ -145,6 +151,9 @@ def _settings(
         "strict": opts.strict,
         "policy": opts.policy,
         "calibration": opts.calibration,
+        # Only a probe stops early: an evaluation compares methods on all its samples.
+        "sequential": opts.sequential and opts.command == "probe",
+        "min_calibration_samples": opts.min_calibration_samples,
         "device": opts.device,
         "dtype": opts.dtype,
         "batch_size": opts.batch_size,
@@ -166,6 +175,8 @@ _FROM_RUN = {
     "strict": "strict",
     "policy": "policy",
     "calibration": "calibration",
+    "sequential": "sequential",
+    "min_calibration_samples": "min_calibration_samples",
     "device": "device",
     "dtype": "dtype",
     "batch_size": "batch_size",
@@ -204,6 +215,7 @@ def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any
     from pairscope.probes import (
         Manifest,
         build_samples,
+        interleave,
         load_dataset_records,
         load_probe,
         make_manifest,
@@ -218,11 +230,16 @@ def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any
         if spec.name in manifests_in:
             data = dict(manifests_in[spec.name])
             data["ids"] = tuple(data["ids"])
-            chosen = select_by_manifest(every, Manifest(**data), spec)
+            manifest = Manifest(**data)
+            chosen, seed = select_by_manifest(every, manifest, spec), manifest.seed
         else:
             n = spec.n if opts.n is None else opts.n
             chosen = select(every, n, opts.seed, stratify=spec.stratify is not None)
-        out[spec.name] = (spec, chosen, make_manifest(spec, every, chosen, opts.seed), len(every))
+            seed = opts.seed
+        # The decoding order, fixed before any sample is decoded (a sequential probe
+        # may stop after any prefix of it); a manifest's own order is re-derived.
+        chosen = interleave(chosen, seed, stratify=spec.stratify is not None)
+        out[spec.name] = (spec, chosen, make_manifest(spec, every, chosen, seed), len(every))
     return out
 
 
@@ -374,7 +391,16 @@ def _work(
     _write_config(run_dir, opts, settings, pair, tasks)
     for name, (spec, samples, *_) in tasks.items():
         for method in opts.methods:
-            _generate(run_dir, pair, opts, name, spec, samples, method, max_new[name], progress)
+            done = sum(run_dir.has("generation", name, s.id, method) for s in samples)
+            progress.start(name, method, len(samples), done)
+        if settings["sequential"]:
+            threshold = float(settings["thresholds"][name])
+            samples = _generate_sequential(
+                run_dir, pair, opts, name, spec, samples, max_new[name], threshold, progress
+            )
+        else:
+            for method in opts.methods:
+                _generate(run_dir, pair, opts, name, spec, samples, method, max_new[name], progress)
         if opts.calibration and opts.command == "probe":
             try:
                 _teacher_force(run_dir, pair, opts, name, samples, progress)
@@ -448,7 +474,6 @@ def _generate(
     """
 
     todo = [s for s in samples if not run_dir.has("generation", task, s.id, method)]
-    progress.start(task, method, len(samples), len(samples) - len(todo))
     batch_size = opts.batch_size
     while todo:
         try:
@@ -471,6 +496,78 @@ def _generate(
             f"{len(todo)} unfinished samples at batch size {batch_size}.",
             stacklevel=2,
         )
+
+
+def _generate_sequential(
+    run_dir: RunDir,
+    pair: Any,
+    opts: RunOptions,
+    task: str,
+    spec: Any,
+    samples: Sequence[Any],
+    max_new: int,
+    threshold: float,
+    progress: Progress,
+) -> list[Any]:
+    """Decode ``samples`` in their fixed order, one batch at a time, until the verdict is in.
+
+    After each batch the gate method's samples are fed, in order, to the anytime-valid
+    test (:func:`pairscope.summary.sequential_test`, the same replay the summary
+    does); decoding stops once it has declared PASS or FAIL and at least
+    ``--min-calibration-samples`` samples are decoded (with calibration on). The
+    samples decoded after the deciding one still count: they are the next in the
+    fixed order, and the verdict, once declared, never changes. Returns the samples
+    used, a prefix of ``samples``.
+    """
+    from pairscope.summary import gate_method, sequential_test
+
+    gate = gate_method(list(opts.methods))
+    need = min(opts.min_calibration_samples, len(samples)) if opts.calibration else 0
+    used = 0
+    while used < len(samples):
+        if used >= need:
+            counts = _ir_counts(run_dir, task, gate, samples[:used])
+            test = sequential_test(counts, threshold, max_new, _ir_kind(opts, gate))
+            if test is None:
+                used = len(samples)  # no valid test at this threshold: spend the budget
+                break
+            if test.verdict is not None:
+                progress.phase(
+                    f"{task}: {test.verdict.value} declared after {test.decided_at} samples "
+                    f"(anytime-valid test); {used} of {len(samples)} decoded"
+                )
+                break
+        chunk = samples[used : max(used + opts.batch_size, need)]
+        for method in opts.methods:
+            _generate(run_dir, pair, opts, task, spec, chunk, method, max_new, progress)
+        used += len(chunk)
+    for method in opts.methods:
+        _generate(run_dir, pair, opts, task, spec, samples[:used], method, max_new, progress)
+    return list(samples[:used])
+
+
+def _ir_kind(opts: RunOptions, method: str) -> str | None:
+    from pairscope.decoding.strategies import make_strategy
+
+    strategy = make_strategy(method, tau=opts.tau, lam=opts.lam, top_k=opts.k, alpha=opts.alpha)
+    return strategy.ir_kind
+
+
+def _ir_counts(
+    run_dir: RunDir, task: str, method: str, samples: Sequence[Any]
+) -> list[tuple[int, int]]:
+    """The IR numerator and denominator of each of ``samples``, in their order."""
+    wanted = {s.id for s in samples}
+    found = {
+        r["sample_id"]: (int(r["ir_numerator"]), int(r["ir_denominator"]))
+        for r in run_dir.records()
+        if r["kind"] == "generation"
+        and r["task"] == task
+        and r["method"] == method
+        and r["sample_id"] in wanted
+        and r.get("ir_numerator") is not None
+    }
+    return [found[s.id] for s in samples if s.id in found]
 
 
 def _decode(

@@ -787,6 +787,29 @@ def select(
     return [s for s in samples if s.id in chosen]
 
 
+def interleave(samples: Sequence[Sample], seed: int, stratify: bool = True) -> list[Sample]:
+    """The seeded, stratum-interleaved order in which a run decodes ``samples``.
+
+    Each stratum is shuffled by an RNG seeded from ``seed`` and its name, and its
+    ``j``-th member is placed at ``(j + u) / size`` with one random offset ``u`` per
+    stratum, so every prefix holds each stratum in close to its share: a sequential
+    probe that stops after any number of samples has used a stratified sample. The
+    order depends only on the set of ids and the seed, not on the input order.
+    """
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.stratum if stratify else "all", []).append(sample)
+    keyed: list[tuple[float, str, Sample]] = []
+    for stratum, members in groups.items():
+        members = sorted(members, key=lambda s: s.id)
+        rng = random.Random(_derived_seed(seed, "order", stratum))
+        rng.shuffle(members)
+        offset = rng.random()
+        keyed += [((j + offset) / len(members), s.id, s) for j, s in enumerate(members)]
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [s for _, _, s in keyed]
+
+
 # ---------------------------------------------------------------- manifests
 
 
@@ -799,7 +822,7 @@ class Manifest:
         probe_version: The probe's ``version``.
         seed: Selection seed.
         n: Number of selected samples.
-        ids: Selected sample ids, in dataset order.
+        ids: Selected sample ids, in the order a run decodes them (:func:`interleave`).
         data_sha256: Fingerprint of the whole dataset's content: the sha256 of its
             sorted sample ids, one per line. Sample ids hash the mapped source fields,
             so this is the same for the local copy and the Hub when they agree, and

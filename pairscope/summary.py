@@ -23,6 +23,7 @@ from pairscope.metrics.intervention import (
     verdict,
 )
 from pairscope.metrics.overlap import overlap_summary
+from pairscope.metrics.sequential import SequentialTest
 from pairscope.metrics.stats import (
     Estimate,
     bootstrap_ratio,
@@ -43,6 +44,31 @@ def gate_method(methods: list[str]) -> str:
         if m in GUIDED or m.startswith("blend:"):
             return m
     return methods[0]
+
+
+def sequential_test(
+    counts: list[tuple[int, int]] | list[list[int]],
+    threshold: float,
+    max_new_tokens: int,
+    ir_kind: str | None,
+) -> SequentialTest | None:
+    """The anytime-valid test of the pooled IR against ``threshold``, fed ``counts`` in order.
+
+    ``counts`` are the samples' (IR numerator, denominator) in the run's fixed order.
+    NUDGING's rounds can outnumber its base-written tokens, so its numerator is
+    bounded by ``max_new_tokens`` instead of the denominator. None when no such test
+    exists: a threshold of 0 or 1, or a method with no intervention rate.
+    """
+    from pairscope.decoding.types import IR_ROUNDS
+
+    if ir_kind is None or not 0.0 < threshold < 1.0:
+        return None
+    d_max = max([max_new_tokens, *(int(d) for _, d in counts), *(int(u) for u, _ in counts)])
+    numerator_max = d_max if ir_kind == IR_ROUNDS else None
+    test = SequentialTest(threshold, d_max, numerator_max=numerator_max)
+    for u, d in counts:
+        test.update(u, d)
+    return test
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
@@ -183,6 +209,12 @@ def _task_summary(
         # Rounds but not one base-written token: the guide wrote every word.
         verdict_value = Verdict.FAIL.value
         reason = "intervention rate undefined: the guide wrote every token (no base tokens)"
+    budget = int(info.get("n", 0))
+    max_new = int(settings.get("max_new_tokens", {}).get(task, 0) or 0)
+    test = sequential_test(counts, threshold, max_new, method_out[gate]["ir_definition"])
+    sequential = _sequential_summary(test, bool(settings.get("sequential")), budget, len(counts))
+    if sequential is not None and sequential["used_for_verdict"]:
+        verdict_value, reason = sequential["verdict"], sequential["reason"]
     gate_steps = [
         s
         for g in by_kind.get(("generation", gate), [])
@@ -196,14 +228,20 @@ def _task_summary(
         if gate_steps
         else None
     )
+    used = len(by_kind.get(("generation", gate), []))
     out: dict[str, Any] = {
-        "n": int(info.get("n", 0)),
+        "n": used,
+        "budget": budget,
         "dataset_size": int(info.get("dataset_size", 0)),
-        "subset": int(info.get("n", 0)) < int(info.get("dataset_size", 0)),
+        "subset": used < int(info.get("dataset_size", 0)),
         "threshold": threshold,
         "gate_method": gate,
         "verdict": verdict_value,
+        "verdict_source": "anytime-valid"
+        if sequential is not None and sequential["used_for_verdict"]
+        else "bootstrap",
         "reason": reason,
+        "sequential": sequential,
         "methods": method_out,
         "overlap": overlap,
         "calibration": _calibration(by_kind, "calibration"),
@@ -212,6 +250,44 @@ def _task_summary(
         "comparisons": _comparisons(methods, by_kind),
     }
     return out
+
+
+def _sequential_summary(
+    test: SequentialTest | None, on: bool, budget: int, used: int
+) -> dict[str, Any] | None:
+    """The sequential test's state, why decoding stopped, and its verdict with a reason."""
+    if test is None:
+        return None
+    interval = test.interval()
+    span = f"[{interval.low:.3f}, {interval.high:.3f}]"
+    if test.verdict is not None:
+        side = "above" if test.verdict is Verdict.FAIL else "below"
+        fail = test.verdict is Verdict.FAIL
+        bound = 1 / (test.alpha_fail if fail else test.alpha_pass)
+        stop = "decided"
+        reason = (
+            f"anytime-valid test: the intervention rate is {side} {test.theta:.2f} "
+            f"(e-value reached {bound:.0f}) after {test.decided_at} "
+            f"samples; {used} decoded, anytime-valid interval {span}"
+        )
+    else:
+        stop = "budget" if used >= budget else "incomplete"
+        reason = (
+            f"anytime-valid test undecided after {used} of {budget} samples "
+            f"(interval {span} contains {test.theta:.2f})"
+        )
+    if not on:
+        stop = "fixed"
+    verdict_value = test.final_verdict().value
+    return {
+        **test.to_dict(),
+        "budget": budget,
+        "used": used,
+        "stop_reason": stop,
+        "used_for_verdict": on,
+        "verdict": verdict_value,
+        "reason": reason,
+    }
 
 
 def _calibration(

@@ -3,6 +3,8 @@
 tau makes the intervention rate exact, so every verdict here is deterministic:
 tau = 0 never intervenes (IR = 0, interval [0, 0]) and tau = 2 always does
 (IR = 1, interval [1, 1]). FAIL iff low > threshold, PASS iff high < threshold.
+The ``probe`` fixture runs with --fixed (the bootstrap gate on all samples); the
+sequential gate has its own tests at the end.
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ pytestmark = pytest.mark.skipif(DATA is None, reason="offline benchmark copies n
 
 @pytest.fixture
 def probe(tiny_dirs, tmp_path):
-    """Run `pairscope probe` on the tiny pair (xstest, 3 samples, 6 tokens)."""
+    """Run `pairscope probe --fixed` on the tiny pair (xstest, 3 samples, 6 tokens)."""
 
-    def run(*extra: object, out: Path | None = None, data: Path | None = None):
+    def run(
+        *extra: object,
+        out: Path | None = None,
+        data: Path | None = None,
+        n: str = "3",
+        fixed: bool = True,
+        calibration: bool = False,
+    ):
         return cli(
             "probe",
             "--base",
@@ -38,12 +47,13 @@ def probe(tiny_dirs, tmp_path):
             "--tasks",
             "xstest",
             "--n",
-            "3",
+            n,
             "--max-new-tokens",
             "6",
-            "--no-calibration",
+            *([] if calibration else ["--no-calibration"]),
             "--out",
             out or tmp_path / "run",
+            *(["--fixed"] if fixed else []),
             *extra,
         )
 
@@ -101,7 +111,7 @@ def test_any_fail_policy_over_several_tasks(tiny_dirs, tmp_path):
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
         *("--data-dir", DATA, "--tasks", "xstest,truthfulqa", "--n", "2"),
         *("--max-new-tokens", "4", "--no-calibration", "--tau", "2", "--threshold", "0.5"),
-        *("--out", tmp_path / "run"),
+        *("--out", tmp_path / "run", "--fixed"),
     )
     assert result.exit_code == 1
     summary = summary_of(tmp_path / "run")
@@ -125,8 +135,8 @@ def test_json_and_markdown_files(probe, tmp_path):
     verdict = summary["overall"]["verdict"]
     assert md.startswith(f"### pairscope probe: {verdict}")
     header = "| task | n | intervention rate (95% CI) | formula | threshold | score (95% CI) |"
-    assert header + " verdict |" in md
-    assert "| xstest | 3 | " in md and f"**{summary['tasks']['xstest']['verdict']}** |" in md
+    assert header + " verdict | decided by |" in md
+    assert "| xstest | 3/" in md and f"**{summary['tasks']['xstest']['verdict']}** |" in md
     assert "Overall:" in result.stdout
 
 
@@ -262,3 +272,92 @@ def test_generate_input_file_errors_name_the_line(tiny_dirs, tmp_path):
     assert result.exit_code == 2 and "in.jsonl:2" in result.output
     both = cli("generate", "--input", src, "--prompt", "x", *args)
     assert both.exit_code == 2 and "exactly one" in both.output
+
+
+# -- the sequential gate (the default) --------------------------------------------------------
+
+
+def generation_ids(run: Path) -> list[str]:
+    return [r["sample_id"] for r in iter_records(run) if r["kind"] == "generation"]
+
+
+@pytest.mark.parametrize(("tau", "verdict", "code"), [("2", "FAIL", 1), ("0", "PASS", 0)])
+def test_a_settled_task_stops_early_on_a_prefix_of_the_manifest(
+    probe, tmp_path, tau, verdict, code
+):
+    # IR exactly 1 (tau 2) or 0 (tau 0) against 0.2: the test decides long before 60.
+    result = probe("--method", "blendin", "--tau", tau, "--batch-size", "4", n="60", fixed=False)
+    assert result.exit_code == code, result.output
+    run = tmp_path / "run"
+    task = summary_of(run)["tasks"]["xstest"]
+    seq = task["sequential"]
+    assert task["verdict"] == verdict and task["verdict_source"] == "anytime-valid"
+    assert seq["stop_reason"] == "decided" and seq["used_for_verdict"] is True
+    assert seq["decided_at"] <= seq["used"] == task["n"] < task["budget"] == 60
+    # Decoding stops at the first batch boundary after the decision.
+    assert task["n"] - seq["decided_at"] < 4
+    ids = generation_ids(run)
+    manifest = read_json(run / "manifest.json")["xstest"]["ids"]
+    assert sorted(ids) == sorted(manifest[: task["n"]]) and len(manifest) == 60
+    low, high = seq["ir"]["low"], seq["ir"]["high"]
+    assert (low > 0.2) if verdict == "FAIL" else (high < 0.2)
+    assert f"{verdict} declared after {seq['decided_at']} samples" in result.stderr
+
+
+def test_fixed_spends_the_whole_budget_and_says_what_the_test_would_have_done(probe, tmp_path):
+    result = probe("--method", "blendin", "--tau", "2", n="24")
+    assert result.exit_code == 1
+    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    assert task["n"] == task["budget"] == 24 and task["verdict_source"] == "bootstrap"
+    seq = task["sequential"]
+    assert seq["stop_reason"] == "fixed" and not seq["used_for_verdict"]
+    assert seq["verdict"] == "FAIL" and seq["decided_at"] < 24
+    assert len(generation_ids(tmp_path / "run")) == 24
+    assert "no early stop (it would have decided FAIL after" in " ".join(result.stdout.split())
+
+
+def test_an_unsettled_task_spends_its_budget_and_warns(probe, tmp_path):
+    # Two samples cannot reach an e-value of 40 (each multiplies it by 4.6 at most).
+    result = probe("--method", "blendin", "--tau", "2", n="2", fixed=False)
+    assert result.exit_code == 0
+    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    assert task["verdict"] == "WARN" and task["sequential"]["stop_reason"] == "budget"
+    assert task["n"] == 2
+
+
+def test_min_calibration_samples_keeps_decoding_after_the_decision(probe, tmp_path):
+    result = probe(
+        "--method", "blendin", "--tau", "2", "--batch-size", "2",
+        "--min-calibration-samples", "20", n="40", fixed=False, calibration=True,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    assert task["sequential"]["decided_at"] < 20 <= task["n"] < 40
+
+
+def test_a_resumed_sequential_run_stops_where_an_uninterrupted_one_does(probe, tmp_path):
+    full = tmp_path / "full"
+    probe("--method", "blendin", "--tau", "2", "--batch-size", "4", n="60", fixed=False, out=full)
+    want = summary_of(full)["tasks"]["xstest"]
+    # Keep only the first batch of records, as a run killed after it would have.
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    (cut / "summary.json").unlink()
+    lines = (cut / "records.jsonl").read_text().splitlines(keepends=True)
+    kept, seen = [], 0
+    for line in lines:
+        rec = json.loads(line)
+        if rec["kind"] == "generation":
+            seen += 1
+            if seen > 4:
+                continue
+        kept.append(line)
+    (cut / "records.jsonl").write_text("".join(kept))
+    result = cli("probe", "--resume", cut)
+    assert result.exit_code == 1, result.output
+    got = summary_of(cut)["tasks"]["xstest"]
+    assert (
+        got["n"] == want["n"]
+        and got["sequential"]["decided_at"] == want["sequential"]["decided_at"]
+    )
+    assert sorted(generation_ids(cut)) == sorted(generation_ids(full))

@@ -463,3 +463,40 @@ def test_probe_info_matches_prepare_samples() -> None:
     assert info["selected"]["ids"] == [s.id for s in chosen] == list(manifest.ids)
     assert sum(info["selected"]["strata"].values()) == 100
     assert info["data_sha256"] == manifest.data_sha256
+
+
+# --------------------------------------------------------------------------- order
+
+
+@needs_data
+def test_interleaved_order_keeps_every_prefix_stratified(loaded) -> None:
+    spec, samples = loaded["xstest"]
+    chosen = select(samples, 100, seed=0)
+    order = probes.interleave(chosen, seed=0)
+    assert sorted(s.id for s in order) == sorted(s.id for s in chosen)
+    shares = Counter(s.stratum for s in chosen)
+    for prefix in (10, 25, 40, 77):
+        counts = Counter(s.stratum for s in order[:prefix])
+        for stratum, total in shares.items():
+            # Each stratum is within one sample of its proportional share.
+            assert abs(counts[stratum] - prefix * total / len(chosen)) < 1.0 + 1e-9, (
+                prefix,
+                stratum,
+            )
+    # The dataset order groups XSTest by type; the interleaved order does not.
+    assert [s.stratum for s in order[:10]] != [s.stratum for s in chosen[:10]]
+
+
+@needs_data
+def test_interleaved_order_depends_on_the_set_and_the_seed_only(loaded) -> None:
+    _, samples = loaded["gsm8k"]
+    chosen = select(samples, 60, seed=1)
+    ids = [s.id for s in probes.interleave(chosen, seed=1)]
+    assert [s.id for s in probes.interleave(list(reversed(chosen)), seed=1)] == ids
+    assert [s.id for s in probes.interleave(chosen, seed=2)] != ids
+    # A manifest of that order gives the same order back.
+    spec = load_probe("gsm8k")
+    manifest = make_manifest(spec, samples, probes.interleave(chosen, seed=1), 1)
+    assert list(manifest.ids) == ids
+    again = probes.interleave(select_by_manifest(samples, manifest, spec), manifest.seed)
+    assert [s.id for s in again] == ids

@@ -187,3 +187,27 @@ def test_numerator_above_denominator_widens_the_range():
         test.update(30, 40)
     assert test.verdict is Verdict.FAIL
     assert test.interval().low > THETA
+
+
+# -- the summary's replay ---------------------------------------------------------------
+
+
+def test_the_summary_replays_the_test_in_order_with_nudgings_bounds() -> None:
+    from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+    from pairscope.summary import sequential_test
+
+    # NUDGING: more rounds than base-written tokens is allowed (numerator up to max_new).
+    counts = [(30, 10)] * 6
+    test = sequential_test(counts, 0.2, 64, IR_ROUNDS)
+    assert test is not None and test.verdict is not None and test.verdict.value == "FAIL"
+    assert test.n == 6 and test.numerator_max == 64
+    with pytest.raises(InputError):
+        sequential_test(counts, 0.2, 64, IR_UNCERTAIN)  # u > d is impossible there
+    # The same counts in another order may decide at another sample, never otherwise.
+    mixed = [(0, 60), (0, 60), (40, 60), (40, 60), (40, 60), (40, 60), (40, 60), (40, 60)]
+    a = sequential_test(mixed, 0.2, 64, IR_UNCERTAIN)
+    b = sequential_test(list(reversed(mixed)), 0.2, 64, IR_UNCERTAIN)
+    assert a is not None and b is not None and a.decided_at != b.decided_at
+    # No test where it cannot be valid.
+    assert sequential_test(counts, 1.0, 64, IR_ROUNDS) is None
+    assert sequential_test(counts, 0.2, 64, None) is None
