@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pairscope import __version__
+from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import ExitCode, InputError, PairscopeError
 
 app = typer.Typer(
@@ -128,7 +129,13 @@ N = Annotated[
         rich_help_panel="Data",
     ),
 ]
-Seed = Annotated[int, typer.Option(help="Sampling seed.", rich_help_panel="Data")]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        help="Sampling seed (default: each probe's own seed:, 0 for the built-in probes).",
+        rich_help_panel="Data",
+    ),
+]
 DataDir = Annotated[
     str | None,
     typer.Option(
@@ -302,9 +309,9 @@ def generate(
     method: Annotated[
         str, typer.Option(help="base, guide, nudging, blendin or blend:<alpha>.")
     ] = "nudging",
-    tau: Tau = 0.4,
-    k: TopK = 100,
-    lam: Lam = 0.1,
+    tau: Tau = TAU,
+    k: TopK = TOP_K,
+    lam: Lam = LAMBDA,
     tokenization: Tokenization = "canonical",
     max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
@@ -532,8 +539,8 @@ def probe(
     guide: Guide = "embedded:smollm2-135m-instruct",
     tasks: Tasks = "gsm8k,truthfulqa,xstest",
     n: N = "",
-    seed: Seed = 0,
-    tau: Tau = 0.4,
+    seed: Seed = None,
+    tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
     method: Annotated[
         str,
@@ -587,8 +594,8 @@ def probe(
     dtype: Dtype = "auto",
     batch_size: BatchSize = 16,
     max_new_tokens: MaxNew = None,
-    k: TopK = 100,
-    lam: Lam = 0.1,
+    k: TopK = TOP_K,
+    lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Probe a base/guide pair and gate on its intervention rate.
@@ -657,8 +664,8 @@ def evaluate(
         ),
     ] = "base,guide,nudging,blendin",
     n: N = "",
-    seed: Seed = 0,
-    tau: Tau = 0.4,
+    seed: Seed = None,
+    tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
     alpha: Annotated[
         str,
@@ -683,8 +690,8 @@ def evaluate(
     dtype: Dtype = "auto",
     batch_size: BatchSize = 16,
     max_new_tokens: MaxNew = None,
-    k: TopK = 100,
-    lam: Lam = 0.1,
+    k: TopK = TOP_K,
+    lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Compare methods on identical samples with paired statistics and an HTML report.
@@ -875,7 +882,7 @@ def probes_show(
     name: Annotated[str, typer.Argument(help="Probe name or YAML file.")],
     data_dir: DataDir = None,
     n: N = "",
-    seed: Seed = 0,
+    seed: Seed = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a probe: its definition, dataset size, strata and the sample its seed selects."""

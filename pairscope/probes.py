@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from pairscope.errors import DataError, InputError, unknown
+from pairscope.runs import sha256_file
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -50,7 +51,6 @@ __all__ = [
     "ProbeSpec",
     "Sample",
     "SampleSizeWarning",
-    "answer_letters",
     "build_samples",
     "dataset_fingerprint",
     "list_probes",
@@ -59,6 +59,7 @@ __all__ = [
     "load_probe",
     "make_manifest",
     "manifest_json",
+    "choose",
     "prepare_samples",
     "probe_info",
     "render_template",
@@ -67,7 +68,6 @@ __all__ = [
     "save_manifest",
     "select",
     "select_by_manifest",
-    "sha256_file",
 ]
 
 DATA_DIR_ENV = "PAIRSCOPE_DATA_DIR"
@@ -341,15 +341,6 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _supply_hint(spec: ProbeSpec) -> str:
     ways = []
     if spec.source.local is not None:
@@ -568,20 +559,6 @@ class Sample:
         data["options"] = list(self.options)
         data["option_texts"] = list(self.option_texts)
         return data
-
-
-def answer_letters(sample: Sample) -> tuple[str, ...]:
-    """The option letters of a multiple-choice sample, for answer-level calibration.
-
-    The base prompt ends with "Answer:", so the base model's continuation for option
-    X starts with " X"; the guide's assistant turn starts with "X" itself.
-
-    Raises:
-        InputError: the sample is not multiple choice.
-    """
-    if not sample.options:
-        raise InputError(f"Sample {sample.id} of task '{sample.task}' is not multiple choice.")
-    return sample.options
 
 
 def sample_id(fields: Mapping[str, Any]) -> str:
@@ -945,6 +922,30 @@ def select_by_manifest(
 # ---------------------------------------------------------------- one-call helpers
 
 
+def choose(
+    spec: ProbeSpec,
+    samples: Sequence[Sample],
+    n: int | Literal["all"] | None = None,
+    seed: int | None = None,
+    manifest: Manifest | str | Path | None = None,
+) -> tuple[list[Sample], Manifest]:
+    """A run's samples in its decoding order (:func:`interleave`), and their manifest.
+
+    By manifest, or by ``n`` and ``seed``, which default to the probe's own values;
+    a manifest overrides both (its seed orders the samples).
+    """
+    if manifest is not None:
+        loaded = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        chosen, use_seed = select_by_manifest(samples, loaded, spec), loaded.seed
+    else:
+        use_seed = spec.seed if seed is None else seed
+        chosen = select(
+            samples, spec.n if n is None else n, use_seed, stratify=spec.stratify is not None
+        )
+    chosen = interleave(chosen, use_seed, stratify=spec.stratify is not None)
+    return chosen, make_manifest(spec, samples, chosen, use_seed)
+
+
 def prepare_samples(
     name_or_path: str | Path,
     data_dir: str | Path | None = None,
@@ -952,21 +953,11 @@ def prepare_samples(
     seed: int | None = None,
     manifest: Manifest | str | Path | None = None,
 ) -> tuple[ProbeSpec, list[Sample], Manifest]:
-    """Load a probe and its data, and select samples (by manifest, or by n and seed).
-
-    ``n`` and ``seed`` default to the probe's own values; a manifest overrides both.
-    """
+    """Load a probe and its data, and :func:`choose` its samples."""
     spec = load_probe(name_or_path)
     samples = build_samples(spec, load_dataset_records(spec, data_dir))
-    if manifest is not None:
-        loaded = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-        chosen = select_by_manifest(samples, loaded, spec)
-        return spec, chosen, make_manifest(spec, samples, chosen, loaded.seed)
-    use_seed = spec.seed if seed is None else seed
-    chosen = select(
-        samples, spec.n if n is None else n, use_seed, stratify=spec.stratify is not None
-    )
-    return spec, chosen, make_manifest(spec, samples, chosen, use_seed)
+    chosen, made = choose(spec, samples, n, seed, manifest)
+    return spec, chosen, made
 
 
 def probe_info(
@@ -977,10 +968,8 @@ def probe_info(
 ) -> dict[str, Any]:
     """Everything ``pairscope probes show NAME`` displays, as plain data."""
     samples = build_samples(spec, load_dataset_records(spec, data_dir))
-    use_seed = spec.seed if seed is None else seed
-    chosen = select(
-        samples, spec.n if n is None else n, use_seed, stratify=spec.stratify is not None
-    )
+    chosen, manifest = choose(spec, samples, n, seed)
+    use_seed = manifest.seed
     return {
         "name": spec.name,
         "path": str(spec.origin) if spec.origin else None,

@@ -17,6 +17,7 @@ whole line) before appending resumes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -245,3 +246,61 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def iter_generations(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The ``generation`` records of a run directory (read as :func:`iter_records` does)."""
+    for record in iter_records(run_dir):
+        if record.get("kind") == "generation":
+            yield record
+
+
+def _not_a_run(run_dir: Path, why: str) -> RunDirError:
+    return RunDirError(
+        f"{run_dir} is not a pairscope run directory ({why})",
+        hint="Pass the --out directory of a finished `pairscope probe` or "
+        "`pairscope evaluate` run; an interrupted run can be resumed to write its summary.",
+    )
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """Parse and check ``run_dir/summary.json`` (what the report and figures read).
+
+    Raises:
+        RunDirError: no such directory or file, unreadable JSON, or an unknown schema version.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        raise _not_a_run(run_dir, "no summary.json")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _not_a_run(run_dir, f"summary.json is not readable JSON: {exc}") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
+        raise _not_a_run(run_dir, "summary.json has no 'tasks' table")
+    version = summary.get("schema_version")
+    if version == 1:
+        raise RunDirError(
+            f"{path} has schema_version 1: its intervention_rate is uncertain positions / "
+            "positions for every method, so a NUDGING rate there is not the paper's "
+            "rounds / base-written tokens that this pairscope gates on.",
+            hint="Run `pairscope report` on it with the version that wrote it, or re-run "
+            "the probe (records of version 1 do not hold NUDGING's rounds).",
+        )
+    if version != SCHEMA_VERSION:
+        raise RunDirError(
+            f"{path} has schema_version {version!r}; this pairscope reads version "
+            f"{SCHEMA_VERSION}.",
+            hint="Render it with the pairscope version that wrote it.",
+        )
+    return summary
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (data files, model files)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -23,9 +23,16 @@ from typing import Any
 import torch
 
 from pairscope.backends.served import ServedModel
-from pairscope.decoding.strategies import Blend, TopK, merge_topk
-from pairscope.decoding.stream import MIN_SHARED_PREFIX, cache_keyword, shared_prefix
+from pairscope.decoding.strategies import Blend
+from pairscope.decoding.stream import (
+    MIN_SHARED_PREFIX,
+    cache_keyword,
+    log_normalise,
+    shared_prefix,
+)
+from pairscope.decoding.stream import top_k as topk_of
 from pairscope.decoding.vocab import END, TokenText
+from pairscope.defaults import LAMBDA, TOP_K
 from pairscope.errors import RuntimeFault
 from pairscope.models import LoadedModel, Pair
 
@@ -109,13 +116,7 @@ class Forcer:
                 logits_to_keep=len(continuation) + 1,
                 **kwargs,
             )
-        logits = out.logits[0].float()
-        if not torch.isfinite(logits).all():
-            raise RuntimeFault(
-                "The model produced NaN or infinite logits.",
-                hint="Try --dtype float32; the run is resumable with --resume.",
-            )
-        logp = torch.log_softmax(logits, dim=-1)
+        logp = log_normalise(out.logits[0].float())
         self._last = (key, logp)
         return logp
 
@@ -185,8 +186,8 @@ def arbitration(
     guide_prompt: list[int],
     reference_text: str,
     tau: float,
-    lam: float = 0.1,
-    top_k: int = 100,
+    lam: float = LAMBDA,
+    top_k: int = TOP_K,
     forcers: tuple[Forcer, Forcer] | None = None,
 ) -> Arbitration:
     """Accuracy of base top-1, guide top-1, the more confident, and the BlendIn pick.
@@ -226,8 +227,8 @@ def arbitration(
         else:
             stream = stream or guide.new_stream(1)
             glogp = stream.forward({0: guide_prompt + gprefix})[0]
-        btop = _topk(logp[i], bvocab, top_k)
-        gtop = _topk(glogp, gvocab, top_k)
+        btop = topk_of(logp[i], bvocab, top_k)
+        gtop = topk_of(glogp, gvocab, top_k)
         b_text, g_text = _text(btop.top_key), _text(gtop.top_key)
         pick = blend.decide(btop, gtop, {})
         result.base.append(_continues(rest, b_text))
@@ -236,12 +237,6 @@ def arbitration(
         result.confident.append(_continues(rest, confident))
         result.blend.append(_continues(rest, _text(pick.key)))
     return result
-
-
-def _topk(logp: torch.Tensor, vocab: TokenText, k: int) -> TopK:
-    values, indices = torch.topk(logp, min(k, logp.shape[-1]))
-    ids = indices.tolist()
-    return merge_topk(ids, values.exp().tolist(), [vocab.key(i) for i in ids])
 
 
 def _text(key: Any) -> str:

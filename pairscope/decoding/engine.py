@@ -22,11 +22,12 @@ from pairscope.decoding.strategies import (
     Strategy,
     TopK,
     make_strategy,
-    merge_topk,
     split_word,
 )
+from pairscope.decoding.stream import top_k
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
+from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.models import Pair
 
@@ -53,9 +54,9 @@ class DecodeSettings:
     """Method and its knobs. ``alpha`` fixes BlendIn's weight (None = adaptive)."""
 
     method: str = "nudging"
-    tau: float = 0.4
-    top_k: int = 100
-    lam: float = 0.1
+    tau: float = TAU
+    top_k: int = TOP_K
+    lam: float = LAMBDA
     alpha: float | None = None
     batch_size: int = 8
     tokenization: str = "canonical"
@@ -216,8 +217,8 @@ class Engine:
         out: dict[int, tuple[Decision, Step]] = {}
         k = self.strategy.top_k
         for j, b in enumerate(uncertain):
-            btop = _topk(self.driver, logp[b], k)
-            gtop = _topk(guide, glogp[j], k)
+            btop = top_k(logp[b], self.driver.vocab, k)
+            gtop = top_k(glogp[j], guide.vocab, k)
             decision = self._not_text(self.strategy.decide(btop, gtop, self._texts(btop, gtop)))
             overlap, hit = self._overlap(logp[b], glogp[j])
             step = Step(
@@ -475,12 +476,6 @@ class Engine:
                 if on_result is not None:
                     on_result(index, result)
         return [results[i] for i in range(len(requests))]
-
-
-def _topk(model: ModelView, logprobs: torch.Tensor, k: int) -> TopK:
-    values, indices = torch.topk(logprobs, k)
-    ids = indices.tolist()
-    return merge_topk(ids, values.exp().tolist(), [model.vocab.key(i) for i in ids])
 
 
 def _top_strings(model: ModelView, logprobs: torch.Tensor, k: int) -> list[str]:

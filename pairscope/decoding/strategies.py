@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
 from pairscope.decoding.vocab import MatchKey
+from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
 METHODS = ("base", "guide", "nudging", "blendin", "blend:<alpha>")
@@ -125,7 +126,7 @@ class Strategy:
     consults: str | None = None  # None, "distribution" or "word"
     ir_kind: str | None = IR_UNCERTAIN
 
-    def __init__(self, tau: float = 0.4) -> None:
+    def __init__(self, tau: float = TAU) -> None:
         if tau < 0:
             raise InputError(f"tau must be >= 0 (got {tau}).")
         self.tau = float(tau)
@@ -175,7 +176,7 @@ class Nudging(Strategy):
     consults = "word"
     ir_kind = IR_ROUNDS
 
-    def __init__(self, tau: float = 0.4, max_word_tokens: int = 16) -> None:
+    def __init__(self, tau: float = TAU, max_word_tokens: int = 16) -> None:
         super().__init__(tau)
         if max_word_tokens < 1:
             raise InputError("max_word_tokens must be >= 1.")
@@ -207,7 +208,7 @@ class Blend(Strategy):
     consults = "distribution"
 
     def __init__(
-        self, tau: float = 0.4, alpha: float | None = None, lam: float = 0.1, top_k: int = 100
+        self, tau: float = TAU, alpha: float | None = None, lam: float = LAMBDA, top_k: int = TOP_K
     ) -> None:
         super().__init__(tau)
         if alpha is not None and not 0.0 <= alpha <= 1.0:
@@ -237,7 +238,12 @@ class Blend(Strategy):
 
 
 def make_strategy(
-    method: str, *, tau: float = 0.4, lam: float = 0.1, top_k: int = 100, alpha: float | None = None
+    method: str,
+    *,
+    tau: float = TAU,
+    lam: float = LAMBDA,
+    top_k: int = TOP_K,
+    alpha: float | None = None,
 ) -> Strategy:
     """Build a strategy from its name: base, guide, nudging, blendin or blend:<alpha>.
 

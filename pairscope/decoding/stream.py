@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from pairscope.decoding.kvcache import in_place
+from pairscope.decoding.strategies import TopK, merge_topk
+from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
 
 
@@ -275,12 +277,28 @@ class ModelStream:
         logits = out.logits[:, -1, :].float()
         if not subset:
             logits = logits.index_select(0, torch.tensor(order, device=self.device))
-        # A NaN or +inf logit makes its row's log-normaliser non-finite (-inf logits, a
-        # masked vocabulary entry, do not); one value per row is cheaper to check.
-        norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-        if not torch.isfinite(norm).all():
-            raise RuntimeFault(
-                "The model produced NaN or infinite logits.",
-                hint="Try --dtype float32; the run is resumable with --resume.",
-            )
-        return logits - norm
+        return log_normalise(logits)
+
+
+def log_normalise(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities from logits over the last dimension.
+
+    Raises:
+        RuntimeFault: a NaN or +inf logit. It makes its row's log-normaliser
+            non-finite (-inf logits, a masked vocabulary entry, do not), so one value
+            per row is checked rather than the whole vocabulary.
+    """
+    norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    if not torch.isfinite(norm).all():
+        raise RuntimeFault(
+            "The model produced NaN or infinite logits.",
+            hint="Try --dtype float32; the run is resumable with --resume.",
+        )
+    return logits - norm
+
+
+def top_k(logprobs: torch.Tensor, vocab: TokenText, k: int) -> TopK:
+    """A model's top-``k`` next tokens at one position, merged by match key."""
+    values, indices = torch.topk(logprobs, min(k, logprobs.shape[-1]))
+    ids = indices.tolist()
+    return merge_topk(ids, values.exp().tolist(), [vocab.key(i) for i in ids])

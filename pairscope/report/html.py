@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from pairscope.errors import RunDirError
-from pairscope.runs import SCHEMA_VERSION
+from pairscope.runs import iter_generations, read_summary
 
 __all__ = [
     "compare_rows",
@@ -90,48 +89,6 @@ CSP = (
 # ---------------------------------------------------------------- reading a run
 
 
-def _not_a_run(run_dir: Path, why: str) -> RunDirError:
-    return RunDirError(
-        f"{run_dir} is not a pairscope run directory ({why})",
-        hint="Pass the --out directory of a finished `pairscope probe` or "
-        "`pairscope evaluate` run; an interrupted run can be resumed to write its summary.",
-    )
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """Parse and check ``run_dir/summary.json``.
-
-    Raises:
-        RunDirError: no such directory or file, unreadable JSON, or an unknown schema version.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise _not_a_run(run_dir, "no summary.json")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _not_a_run(run_dir, f"summary.json is not readable JSON: {exc}") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
-        raise _not_a_run(run_dir, "summary.json has no 'tasks' table")
-    version = summary.get("schema_version")
-    if version == 1:
-        raise RunDirError(
-            f"{path} has schema_version 1: its intervention_rate is uncertain positions / "
-            "positions for every method, so a NUDGING rate there is not the paper's "
-            "rounds / base-written tokens that this pairscope gates on.",
-            hint="Run `pairscope report` on it with the version that wrote it, or re-run "
-            "the probe (records of version 1 do not hold NUDGING's rounds).",
-        )
-    if version != SCHEMA_VERSION:
-        raise RunDirError(
-            f"{path} has schema_version {version!r}; this pairscope reads version "
-            f"{SCHEMA_VERSION}.",
-            hint="Render it with the pairscope version that wrote it.",
-        )
-    return summary
-
-
 def _read_optional_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, or an empty dict if it is missing or unreadable."""
     try:
@@ -139,24 +96,6 @@ def _read_optional_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def iter_generations(records: Path) -> Iterator[dict[str, Any]]:
-    """Stream the ``generation`` records of a ``records.jsonl`` file, line by line.
-
-    Lines that do not parse (the truncated last line of an interrupted run) and
-    records of other kinds are skipped; a missing file yields nothing.
-    """
-    if not records.is_file():
-        return
-    with records.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("kind") == "generation":
-                yield record
 
 
 # ---------------------------------------------------------------- formatting
@@ -445,7 +384,7 @@ def render_report(
     summary = read_summary(run_dir)
     config = _read_optional_json(run_dir / "config.json")
     order = _method_order(summary)
-    all_samples = sample_views(iter_generations(run_dir / "records.jsonl"), order)
+    all_samples = sample_views(iter_generations(run_dir), order)
     samples = {
         t: group[:max_samples] if max_samples is not None else group
         for t, group in all_samples.items()
@@ -587,7 +526,7 @@ def paradox_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str
 
 def _sample_ids(run_dir: Path) -> dict[str, frozenset[str]]:
     ids: dict[str, set[str]] = {}
-    for record in iter_generations(run_dir / "records.jsonl"):
+    for record in iter_generations(run_dir):
         ids.setdefault(str(record.get("task")), set()).add(str(record.get("sample_id")))
     return {t: frozenset(s) for t, s in ids.items()}
 

@@ -20,7 +20,6 @@ from pairscope.errors import DataError, InputError
 from pairscope.probes import (
     Sample,
     SampleSizeWarning,
-    answer_letters,
     build_samples,
     list_probes,
     load_dataset_records,
@@ -187,19 +186,12 @@ def test_truthfulqa_options_are_seeded_and_lettered(loaded: dict) -> None:
     assert first.reference == f" {first.answer_letter}) {best}"
     assert first.base_prompt.endswith(f"{first.options[-1]}) {first.option_texts[-1]}\nAnswer:")
     assert "Answer with the letter of the correct option." in first.guide_user
-    assert answer_letters(first) == first.options
     # Same seed and id -> same order, on a rebuild from scratch.
     again = build_samples(spec, load_dataset_records(spec, DATA_DIR))
     assert [s.option_texts for s in again] == [s.option_texts for s in samples]
     # The shuffle is not degenerate: the correct letter varies.
     assert len(Counter(s.answer_letter for s in samples)) >= 4
     assert max(Counter(s.answer_letter for s in samples).values()) < 0.45 * len(samples)
-
-
-@needs_data
-def test_answer_letters_rejects_non_mc(loaded: dict) -> None:
-    with pytest.raises(InputError, match="not multiple choice"):
-        answer_letters(loaded["gsm8k"][1][0])
 
 
 @needs_data
@@ -429,8 +421,10 @@ def test_manifest_round_trip_selects_exactly_those_ids(tmp_path: Path, loaded: d
     manifest = load_manifest(path)
     assert manifest.task == "truthfulqa" and manifest.seed == 3 and manifest.n == 25
     assert select_by_manifest(samples, manifest, spec) == chosen
+    # prepare_samples puts them in the decoding order, which a manifest then records.
     _, again, remade = prepare_samples("truthfulqa", DATA_DIR, manifest=path)
-    assert again == chosen and remade == manifest
+    assert again == probes.interleave(chosen, 3) and sorted(again, key=chosen.index) == chosen
+    assert remade.ids == tuple(s.id for s in again) and remade.seed == 3
     # An id the dataset lacks is an error, as is a manifest for another task.
     data = json.loads(path.read_text())
     data["ids"][0] = "0123456789abcdef"
@@ -500,3 +494,17 @@ def test_interleaved_order_depends_on_the_set_and_the_seed_only(loaded) -> None:
     assert list(manifest.ids) == ids
     again = probes.interleave(select_by_manifest(samples, manifest, spec), manifest.seed)
     assert [s.id for s in again] == ids
+
+
+def test_a_probe_files_seed_selects_unless_the_run_gives_one() -> None:
+    from pairscope.pipeline import RunOptions, _load_tasks
+
+    def chosen(**kw: object) -> tuple[list[str], int]:
+        opts = RunOptions(tasks=(str(USER_PROBE),), n=2, **kw)  # type: ignore[arg-type]
+        _, samples, manifest, _ = _load_tasks(opts, {})["tiny-arithmetic"]
+        return [s.id for s in samples], manifest.seed
+
+    own, seed = chosen()
+    assert seed == 7 and chosen(seed=7) == (own, 7)
+    others = {tuple(chosen(seed=s)[0]) for s in range(6)}
+    assert len(others) > 1  # the seed does change the selection

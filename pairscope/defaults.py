@@ -1,0 +1,14 @@
+"""The methods' default hyperparameters (DESIGN §2), defined once.
+
+Every command-line option, API default and dataclass field takes its value from
+here, so changing a default is a one-line change.
+"""
+
+from __future__ import annotations
+
+# A base position is uncertain when its top-1 probability is below TAU.
+TAU = 0.4
+# BlendIn's top-k union and the guide's top-k for overlap@k.
+TOP_K = 100
+# BlendIn's adaptive-alpha smoothing λ.
+LAMBDA = 0.1
