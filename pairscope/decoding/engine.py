@@ -15,12 +15,10 @@ import torch
 
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
 from pairscope.decoding.strategies import (
-    Blend,
     Decision,
-    Guide,
-    Nudging,
     Strategy,
     TopK,
+    Word,
     make_strategy,
     split_word,
 )
@@ -94,11 +92,14 @@ GREEDY_LOOKAHEAD = 64
 class Engine:
     """Decode requests with one strategy over a loaded pair."""
 
-    def __init__(self, pair: Pair, settings: DecodeSettings) -> None:
+    def __init__(
+        self, pair: Pair, settings: DecodeSettings, strategy: Strategy | None = None
+    ) -> None:
+        """``strategy`` replaces the one ``settings.method`` names (a method of one's own)."""
         self.pair = pair
         self.settings = settings
-        self.strategy = settings.strategy()
-        self.solo_guide = isinstance(self.strategy, Guide)
+        self.strategy = strategy if strategy is not None else settings.strategy()
+        self.solo_guide = self.strategy.drives == "guide"
         policy = settings.tokenization
         self.driver = ModelView(pair.guide if self.solo_guide else pair.base, 0, policy)
         self.guide = ModelView(pair.guide, 1, policy) if self.strategy.consults else None
@@ -126,7 +127,7 @@ class Engine:
         share = self.settings.share_prefix
         self.driver.open([r.driver.ids for r in rows], GREEDY_LOOKAHEAD, share)
         if self.guide is not None:
-            ahead = self.strategy.max_word_tokens + 1 if isinstance(self.strategy, Nudging) else 1
+            ahead = self.strategy.guide_lookahead
             self.guide.open([self._gctx(r).ids for r in rows], ahead, share)
         done: list[tuple[int, SampleResult]] = []
         while rows:
@@ -161,23 +162,20 @@ class Engine:
         )
 
     def _step(self, rows: list[_Row]) -> None:
-        driver, guide = self.driver, self.guide
+        driver = self.driver
         # 1. Base next-token distribution for every live row: [B, V] logprobs.
         ids = driver.targets([r.driver for r in rows], [r.text for r in rows])
         logp = driver.stream.forward(dict(enumerate(ids)))
         top_logp, top_ids = logp.max(dim=-1)
         p_top = top_logp.exp().tolist()
         t_top = top_ids.tolist()
-        uncertain = [
-            b for b in range(len(rows)) if not self.solo_guide and self.strategy.uncertain(p_top[b])
-        ]
-        # 2. Consult the guide only where the base is uncertain.
+        uncertain = [b for b in range(len(rows)) if self.strategy.uncertain(p_top[b])]
+        # 2. The strategy decides at the uncertain rows; the guide is read only if it asks.
         decisions: dict[int, tuple[Decision, Step]] = {}
-        if uncertain and guide is not None:
-            if isinstance(self.strategy, Blend):
-                decisions = self._blend(rows, uncertain, logp, p_top)
-            elif isinstance(self.strategy, Nudging):
-                decisions = self._nudge(rows, uncertain, logp, p_top, t_top)
+        if uncertain:
+            view = _Uncertain(self, rows, uncertain, logp, t_top)
+            for b, decision in self.strategy.intervene(view).items():
+                decisions[b] = (self._not_text(decision), view.step(b, p_top[b], decision))
         # 3. Append (confident positions: the base's top-1 token), then check the stop rules.
         source = "guide" if self.solo_guide else "base"
         for b, row in enumerate(rows):
@@ -206,164 +204,7 @@ class Engine:
             return replace(decision, key=END, text="", base_id=None, guide_ids=None)
         return decision
 
-    # -- methods ----------------------------------------------------------------------------
-
-    def _blend(
-        self, rows: list[_Row], uncertain: list[int], logp: torch.Tensor, p_top: list[float]
-    ) -> dict[int, tuple[Decision, Step]]:
-        guide = self.guide
-        assert guide is not None and isinstance(self.strategy, Blend)
-        glogp = self._guide_sync(rows, uncertain)
-        out: dict[int, tuple[Decision, Step]] = {}
-        k = self.strategy.top_k
-        for j, b in enumerate(uncertain):
-            btop = top_k(logp[b], self.driver.vocab, k)
-            gtop = top_k(glogp[j], guide.vocab, k)
-            decision = self._not_text(self.strategy.decide(btop, gtop, self._texts(btop, gtop)))
-            overlap, hit = self._overlap(logp[b], glogp[j])
-            step = Step(
-                len(rows[b].steps),
-                p_top[b],
-                gtop.top_prob,
-                decision.alpha,
-                "",
-                decision.source,
-                True,
-                decision.override,
-                overlap,
-                hit,
-            )
-            out[b] = (decision, step)
-        return out
-
-    def _texts(self, btop: TopK, gtop: TopK) -> dict[MatchKey, str]:
-        text_of: dict[MatchKey, str] = {}
-        for top, model in ((gtop, self.guide), (btop, self.driver)):
-            assert model is not None
-            for key, token in zip(top.keys, top.ids):
-                text_of[key] = (
-                    key if isinstance(key, str) and key != END else model.vocab.text(token)
-                )
-        return text_of
-
-    def _nudge(
-        self,
-        rows: list[_Row],
-        uncertain: list[int],
-        logp: torch.Tensor,
-        p_top: list[float],
-        t_top: list[int],
-    ) -> dict[int, tuple[Decision, Step]]:
-        """The guide's next word for every uncertain row, then NUDGING's choice."""
-        guide = self.guide
-        assert guide is not None and isinstance(self.strategy, Nudging)
-        # A row outside a round starts one from its (re-encoded) context.
-        for b in uncertain:
-            if not rows[b].in_round:
-                rows[b].plan = []
-        words, word_ids, ended, first = self._words(rows, uncertain, logp)
-        out: dict[int, tuple[Decision, Step]] = {}
-        for b in uncertain:
-            row, token = rows[b], t_top[b]
-            base_key = self.driver.vocab.key(token)
-            base_text = base_key if isinstance(base_key, str) and base_key != END else None
-            choice = self.strategy.choose(row.in_round, words[b], b in ended, base_text)
-            own_word = word_ids[b]
-            if choice == "base":
-                text = self.driver.vocab.text(token)
-                decision = Decision(base_key, text, "base", False, base_id=token)
-            elif choice == "end" and not words[b]:
-                decision = Decision(END, "", "guide", override=True)
-            else:
-                decision = Decision(
-                    words[b],
-                    words[b],
-                    "guide",
-                    override=True,
-                    guide_ids=tuple(own_word) if own_word is not None else None,
-                    ends=choice == "end",
-                    round_start=not row.in_round,
-                )
-            p_guide, overlap, hit = first[b]
-            step = Step(
-                len(row.steps),
-                p_top[b],
-                p_guide,
-                None,
-                "",
-                decision.source,
-                True,
-                decision.override,
-                overlap,
-                hit,
-                decision.round_start,
-            )
-            out[b] = (decision, step)
-        return out
-
-    def _words(
-        self, rows: list[_Row], wanted: list[int], logp: torch.Tensor
-    ) -> tuple[
-        dict[int, str], dict[int, list[int] | None], set[int], dict[int, tuple[float, float, bool]]
-    ]:
-        """Decode the guide greedily, batched over the rows still inside their word.
-
-        Returns each row's word, the guide ids that write exactly it (None when the
-        word ends inside a token: the guide then re-encodes), the rows whose guide
-        ended its turn, and the guide's first-token facts (top-1 probability, overlap).
-        """
-        guide = self.guide
-        assert guide is not None and isinstance(self.strategy, Nudging)
-        words: dict[int, str] = {}
-        word_ids: dict[int, list[int] | None] = {}
-        ended: set[int] = set()
-        first: dict[int, tuple[float, float, bool]] = {}
-        toks = {b: list(rows[b].plan) for b in wanted}
-        for b in wanted:
-            # Inside a round the guide's distribution at this position chose the plan.
-            plan_logp = rows[b].plan_logp
-            if toks[b] and plan_logp is not None:
-                overlap, hit = self._overlap(logp[b], plan_logp)
-                first[b] = (float(plan_logp.max().exp()), overlap, hit)
-        building = list(wanted)
-        for attempt in range(self.strategy.max_word_tokens):
-            if attempt == 0:
-                glogp = self._guide_sync(rows, building)
-            else:
-                glogp = guide.stream.forward(
-                    {b: self._gctx(rows[b]).ids + toks[b] for b in building}
-                )
-            still: list[int] = []
-            for j, b in enumerate(building):
-                token = int(glogp[j].argmax())
-                if b not in first:
-                    overlap, hit = self._overlap(logp[b], glogp[j])
-                    first[b] = (float(glogp[j, token].exp()), overlap, hit)
-                if guide.vocab.is_end(token) or guide.vocab.is_special(token):
-                    ended.add(b)
-                    words[b], word_ids[b] = guide.vocab.decode(toks[b]), list(toks[b])
-                    rows[b].plan = []
-                    continue
-                candidate = guide.vocab.decode(toks[b] + [token])
-                word, complete = split_word(candidate)
-                if not complete:
-                    toks[b].append(token)
-                    words[b] = candidate
-                    still.append(b)
-                    continue
-                words[b] = word
-                if guide.vocab.decode(toks[b]) == word:
-                    # The token that starts the next word waits as the round's plan.
-                    word_ids[b], rows[b].plan = list(toks[b]), [token]
-                    rows[b].plan_logp = glogp[j]
-                else:
-                    word_ids[b], rows[b].plan = None, []  # the word ends inside a token
-            building = still
-            if not building:
-                break
-        for b in building:  # the word-length cap: what the guide wrote so far
-            word_ids[b], rows[b].plan = list(toks[b]), []
-        return words, word_ids, ended, first
+    # -- reading the guide ------------------------------------------------------------------
 
     def _overlap(self, base_logp: torch.Tensor, guide_logp: torch.Tensor) -> tuple[float, bool]:
         from pairscope.metrics.overlap import overlap_at_k, top1_in_topk
@@ -489,6 +330,149 @@ def _top_strings(model: ModelView, logprobs: torch.Tensor, k: int) -> list[str]:
         shared = isinstance(key, str) and key != END and text not in UNMATCHABLE
         out.append(text if shared else f"\x00{id(model)}:{i}")
     return out
+
+
+class _Uncertain:
+    """The :class:`~pairscope.decoding.strategies.Uncertain` view of one engine step.
+
+    It reads the guide once for all uncertain rows, on a strategy's first request,
+    and keeps what the guide said at each row's position (top-1 probability,
+    overlap@k) for the step's trace.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        rows: list[_Row],
+        uncertain: list[int],
+        logp: torch.Tensor,
+        t_top: list[int],
+    ) -> None:
+        self.engine, self.batch, self.rows = engine, rows, uncertain
+        self.logp, self.t_top = logp, t_top
+        self._glogp: torch.Tensor | None = None
+        self.facts: dict[int, tuple[float, float, bool]] = {}  # p_guide, overlap, hit
+
+    def base_top(self, row: int, k: int) -> TopK:
+        return top_k(self.logp[row], self.engine.driver.vocab, k)
+
+    def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
+        token = self.t_top[row]
+        key = self.engine.driver.vocab.key(token)
+        return token, key, key if isinstance(key, str) and key != END else None
+
+    def _guide_logp(self, row: int) -> torch.Tensor:
+        if self._glogp is None:
+            self._glogp = self.engine._guide_sync(self.batch, self.rows)
+        return self._glogp[self.rows.index(row)]
+
+    def guide_top(self, row: int, k: int) -> TopK:
+        guide = self.engine.guide
+        assert guide is not None
+        glogp = self._guide_logp(row)
+        top = top_k(glogp, guide.vocab, k)
+        if row not in self.facts:
+            overlap, hit = self.engine._overlap(self.logp[row], glogp)
+            self.facts[row] = (top.top_prob, overlap, hit)
+        return top
+
+    def texts(self, base: TopK, guide: TopK) -> dict[MatchKey, str]:
+        text_of: dict[MatchKey, str] = {}
+        for top, model in ((guide, self.engine.guide), (base, self.engine.driver)):
+            assert model is not None
+            for key, token in zip(top.keys, top.ids):
+                text_of[key] = (
+                    key if isinstance(key, str) and key != END else model.vocab.text(token)
+                )
+        return text_of
+
+    def in_round(self, row: int) -> bool:
+        return self.batch[row].in_round
+
+    def guide_words(self, max_tokens: int) -> dict[int, Word]:
+        """Decode the guide greedily, batched over the rows still inside their word.
+
+        A row outside a round starts one from its (re-encoded) context; a row inside
+        one starts from its plan, the guide token that began its next word. Each word
+        carries the guide ids that write exactly it (None when the word ends inside a
+        token: the guide then re-encodes).
+        """
+        engine, rows, wanted = self.engine, self.batch, self.rows
+        guide = engine.guide
+        assert guide is not None and guide.stream is not None
+        for b in wanted:
+            if not rows[b].in_round:
+                rows[b].plan = []
+        texts: dict[int, str] = {}
+        ids: dict[int, list[int] | None] = {}
+        ended: set[int] = set()
+        toks = {b: list(rows[b].plan) for b in wanted}
+        for b in wanted:
+            # Inside a round the guide's distribution at this position chose the plan.
+            plan_logp = rows[b].plan_logp
+            if toks[b] and plan_logp is not None:
+                overlap, hit = engine._overlap(self.logp[b], plan_logp)
+                self.facts[b] = (float(plan_logp.max().exp()), overlap, hit)
+        building = list(wanted)
+        for attempt in range(max_tokens):
+            if attempt == 0:
+                glogp = engine._guide_sync(rows, building)
+            else:
+                glogp = guide.stream.forward(
+                    {b: engine._gctx(rows[b]).ids + toks[b] for b in building}
+                )
+            still: list[int] = []
+            for j, b in enumerate(building):
+                token = int(glogp[j].argmax())
+                if b not in self.facts:
+                    overlap, hit = engine._overlap(self.logp[b], glogp[j])
+                    self.facts[b] = (float(glogp[j, token].exp()), overlap, hit)
+                if guide.vocab.is_end(token) or guide.vocab.is_special(token):
+                    ended.add(b)
+                    texts[b], ids[b] = guide.vocab.decode(toks[b]), list(toks[b])
+                    rows[b].plan = []
+                    continue
+                candidate = guide.vocab.decode(toks[b] + [token])
+                word, complete = split_word(candidate)
+                if not complete:
+                    toks[b].append(token)
+                    texts[b] = candidate
+                    still.append(b)
+                    continue
+                texts[b] = word
+                if guide.vocab.decode(toks[b]) == word:
+                    # The token that starts the next word waits as the round's plan.
+                    ids[b], rows[b].plan = list(toks[b]), [token]
+                    rows[b].plan_logp = glogp[j]
+                else:
+                    ids[b], rows[b].plan = None, []  # the word ends inside a token
+            building = still
+            if not building:
+                break
+        for b in building:  # the word-length cap: what the guide wrote so far
+            ids[b], rows[b].plan = list(toks[b]), []
+        words = {}
+        for b in wanted:
+            own = ids[b]
+            words[b] = Word(texts[b], None if own is None else tuple(own), b in ended)
+        return words
+
+    def step(self, row: int, p_base: float, decision: Decision) -> Step:
+        """The trace of an uncertain position the strategy decided."""
+        p_guide, overlap, hit = self.facts.get(row, (None, None, None))
+        return Step(
+            len(self.batch[row].steps),
+            p_base,
+            p_guide,
+            decision.alpha,
+            "",
+            decision.source,
+            True,
+            decision.override,
+            overlap,
+            hit,
+            decision.round_start,
+        )
 
 
 def generate(

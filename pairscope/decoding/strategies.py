@@ -1,19 +1,23 @@
-"""Decoding methods as small classes with one decision interface (DESIGN.md §2).
+"""Decoding methods as small classes with one interface (DESIGN.md §2).
 
-The engine asks every strategy the same thing at an uncertain base position:
-given the base's top-k list (and the guide's top-k list or next word, when the
-strategy consults the guide), what text is appended? Confident positions always
-append the base's top-1 token and never reach a strategy.
+The engine asks every strategy the same thing, once per step: at these uncertain
+base positions (an :class:`Uncertain` view: the base's top-k, and on request the
+guide's top-k or its next greedy words), what is appended? A strategy answers
+with one :class:`Decision` per row it changes (:meth:`Strategy.intervene`); rows
+it leaves out, and every confident position, append the base's top-1 token. The
+engine knows no method: a new one (proxy-tuning's logit arithmetic, say) is a new
+class here and nothing else, as a transformers ``LogitsProcessor`` is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
-from pairscope.decoding.vocab import MatchKey
+from pairscope.decoding.vocab import END, MatchKey
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
@@ -118,12 +122,67 @@ class Decision:
     round_start: bool = False  # a NUDGING round (an intervention) starts here
 
 
+@dataclass(frozen=True)
+class Word:
+    """The guide's next word at a position (NUDGING's unit of text)."""
+
+    text: str
+    ids: tuple[int, ...] | None  # guide ids that write exactly the text (None: re-encode)
+    ended: bool  # the guide ended its turn while writing it
+
+
+class Uncertain(Protocol):
+    """What the engine offers a strategy at the uncertain positions of one step.
+
+    ``rows`` are the batch rows whose base top-1 probability is below τ. The guide
+    is read only when a strategy asks (``guide_top`` or ``guide_words``), once for
+    all rows, and the view records what it read for the step's trace.
+    """
+
+    @property
+    def rows(self) -> Sequence[int]:
+        """The uncertain rows of the batch."""
+        ...
+
+    def base_top(self, row: int, k: int) -> TopK:
+        """The base's top-``k`` at the row's position, merged by match key."""
+        ...
+
+    def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
+        """The base's top-1 id, its match key and its text (None: END or a byte piece)."""
+        ...
+
+    def guide_top(self, row: int, k: int) -> TopK:
+        """The guide's top-``k`` after the same text, merged by match key."""
+        ...
+
+    def texts(self, base: TopK, guide: TopK) -> Mapping[MatchKey, str]:
+        """The text each key of the two lists appends."""
+        ...
+
+    def in_round(self, row: int) -> bool:
+        """Whether the row's last text was a guide word of an open NUDGING round."""
+        ...
+
+    def guide_words(self, max_tokens: int) -> Mapping[int, Word]:
+        """Each row's next guide word, decoded greedily (at most ``max_tokens`` tokens)."""
+        ...
+
+
 class Strategy:
-    """A decoding method. ``consults`` is what it needs from the guide when uncertain;
-    ``ir_kind`` names the intervention rate its authors' code reports."""
+    """A decoding method.
+
+    ``drives`` is the model that writes the response (``"guide"`` only for
+    guide-only decoding, which has no uncertain positions); ``consults`` says
+    whether the guide is needed at all; ``guide_lookahead`` is how many guide
+    tokens a row may be fed past its text in one step; ``ir_kind`` names the
+    intervention rate its authors' code reports.
+    """
 
     name = "base"
-    consults: str | None = None  # None, "distribution" or "word"
+    drives = "base"
+    consults = False
+    guide_lookahead = 1
     ir_kind: str | None = IR_UNCERTAIN
 
     def __init__(self, tau: float = TAU) -> None:
@@ -134,6 +193,11 @@ class Strategy:
     def uncertain(self, p_base: float) -> bool:
         return p_base < self.tau
 
+    def intervene(self, at: Uncertain) -> dict[int, Decision]:
+        """What to append at the uncertain rows it changes (the others get the base's
+        top-1). The base strategy changes nothing: uncertain positions are counted."""
+        return {}
+
 
 class Base(Strategy):
     """Base greedy decoding; uncertain positions are counted but never changed."""
@@ -142,10 +206,14 @@ class Base(Strategy):
 
 
 class Guide(Strategy):
-    """The guide decodes alone from its own prompt (the engine swaps the driver)."""
+    """The guide decodes alone from its own prompt: it drives, and nothing is uncertain."""
 
     name = "guide"
+    drives = "guide"
     ir_kind = None
+
+    def uncertain(self, p_base: float) -> bool:
+        return False
 
 
 _WORD = re.compile(r"^( *[^ ]+) ")
@@ -173,7 +241,7 @@ class Nudging(Strategy):
     """
 
     name = "nudging"
-    consults = "word"
+    consults = True
     ir_kind = IR_ROUNDS
 
     def __init__(self, tau: float = TAU, max_word_tokens: int = 16) -> None:
@@ -181,6 +249,31 @@ class Nudging(Strategy):
         if max_word_tokens < 1:
             raise InputError("max_word_tokens must be >= 1.")
         self.max_word_tokens = max_word_tokens
+        # A row in a round is fed the start of its next word with its text.
+        self.guide_lookahead = max_word_tokens + 1
+
+    def intervene(self, at: Uncertain) -> dict[int, Decision]:
+        words = at.guide_words(self.max_word_tokens)
+        out: dict[int, Decision] = {}
+        for b in at.rows:
+            word, in_round = words[b], at.in_round(b)
+            token, base_key, base_text = at.base_token(b)
+            choice = self.choose(in_round, word.text, word.ended, base_text)
+            if choice == "base":
+                out[b] = Decision(base_key, base_text or "", "base", False, base_id=token)
+            elif choice == "end" and not word.text:
+                out[b] = Decision(END, "", "guide", override=True)
+            else:
+                out[b] = Decision(
+                    word.text,
+                    word.text,
+                    "guide",
+                    override=True,
+                    guide_ids=word.ids,
+                    ends=choice == "end",
+                    round_start=not in_round,
+                )
+        return out
 
     @staticmethod
     def choose(in_round: bool, word: str, ended: bool, base_text: str | None) -> str:
@@ -205,7 +298,7 @@ class Blend(Strategy):
     """BlendIn (``alpha=None``: adaptive weight) or a fixed-weight blend ``blend:alpha``."""
 
     name = "blendin"
-    consults = "distribution"
+    consults = True
 
     def __init__(
         self, tau: float = TAU, alpha: float | None = None, lam: float = LAMBDA, top_k: int = TOP_K
@@ -222,7 +315,14 @@ class Blend(Strategy):
         self.top_k = top_k
         self.name = "blendin" if alpha is None else f"blend:{alpha:g}"
 
-    def decide(self, base: TopK, guide: TopK, text_of: dict[MatchKey, str]) -> Decision:
+    def intervene(self, at: Uncertain) -> dict[int, Decision]:
+        out: dict[int, Decision] = {}
+        for b in at.rows:
+            base, guide = at.base_top(b, self.top_k), at.guide_top(b, self.top_k)
+            out[b] = self.decide(base, guide, at.texts(base, guide))
+        return out
+
+    def decide(self, base: TopK, guide: TopK, text_of: Mapping[MatchKey, str]) -> Decision:
         alpha = auto_alpha(base, guide, self.lam) if self.alpha is None else self.alpha
         key, _ = blend_pick(base, guide, alpha)
         guide_id = guide.id_of(key)

@@ -160,3 +160,39 @@ def test_sliding_window_results_do_not_depend_on_the_batch(window8_pair, method)
     one = checks.texts(window8_pair, reqs(), method, batch_size=1)
     assert checks.texts(window8_pair, reqs(), method, batch_size=4) == one
     assert checks.texts(window8_pair, reqs(), method, batch_size=6) == one
+
+
+def test_a_new_method_is_one_strategy_class(tiny_pair):
+    """The engine knows no method: a strategy written here, that appends the guide's
+    top-1 at every uncertain position, decodes exactly as blend:1 does."""
+    from pairscope.decoding.engine import Engine
+    from pairscope.decoding.strategies import Decision, Strategy, Uncertain
+
+    class GuideTop1(Strategy):
+        name = "guide-top1"
+        consults = True
+
+        def intervene(self, at: Uncertain) -> dict[int, Decision]:
+            out = {}
+            for b in at.rows:
+                base, guide = at.base_top(b, 100), at.guide_top(b, 100)
+                key = guide.top_key
+                guide_id = guide.id_of(key)
+                out[b] = Decision(
+                    key,
+                    at.texts(base, guide).get(key, ""),
+                    "blend",
+                    override=key != base.top_key,
+                    alpha=1.0,
+                    base_id=base.id_of(key),
+                    guide_ids=None if guide_id is None else (guide_id,),
+                )
+            return out
+
+    requests = reqs(16)
+    settings = DecodeSettings(method="blend:1", batch_size=3)
+    mine = Engine(tiny_pair, settings, strategy=GuideTop1()).run(requests)
+    blend = Engine(tiny_pair, settings).run(requests)
+    assert [r.text for r in mine] == [r.text for r in blend]
+    assert [r.overridden for r in mine] == [r.overridden for r in blend]
+    assert sum(r.uncertain for r in mine) > 0  # the strategy was asked
