@@ -9,6 +9,13 @@ undecided, and a floor for the median that no valid test of this kind can beat
 (the best constant bet, chosen knowing the pool). ``--json`` prints one JSON object.
 
     python bench/sequential.py [--streams 2000] [--budget 100] [--theta 0.2] [--json]
+
+With ``--run RUN_DIR`` (a probe run with ``--fixed``, so every sample was decoded) the
+pools are that run's own samples instead: per task, the gate method's ``(u, d)``, its
+threshold, ``max_new_tokens`` and IR bounds, so the table says how early the default
+sequential probe stops on that pair, and how early any valid test of this kind could.
+
+    python bench/sequential.py --run reports/demo-fixed
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,15 +64,59 @@ def scenario(
     return row
 
 
+def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[str, Any]]:
+    """One row per task of a run: its own samples as the pool."""
+    from pairscope.decoding.types import IR_ROUNDS
+    from pairscope.runs import read_summary
+
+    summary = read_summary(Path(run_dir))
+    rows = []
+    for i, (task, info) in enumerate(summary["tasks"].items()):
+        method = info["methods"][info["gate_method"]]
+        counts = np.array(method["ir_counts"], dtype=int).reshape(-1, 2)
+        u, d = counts[:, 0], counts[:, 1]
+        d_max = int(summary["settings"]["max_new_tokens"][task])
+        d_max = max(d_max, int(d.max()), int(u.max()))
+        slack = 1 if method["ir_definition"] == IR_ROUNDS else 0
+        theta = float(info["threshold"])
+        sim = simulate(u, d, theta, d_max, streams=streams, budget=budget, seed=seed + i,
+                       numerator_slack=slack)  # fmt: skip
+        row: dict[str, Any] = {
+            "scenario": f"{task} ({u.size} samples, IR {sim.true_ir:.3f}, θ {theta:g})",
+            "true_ir": sim.true_ir,
+            "mean_d": float(d.mean()),
+            "d_max": d_max,
+        }
+        for label, code in (("fail", FAIL), ("pass", PASS)):
+            count, share = sim.rate(code)
+            row[label] = {"share": share, "wilson": list(wilson(count, streams))}
+        q1, median, q3 = np.percentile(sim.decided_at, [25, 50, 75])
+        row |= {
+            "median_samples": float(median),
+            "quartiles": [float(q1), float(q3)],
+            "undecided": float(np.mean(sim.decided_at > budget)),
+            "floor": best_constant_bet_samples(
+                u, d, theta, d_max, alpha_side=DEFAULT_ALPHA / 2, numerator_slack=slack
+            ),
+        }
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--theta", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", help="A --fixed probe run directory: use its samples.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     args = parser.parse_args()
     theta, started = args.theta, time.perf_counter()
+    if args.run:
+        rows = run_pools(args.run, args.streams, args.budget, args.seed)
+        _print(rows, args, time.perf_counter() - started, f"pools from {args.run}")
+        return
     plans: list[tuple[str, float, dict[str, Any]]] = [
         (f"IR = θ − {delta:g}", theta - delta, {}) for delta in (0.1, 0.05)
     ]
@@ -75,14 +127,18 @@ def main() -> None:
         scenario(name, target, theta, args.streams, args.budget, args.seed + 10 * i, **pool)
         for i, (name, target, pool) in enumerate(plans)
     ]
-    elapsed = time.perf_counter() - started
+    _print(rows, args, time.perf_counter() - started, f"θ = {theta}, d_max = {D_MAX}")
+
+
+def _print(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: float, what: str) -> None:
     if args.json:
-        meta = {"theta": theta, "budget": args.budget, "streams": args.streams}
+        meta = {"theta": args.theta, "budget": args.budget, "streams": args.streams}
+        meta |= {"run": args.run}
         print(json.dumps(meta | {"alpha": DEFAULT_ALPHA, "seconds": elapsed, "rows": rows}))
         return
     print(
-        f"θ = {theta}, α = {DEFAULT_ALPHA} (half each side), budget {args.budget} samples, "
-        f"{args.streams} streams per scenario, d_max = {D_MAX}"
+        f"{what}; α = {DEFAULT_ALPHA} (half each side), budget {args.budget} samples, "
+        f"{args.streams} resampled streams per row"
     )
     header = f"{'scenario':44} {'FAIL declared':>22} {'PASS declared':>22} {'median [IQR]':>14}"
     print(header + f" {'undecided':>9} {'floor':>6}")

@@ -55,17 +55,17 @@ def sequential_test(
     """The anytime-valid test of the pooled IR against ``threshold``, fed ``counts`` in order.
 
     ``counts`` are the samples' (IR numerator, denominator) in the run's fixed order.
-    NUDGING's rounds can outnumber its base-written tokens, so its numerator is
-    bounded by ``max_new_tokens`` instead of the denominator. None when no such test
-    exists: a threshold of 0 or 1, or a method with no intervention rate.
+    NUDGING's rounds can outnumber its base-written tokens by one: every round but
+    the first of a response starts after a base-written token. None when no such
+    test exists: a threshold of 0 or 1, or a method with no intervention rate.
     """
     from pairscope.decoding.types import IR_ROUNDS
 
     if ir_kind is None or not 0.0 < threshold < 1.0:
         return None
     d_max = max([max_new_tokens, *(int(d) for _, d in counts), *(int(u) for u, _ in counts)])
-    numerator_max = d_max if ir_kind == IR_ROUNDS else None
-    test = SequentialTest(threshold, d_max, numerator_max=numerator_max)
+    slack = 1 if ir_kind == IR_ROUNDS else 0
+    test = SequentialTest(threshold, d_max, numerator_slack=slack)
     for u, d in counts:
         test.update(u, d)
     return test

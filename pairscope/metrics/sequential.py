@@ -14,7 +14,9 @@ IR ``r = E[u] / E[d]`` exceeds θ exactly when ``E[u − θ·d] > 0``, and
     x_i = (u_i − θ·d_i) / d_max   lies in   [−θ, h],
 
 with ``h = 1 − θ`` when ``u_i <= d_i`` (a numerator that counts a subset of the
-denominator's positions) and ``h = numerator_max / d_max`` otherwise. Rescaled,
+denominator's positions), ``h = 1 − θ + s / d_max`` when ``u_i <= d_i + s``
+(NUDGING: every round but a response's first follows a base-written token, so
+``s = 1``) and ``h = numerator_max / d_max`` otherwise. Rescaled,
 ``y_i = (x_i + θ) / (h + θ)`` lies in [0, 1] and ``r > θ`` exactly when
 ``E[y] > m`` with ``m = θ / (h + θ)`` (``y = x + θ`` and ``m = θ`` in the first
 case). As the bootstrap does, the test treats samples as i.i.d. draws from the
@@ -155,11 +157,22 @@ def decisions(state: BettingState, alpha_fail: float, alpha_pass: float) -> NDAr
 
 
 def scaled(
-    u: ArrayLike, d: ArrayLike, theta: ArrayLike, d_max: float, numerator_max: float | None
+    u: ArrayLike,
+    d: ArrayLike,
+    theta: ArrayLike,
+    d_max: float,
+    numerator_max: float | None,
+    slack: float = 0.0,
 ) -> tuple[FloatArray, FloatArray]:
-    """``(y, m)``: samples mapped into [0, 1] and the null mean, for each θ (module doc)."""
+    """``(y, m)``: samples mapped into [0, 1] and the null mean, for each θ (module doc).
+
+    ``slack``: with no ``numerator_max``, a numerator is at most ``d + slack``.
+    """
     theta = np.asarray(theta, dtype=np.float64)
-    high = 1.0 - theta if numerator_max is None else np.full_like(theta, numerator_max / d_max)
+    if numerator_max is None:
+        high = 1.0 - theta + slack / d_max
+    else:
+        high = np.full_like(theta, numerator_max / d_max)
     width = high + theta
     x = (np.asarray(u, dtype=np.float64) - theta * np.asarray(d, dtype=np.float64)) / d_max
     return (x + theta) / width, theta / width
@@ -189,9 +202,10 @@ class SequentialTest:
         d_max: Largest possible denominator of one sample (``max_new_tokens``).
         alpha: Total error probability, split between FAIL and PASS.
         numerator_max: Largest possible numerator of one sample; None when the
-            numerator never exceeds the denominator (uncertain positions out of
-            positions). NUDGING's rounds can exceed its base-written tokens: pass
-            ``d_max`` there.
+            numerator never exceeds the denominator plus ``numerator_slack``.
+        numerator_slack: With no ``numerator_max``, a numerator is at most
+            ``d + numerator_slack``. 0 for uncertain positions out of positions; 1 for
+            NUDGING, whose rounds each follow a base-written token but the first.
         fail_share: Share of ``alpha`` spent on FAIL (the rest on PASS).
         truncation: ``c`` in (0, 1), the bets' cap (module doc).
         grid_max: Largest θ' on the interval's grid.
@@ -210,6 +224,7 @@ class SequentialTest:
         alpha: float = DEFAULT_ALPHA,
         *,
         numerator_max: int | None = None,
+        numerator_slack: int = 0,
         fail_share: float = 0.5,
         truncation: float = DEFAULT_TRUNCATION,
         grid_max: float = 1.0,
@@ -220,6 +235,8 @@ class SequentialTest:
             raise InputError(f"d_max must be a positive whole number; got {d_max!r}.")
         if numerator_max is not None and numerator_max < 1:
             raise InputError(f"numerator_max must be positive; got {numerator_max!r}.")
+        if numerator_slack < 0:
+            raise InputError(f"numerator_slack must be >= 0; got {numerator_slack!r}.")
         if not 0.0 < truncation < 1.0:
             raise InputError(f"truncation must be in (0, 1); got {truncation!r}.")
         if grid_max <= 0:
@@ -228,15 +245,20 @@ class SequentialTest:
         self.d_max = int(d_max)
         self.alpha = float(alpha)
         self.numerator_max = None if numerator_max is None else float(numerator_max)
+        self.numerator_slack = int(numerator_slack)
         self.alpha_fail, self.alpha_pass = _check_alpha(alpha, fail_share)
         self.truncation = float(truncation)
-        self._m = scaled(0.0, 0.0, self.theta, self.d_max, self.numerator_max)[1]
+        self._m = scaled(
+            0.0, 0.0, self.theta, self.d_max, self.numerator_max, self.numerator_slack
+        )[1]
         self._state = BettingState.start()
         steps = int(round(grid_max / GRID_STEP))
         self._grid = np.arange(steps + 1) * GRID_STEP
         if self.numerator_max is None:
             self._grid = self._grid[self._grid <= 1.0]
-        self._grid_m = scaled(0.0, 0.0, self._grid, self.d_max, self.numerator_max)[1]
+        self._grid_m = scaled(
+            0.0, 0.0, self._grid, self.d_max, self.numerator_max, self.numerator_slack
+        )[1]
         self._grid_state = BettingState.start(self._grid.shape)
         self._alive = np.ones(self._grid.shape, dtype=bool)
         self._sum_u = 0.0
@@ -283,19 +305,20 @@ class SequentialTest:
             raise InputError(f"IR counts must be non-negative numbers; got u={u}, d={d}.")
         if d > self.d_max:
             raise InputError(f"Denominator {d:g} exceeds d_max = {self.d_max}.")
-        if self.numerator_max is None and u > d:
+        if self.numerator_max is None and u > d + self.numerator_slack:
             raise InputError(
-                f"Numerator {u:g} exceeds denominator {d:g}; pass numerator_max when "
+                f"Numerator {u:g} exceeds denominator {d:g} + {self.numerator_slack}; "
+                "pass numerator_max or numerator_slack when "
                 "the numerator can exceed the denominator."
             )
         if self.numerator_max is not None and u > self.numerator_max:
             raise InputError(f"Numerator {u:g} exceeds numerator_max = {self.numerator_max:g}.")
         self._sum_u += u
         self._sum_d += d
-        y = scaled(u, d, self.theta, self.d_max, self.numerator_max)[0]
+        y = scaled(u, d, self.theta, self.d_max, self.numerator_max, self.numerator_slack)[0]
         args = (self.alpha_fail, self.alpha_pass, self.truncation)
         self._state = step(self._state, y, self._m, *args)
-        grid_y = scaled(u, d, self._grid, self.d_max, self.numerator_max)[0]
+        grid_y = scaled(u, d, self._grid, self.d_max, self.numerator_max, self.numerator_slack)[0]
         self._grid_state = step(self._grid_state, grid_y, self._grid_m, *args)
         self._alive &= decisions(self._grid_state, self.alpha_fail, self.alpha_pass) == UNDECIDED
         if self._verdict is None:
@@ -383,6 +406,7 @@ def simulate(
     budget: int = 100,
     alpha: float = DEFAULT_ALPHA,
     numerator_max: int | None = None,
+    numerator_slack: int = 0,
     fail_share: float = 0.5,
     truncation: float = DEFAULT_TRUNCATION,
     seed: int = 0,
@@ -400,7 +424,7 @@ def simulate(
     alpha_fail, alpha_pass = _check_alpha(alpha, fail_share)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, u.size, size=(budget, streams))
-    y_pool, m = scaled(u, d, theta, d_max, numerator_max)
+    y_pool, m = scaled(u, d, theta, d_max, numerator_max, numerator_slack)
     state = BettingState.start((streams,))
     decision = np.zeros(streams, dtype=np.int_)
     decided_at = np.full(streams, budget + 1, dtype=np.int_)
@@ -421,6 +445,7 @@ def best_constant_bet_samples(
     *,
     alpha_side: float = DEFAULT_ALPHA / 2,
     numerator_max: int | None = None,
+    numerator_slack: int = 0,
 ) -> float:
     """A floor on the samples one side needs: ``log(1/α_side) / g*``.
 
@@ -430,7 +455,7 @@ def best_constant_bet_samples(
     """
     u = to_vector(numerators, "numerators")
     d = to_vector(denominators, "denominators")
-    y, m = scaled(u, d, theta, d_max, numerator_max)
+    y, m = scaled(u, d, theta, d_max, numerator_max, numerator_slack)
     gap = y - m
     direction = 1.0 if gap.mean() > 0 else -1.0
     top = 1.0 / m if direction > 0 else 1.0 / (1.0 - m)

@@ -196,3 +196,14 @@ def test_a_new_method_is_one_strategy_class(tiny_pair):
     assert [r.text for r in mine] == [r.text for r in blend]
     assert [r.overridden for r in mine] == [r.overridden for r in blend]
     assert sum(r.uncertain for r in mine) > 0  # the strategy was asked
+
+
+@pytest.mark.parametrize("tau", [0.4, 0.9, 2.0])
+def test_nudging_rounds_exceed_base_tokens_by_one_at_most(tiny_pair, tau):
+    """The sequential gate bounds a NUDGING sample's rounds by its base-written tokens
+    + 1 (every round but the first follows a base-written token): the engine keeps it."""
+    results = generate(tiny_pair, reqs(24), DecodeSettings(method="nudging", tau=tau))
+    for r in results:
+        rounds, written = r.ir_counts
+        assert rounds <= written + 1, (rounds, written, r.text)
+    assert sum(r.ir_counts[0] for r in results) > 0

@@ -196,13 +196,15 @@ def test_the_summary_replays_the_test_in_order_with_nudgings_bounds() -> None:
     from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
     from pairscope.summary import sequential_test
 
-    # NUDGING: more rounds than base-written tokens is allowed (numerator up to max_new).
-    counts = [(30, 10)] * 6
+    # NUDGING: one round more than base-written tokens is possible (u <= d + 1).
+    counts = [(60, 59), (1, 0)] * 4
     test = sequential_test(counts, 0.2, 64, IR_ROUNDS)
     assert test is not None and test.verdict is not None and test.verdict.value == "FAIL"
-    assert test.n == 6 and test.numerator_max == 64
+    assert test.n == 8 and test.numerator_slack == 1
     with pytest.raises(InputError):
         sequential_test(counts, 0.2, 64, IR_UNCERTAIN)  # u > d is impossible there
+    with pytest.raises(InputError):
+        sequential_test([(12, 10)], 0.2, 64, IR_ROUNDS)  # nor u > d + 1 for NUDGING
     # The same counts in another order may decide at another sample, never otherwise.
     mixed = [(0, 60), (0, 60), (40, 60), (40, 60), (40, 60), (40, 60), (40, 60), (40, 60)]
     a = sequential_test(mixed, 0.2, 64, IR_UNCERTAIN)
@@ -210,4 +212,9 @@ def test_the_summary_replays_the_test_in_order_with_nudgings_bounds() -> None:
     assert a is not None and b is not None and a.decided_at != b.decided_at
     # No test where it cannot be valid.
     assert sequential_test(counts, 1.0, 64, IR_ROUNDS) is None
+    # The tighter bound is valid: at u = d + 1 every mapped value stays in [0, 1].
+    from pairscope.metrics.sequential import scaled
+
+    y, m = scaled([0, 1, 65, 0], [64, 0, 64, 0], 0.2, 64, None, slack=1)
+    assert 0.0 <= y.min() and y.max() <= 1.0 + 1e-12 and 0.0 < float(m) < 1.0
     assert sequential_test(counts, 0.2, 64, None) is None
