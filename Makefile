@@ -9,7 +9,7 @@ DEMO_OUT ?= reports/demo
 PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-served browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,15 @@ bench-quick: install
 
 bench-served: install vllm-env
 	$(PY) bench/served.py
+
+# The anytime-valid gate's error rates and samples to a decision (synthetic pools; add
+# RUN=DIR for a --fixed probe run's own samples).
+bench-sequential: install
+	$(PY) bench/sequential.py $(if $(RUN),--run $(RUN))
+
+# Wall time of the summary statistics and of `pairscope check`.
+bench-metrics: install
+	$(PY) bench/metrics.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -41,27 +41,46 @@ from pairscope.metrics.stats import wilson
 D_MAX = 256
 
 
-def scenario(
-    name: str, target: float, theta: float, streams: int, budget: int, seed: int, **pool: Any
+def pool_row(
+    name: str,
+    u: np.ndarray,
+    d: np.ndarray,
+    theta: float,
+    d_max: int,
+    *,
+    streams: int,
+    budget: int,
+    seed: int,
+    slack: int = 0,
 ) -> dict[str, Any]:
-    u, d = synthetic_pool(target, d_max=D_MAX, seed=seed, **pool)
-    sim = simulate(u, d, theta, D_MAX, streams=streams, budget=budget, seed=seed + 1)
+    """Simulate the test on one pool of per-sample ``(u, d)`` and summarise it."""
+    sim = simulate(u, d, theta, d_max, streams=streams, budget=budget, seed=seed,
+                   numerator_slack=slack)  # fmt: skip
     row: dict[str, Any] = {"scenario": name, "true_ir": sim.true_ir, "mean_d": float(d.mean())}
     for label, code in (("fail", FAIL), ("pass", PASS)):
         count, share = sim.rate(code)
         row[label] = {"share": share, "wilson": list(wilson(count, streams))}
     q1, median, q3 = np.percentile(sim.decided_at, [25, 50, 75])
+    exact = abs(sim.true_ir - theta) < 1e-12
     row |= {
+        "d_max": d_max,
         "median_samples": float(median),
         "quartiles": [float(q1), float(q3)],
         "undecided": float(np.mean(sim.decided_at > budget)),
-        "floor": (
-            None
-            if target == theta
-            else best_constant_bet_samples(u, d, theta, D_MAX, alpha_side=DEFAULT_ALPHA / 2)
+        "floor": None
+        if exact
+        else best_constant_bet_samples(
+            u, d, theta, d_max, alpha_side=DEFAULT_ALPHA / 2, numerator_slack=slack
         ),
     }
     return row
+
+
+def scenario(
+    name: str, target: float, theta: float, streams: int, budget: int, seed: int, **pool: Any
+) -> dict[str, Any]:
+    u, d = synthetic_pool(target, d_max=D_MAX, seed=seed, **pool)
+    return pool_row(name, u, d, theta, D_MAX, streams=streams, budget=budget, seed=seed + 1)
 
 
 def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[str, Any]]:
@@ -77,29 +96,14 @@ def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[s
         u, d = counts[:, 0], counts[:, 1]
         d_max = int(summary["settings"]["max_new_tokens"][task])
         d_max = max(d_max, int(d.max()), int(u.max()))
-        slack = 1 if method["ir_definition"] == IR_ROUNDS else 0
         theta = float(info["threshold"])
-        sim = simulate(u, d, theta, d_max, streams=streams, budget=budget, seed=seed + i,
-                       numerator_slack=slack)  # fmt: skip
-        row: dict[str, Any] = {
-            "scenario": f"{task} ({u.size} samples, IR {sim.true_ir:.3f}, θ {theta:g})",
-            "true_ir": sim.true_ir,
-            "mean_d": float(d.mean()),
-            "d_max": d_max,
-        }
-        for label, code in (("fail", FAIL), ("pass", PASS)):
-            count, share = sim.rate(code)
-            row[label] = {"share": share, "wilson": list(wilson(count, streams))}
-        q1, median, q3 = np.percentile(sim.decided_at, [25, 50, 75])
-        row |= {
-            "median_samples": float(median),
-            "quartiles": [float(q1), float(q3)],
-            "undecided": float(np.mean(sim.decided_at > budget)),
-            "floor": best_constant_bet_samples(
-                u, d, theta, d_max, alpha_side=DEFAULT_ALPHA / 2, numerator_slack=slack
-            ),
-        }
-        rows.append(row)
+        name = f"{task} ({u.size} samples, IR {u.sum() / d.sum():.3f}, θ {theta:g})"
+        slack = 1 if method["ir_definition"] == IR_ROUNDS else 0
+        rows.append(
+            pool_row(
+                name, u, d, theta, d_max, streams=streams, budget=budget, seed=seed + i, slack=slack
+            )  # fmt: skip
+        )
     return rows
 
 

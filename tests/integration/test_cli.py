@@ -302,6 +302,9 @@ def test_a_settled_task_stops_early_on_a_prefix_of_the_manifest(
     low, high = seq["ir"]["low"], seq["ir"]["high"]
     assert (low > 0.2) if verdict == "FAIL" else (high < 0.2)
     assert f"{verdict} declared after {seq['decided_at']} samples" in result.stderr
+    page = " ".join((run / "report.html").read_text(encoding="utf-8").split())
+    assert f"anytime-valid test: {verdict} after {seq['decided_at']} samples" in page
+    assert f"({task['n']} decoded of 60)" in page
 
 
 def test_fixed_spends_the_whole_budget_and_says_what_the_test_would_have_done(probe, tmp_path):
