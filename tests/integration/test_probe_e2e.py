@@ -160,5 +160,9 @@ def test_markdown_table(probed):
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + len(TASKS)
     for task, row in zip(TASKS, rows[1:]):
-        assert row.startswith(f"| {task} | {N} | ")
-        assert row.endswith(f"| **{summary['tasks'][task]['verdict']}** |")
+        info = summary["tasks"][task]
+        assert row.startswith(f"| {task} | {N}/{info['dataset_size']} | ")
+        # The verdict, then what decided it: the sequential test (the default).
+        verdict, decided_by = row.rsplit(" | ", 2)[-2:]
+        assert verdict == f"**{info['verdict']}**"
+        assert decided_by.startswith("anytime-valid test ") and decided_by.endswith(" |")
