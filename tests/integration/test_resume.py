@@ -203,7 +203,8 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
         "probe",
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
         *("--data-dir", DATA, "--tasks", "xstest", "--n", "200", "--batch-size", "1"),
-        *("--max-new-tokens", "32", "--no-calibration", "--out", run),
+        # --fixed: a sequential probe of the tiny pair may decide and end within seconds.
+        *("--max-new-tokens", "32", "--no-calibration", "--fixed", "--out", run),
     ]
     proc = start_probe(args)
     wait_for_generations(run / RECORDS, 1, proc, limit=120)
