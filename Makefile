@@ -9,7 +9,7 @@ DEMO_OUT ?= reports/demo
 PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,10 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/decode.py --quick
+
+# What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
+bench-tokenization: install
+	$(PY) bench/tokenization.py
 
 bench-served: install vllm-env
 	$(PY) bench/served.py

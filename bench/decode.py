@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -208,6 +209,46 @@ def measure(
     }
 
 
+# (numerator, denominator) method pairs whose rate ratio the benchmark reports.
+RATIOS = [
+    ("base", "generate"),
+    ("base_unshared", "generate"),
+    ("nudging", "generate"),
+    ("nudging_unshared", "generate"),
+    ("blendin", "generate"),
+    # What the canonical tokenization policy costs against the own policy.
+    ("base", "base_own"),
+    ("nudging", "nudging_own"),
+    ("blendin", "blendin_own"),
+    ("blendin", "naive"),
+]
+
+
+def median_rates(rows: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
+    """Median tokens/s per (method, batch) over the repeats."""
+    runs: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        runs.setdefault((r["method"], r["batch"]), []).append(r["tokens_per_second"])
+    return {key: statistics.median(values) for key, values in runs.items()}
+
+
+def ratio_label(num: str, den: str) -> str:
+    if den == f"{num}_own":
+        return f"{num}_canonical_vs_own"
+    return f"{num}_vs_{den}"
+
+
+def ratio_table(rate: dict[tuple[str, int], float], batches: list[int]) -> dict[str, float]:
+    """Every ratio of :data:`RATIOS` whose two methods were measured."""
+    ratios = {}
+    for batch in batches:
+        for num, den in RATIOS:
+            if (num, batch) in rate and (den, batch) in rate:
+                value = rate[(num, batch)] / rate[(den, batch)]
+                ratios[f"{ratio_label(num, den)}@{batch}"] = round(value, 3)
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer tokens: about two minutes.")
@@ -221,7 +262,23 @@ def main() -> None:
     parser.add_argument("--naive-tokens", type=int, default=None)
     parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
     parser.add_argument("--out", default=None, help="Also write the JSON result to this file.")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="Comma-separated subset of: " + ", ".join(METHODS) + " (default: all).",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Measure each method this many times, round-robin, and report the median "
+        "rate (run-to-run noise on a shared CPU is about 10 %%).",
+    )
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or args.repeats < 1:
+        parser.error(f"unknown method(s) {bad}" if bad else "--repeats must be >= 1")
 
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     naive_tokens = args.naive_tokens or (4 if args.quick else 16)
@@ -234,36 +291,20 @@ def main() -> None:
     measure(pair, "base", all_reqs[:2], 4, args.device)
     rows = []
     for batch in batches:
-        for method in METHODS:
-            budget = naive_tokens if method == "naive" else new_tokens
-            rows.append(measure(pair, method, all_reqs[:batch], budget, args.device))
-            if not args.json:
-                r = rows[-1]
-                print(
-                    f"batch {batch:>2}  {method:<16} {r['tokens_per_second']:>8.1f} tok/s  "
-                    f"peak {r['peak_memory_mib']:>8.0f} MiB  "
-                    f"({r['tokens']} tokens, {r['seconds']} s)",
-                    flush=True,
-                )
-    rate = {(r["method"], r["batch"]): r["tokens_per_second"] for r in rows}
-    ratios = {}
-    for batch in batches:
-        g = rate[("generate", batch)]
-        ratios[f"base_vs_generate@{batch}"] = round(rate[("base", batch)] / g, 3)
-        ratios[f"base_unshared_vs_generate@{batch}"] = round(rate[("base_unshared", batch)] / g, 3)
-        ratios[f"nudging_vs_generate@{batch}"] = round(rate[("nudging", batch)] / g, 3)
-        ratios[f"nudging_unshared_vs_generate@{batch}"] = round(
-            rate[("nudging_unshared", batch)] / g, 3
-        )
-        ratios[f"blendin_vs_generate@{batch}"] = round(rate[("blendin", batch)] / g, 3)
-        for method in ("base", "nudging", "blendin"):
-            # What the canonical tokenization policy costs against the own policy.
-            ratios[f"{method}_canonical_vs_own@{batch}"] = round(
-                rate[(method, batch)] / rate[(f"{method}_own", batch)], 3
-            )
-        ratios[f"blendin_vs_naive@{batch}"] = round(
-            rate[("blendin", batch)] / rate[("naive", batch)], 3
-        )
+        for repeat in range(args.repeats):
+            for method in methods:
+                budget = naive_tokens if method == "naive" else new_tokens
+                row = measure(pair, method, all_reqs[:batch], budget, args.device)
+                rows.append({**row, "repeat": repeat})
+                if not args.json:
+                    print(
+                        f"batch {batch:>2}  {method:<16} {row['tokens_per_second']:>8.1f} tok/s  "
+                        f"peak {row['peak_memory_mib']:>8.0f} MiB  "
+                        f"({row['tokens']} tokens, {row['seconds']} s)",
+                        flush=True,
+                    )
+    rate = median_rates(rows)
+    ratios = ratio_table(rate, batches)
     result = {
         "device": args.device,
         "dtype": args.dtype,
@@ -273,6 +314,7 @@ def main() -> None:
         "naive_tokens": naive_tokens,
         "load_seconds": round(load_seconds, 2),
         "torch_threads": torch.get_num_threads(),
+        "repeats": args.repeats,
         "rows": rows,
         "ratios": ratios,
     }

@@ -498,7 +498,8 @@ def _generate_sequential(
     After each batch the gate method's samples are fed, in order, to the anytime-valid
     test (:func:`pairscope.summary.sequential_test`, the same replay the summary
     does); decoding stops once it has declared PASS or FAIL and at least
-    ``--min-calibration-samples`` samples are decoded (with calibration on). The
+    ``--min-calibration-samples`` samples are decoded (with calibration on, for a task
+    whose samples calibration can read: a reference answer or options). The
     samples decoded after the deciding one still count: they are the next in the
     fixed order, and the verdict, once declared, never changes. Returns the samples
     used, a prefix of ``samples``.
@@ -506,7 +507,9 @@ def _generate_sequential(
     from pairscope.summary import gate_method, sequential_test
 
     gate = gate_method(list(opts.methods))
-    need = min(opts.min_calibration_samples, len(samples)) if opts.calibration else 0
+    # Calibration reads only samples with a reference answer or options (not XSTest's).
+    calibrated = opts.calibration and any(s.reference or s.options for s in samples)
+    need = min(opts.min_calibration_samples, len(samples)) if calibrated else 0
     used = 0
     while used < len(samples):
         if used >= need:

@@ -128,9 +128,13 @@ class ModelView:
 
     def _cut(self, ctx: Context, full: str) -> int | None:
         """A character offset to re-encode from: the start of a word-initial id at least
-        ``SUFFIX_TOKENS`` ids before the end of the context's last canonical encoding."""
+        ``SUFFIX_TOKENS`` ids before the end of the context's last canonical encoding.
+
+        ``starts`` cover the ids of that encoding; ids the model appended since (its
+        own token, fed as is until this re-encoding) come after them and are re-encoded
+        with the suffix."""
         starts = ctx.starts
-        if len(starts) != len(ctx.ids) or len(starts) <= SUFFIX_TOKENS + 1:
+        if len(starts) > len(ctx.ids) or len(starts) <= SUFFIX_TOKENS + 1:
             return None
         for j in range(len(starts) - SUFFIX_TOKENS, 0, -1):
             c = starts[j]

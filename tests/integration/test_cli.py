@@ -35,6 +35,7 @@ def probe(tiny_dirs, tmp_path):
         n: str = "3",
         fixed: bool = True,
         calibration: bool = False,
+        tasks: str = "xstest",
     ):
         return cli(
             "probe",
@@ -45,7 +46,7 @@ def probe(tiny_dirs, tmp_path):
             "--data-dir",
             data or DATA,
             "--tasks",
-            "xstest",
+            tasks,
             "--n",
             n,
             "--max-new-tokens",
@@ -329,13 +330,22 @@ def test_an_unsettled_task_spends_its_budget_and_warns(probe, tmp_path):
 
 
 def test_min_calibration_samples_keeps_decoding_after_the_decision(probe, tmp_path):
-    result = probe(
-        "--method", "blendin", "--tau", "2", "--batch-size", "2",
-        "--min-calibration-samples", "20", n="40", fixed=False, calibration=True,
-    )  # fmt: skip
-    assert result.exit_code == 1
-    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    args = ("--method", "blendin", "--tau", "2", "--batch-size", "2")
+    args += ("--min-calibration-samples", "20")
+    result = probe(*args, n="40", fixed=False, calibration=True, tasks="truthfulqa")
+    assert result.exit_code == 1, result.output
+    task = summary_of(tmp_path / "run")["tasks"]["truthfulqa"]
     assert task["sequential"]["decided_at"] < 20 <= task["n"] < 40
+    assert task["calibration"]["base"]["n_samples"] == task["n"]
+
+
+def test_min_calibration_samples_do_not_hold_a_task_calibration_cannot_read(probe, tmp_path):
+    # XSTest has no reference answers: its decision stops decoding at once.
+    args = ("--method", "blendin", "--tau", "2", "--batch-size", "2")
+    result = probe(*args, "--min-calibration-samples", "20", n="40", fixed=False, calibration=True)
+    assert result.exit_code == 1, result.output
+    task = summary_of(tmp_path / "run")["tasks"]["xstest"]
+    assert task["n"] - task["sequential"]["decided_at"] < 2 and task["n"] < 20
 
 
 def test_a_resumed_sequential_run_stops_where_an_uninterrupted_one_does(probe, tmp_path):

@@ -204,7 +204,16 @@ def check_bounded_reencoding(tok, prompt: str, add_special: bool, seed: int, ste
     rng = random.Random(seed)
     text, bounded = "", 0
     for _ in range(steps):
-        text += rng.choice(PIECES)
+        if rng.random() < 0.5:
+            text += rng.choice(PIECES)
+        else:
+            # The model's own token, appended to its ids as the engine does before the
+            # next re-encoding (the ids then run past the last encoding's offsets).
+            token = rng.randrange(len(tok))
+            while view.vocab.is_special(token) or view.vocab.is_end(token):
+                token = rng.randrange(len(tok))
+            released = view.feed_own(ctx, [token], text, follow=False)
+            text += released if released is not None else view.flush_held(ctx)
         before = list(ctx.starts)
         [ids] = view.targets([ctx], [text])
         bounded += bool(before) and view._cut(ctx, prompt + text) is not None
