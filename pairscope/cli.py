@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pairscope import __version__
+from pairscope.config import CLI_FIELDS, RunOptions, parse_csv, parse_n
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import ExitCode, InputError, PairscopeError
 
@@ -249,10 +250,6 @@ def _route_warnings() -> None:
     warnings.showwarning = show
 
 
-# Command-line parameters whose RunOptions field has another name.
-_FIELD_OF = {"method": "methods", "no_calibration": "calibration", "out_dir": "out"}
-
-
 def _given(ctx: typer.Context) -> frozenset[str]:
     """The RunOptions fields set on the command line; on --resume the rest come from the run."""
     given = set()
@@ -261,23 +258,8 @@ def _given(ctx: typer.Context) -> frozenset[str]:
             continue
         source = ctx.get_parameter_source(param.name)
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given.add(_FIELD_OF.get(param.name, param.name))
+            given.add(CLI_FIELDS.get(param.name, param.name))
     return frozenset(given)
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _n(text: str | None) -> int | Literal["all"] | None:
-    if text is None or text == "":
-        return None
-    if text == "all":
-        return "all"
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"--n must be a positive integer or 'all' (got '{text}').") from None
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -486,7 +468,7 @@ def check(
         device=device,
         dtype=dtype,
         trust_remote_code=trust_remote_code,
-        tasks=_csv(tasks),
+        tasks=parse_csv(tasks),
     )
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -611,41 +593,7 @@ def probe(
 
     Example: pairscope probe --data-dir ../shared/data --n 100 --out reports/my-pair
     """
-    from pairscope.pipeline import RunOptions
-
-    if method not in ("nudging", "blendin") and not method.startswith("blend:"):
-        from pairscope.errors import unknown
-
-        raise unknown("probe method", method, ["nudging", "blendin"])
-    opts = RunOptions(
-        command="probe",
-        base=base,
-        guide=guide,
-        tasks=_csv(tasks),
-        methods=(method,),
-        n=_n(n),
-        seed=seed,
-        tau=tau,
-        k=k,
-        lam=lam,
-        threshold=threshold,
-        strict=strict,
-        data_dir=data_dir,
-        out=out_dir,
-        resume=resume,
-        force=force,
-        manifest=manifest,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        tokenization=tokenization,
-        trust_remote_code=trust_remote_code,
-        max_new_tokens=max_new_tokens,
-        calibration=not no_calibration,
-        sequential=not fixed,
-        min_calibration_samples=min_calibration_samples,
-        given=_given(ctx),
-    )
+    opts = RunOptions.from_cli("probe", ctx.params, _given(ctx))
     _run_command(opts, json_path, markdown)
 
 
@@ -698,45 +646,7 @@ def evaluate(
 
     Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k --n 200
     """
-    from pairscope.pipeline import RunOptions
-
-    if alpha == "auto":
-        alpha_value = None
-    else:
-        try:
-            alpha_value = float(alpha)
-        except ValueError:
-            raise InputError(
-                f"--alpha must be 'auto' or a number in [0, 1] (got '{alpha}')."
-            ) from None
-    opts = RunOptions(
-        command="evaluate",
-        base=base,
-        guide=guide,
-        tasks=_csv(tasks),
-        methods=_csv(methods),
-        n=_n(n),
-        seed=seed,
-        tau=tau,
-        k=k,
-        lam=lam,
-        alpha=alpha_value,
-        threshold=threshold,
-        strict=strict,
-        data_dir=data_dir,
-        out=out_dir,
-        resume=resume,
-        force=force,
-        manifest=manifest,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        tokenization=tokenization,
-        trust_remote_code=trust_remote_code,
-        max_new_tokens=max_new_tokens,
-        calibration=False,
-        given=_given(ctx),
-    )
+    opts = RunOptions.from_cli("evaluate", ctx.params, _given(ctx))
     _run_command(opts, json_path, None)
 
 
@@ -888,7 +798,7 @@ def probes_show(
     """Show a probe: its definition, dataset size, strata and the sample its seed selects."""
     from pairscope.probes import load_probe, probe_info
 
-    info = probe_info(load_probe(name), data_dir, n=_n(n), seed=seed)
+    info = probe_info(load_probe(name), data_dir, n=parse_n(n), seed=seed)
     if json_out:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return

@@ -1,4 +1,4 @@
-"""The methods' default hyperparameters (DESIGN §2), defined once.
+"""The methods' default hyperparameters (DESIGN §2) and the default probes, defined once.
 
 Every command-line option, API default and dataclass field takes its value from
 here, so changing a default is a one-line change.
@@ -12,3 +12,5 @@ TAU = 0.4
 TOP_K = 100
 # BlendIn's adaptive-alpha smoothing λ.
 LAMBDA = 0.1
+# The built-in probes a run uses when no --tasks are given.
+DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")

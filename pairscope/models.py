@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
@@ -28,10 +29,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pairscope.backends.base import FALLBACK_CHAT_TEMPLATE, Backend, ModelSource
+from pairscope.backends.local import LocalModel
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
 from pairscope.runs import sha256_file
@@ -43,116 +46,25 @@ EMBEDDED_BASE = "embedded:gemma-3-270m"
 EMBEDDED_GUIDE = "embedded:smollm2-135m-instruct"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-# Used when a guide's tokenizer has no chat template (documented in the README).
-FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model came from, for config.json and the cache key."""
-
-    spec: str
-    kind: str  # embedded | gguf | local | hub
-    path: str | None = None
-    sha256: str | None = None
-    revision: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
-
-
-@dataclass
-class LoadedModel:
-    """A causal LM, its tokenizer, and the facts the engine needs about them."""
-
-    source: ModelSource
-    model: Any
-    tokenizer: Any
-    device: str
-    dtype: str
-    load_seconds: float
-    eos_ids: frozenset[int] = field(default_factory=frozenset)
-
-    @property
-    def name(self) -> str:
-        return self.source.spec
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
-    @property
-    def context_window(self) -> int | None:
-        value = getattr(self.model.config, "max_position_embeddings", None)
-        return int(value) if value else None
-
-    def encode_completion_prompt(self, text: str) -> list[int]:
-        """Plain completion prompt: BOS (if the tokenizer adds one) + text."""
-        return list(self.tokenizer.encode(text, add_special_tokens=True))
-
-    def chat_prompt_text(self, user: str, system: str | None = None) -> str:
-        """The chat-template text with ``user`` as the user turn (after an optional system
-        message) and an open assistant turn."""
-        if not self.has_chat_template:
-            plain = FALLBACK_CHAT_TEMPLATE.replace("{user}", user)
-            return f"{system}\n\n{plain}" if system else plain
-        messages = [{"role": "user", "content": user}]
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return str(text)
-
-    def encode_chat_prompt(
-        self, user: str, system: str | None = None, prefix: str = ""
-    ) -> list[int]:
-        """Token ids of :meth:`chat_prompt_text` + ``prefix`` (the start of the answer);
-        the template already holds its special tokens."""
-        text = self.chat_prompt_text(user, system) + prefix
-        add_special = not self.has_chat_template
-        return list(self.tokenizer.encode(text, add_special_tokens=add_special))
-
-    def new_stream(self, batch: int, lookahead: int = 1) -> Any:
-        """A batched incremental-decoding stream over this model (see decoding/stream.py).
-
-        ``lookahead`` is how far the caller expects to follow the model's own greedy
-        path; a local stream computes one position per call and ignores it."""
-        from pairscope.decoding.stream import ModelStream
-
-        pad = self.tokenizer.pad_token_id
-        return ModelStream(self.model, batch, int(pad) if pad is not None else 0)
-
-    def identity(self) -> dict[str, Any]:
-        """What config.json records about this model."""
-        return {
-            **self.source.to_dict(),
-            "architecture": type(self.model).__name__,
-            "vocab_size": len(self.tokenizer),
-            "device": self.device,
-            "dtype": self.dtype,
-            "chat_template": self.has_chat_template,
-        }
-
-    def close(self) -> None:
-        """Release what the model holds besides memory: nothing for a local model; a
-        served model stops its request threads and closes its connections."""
+# The backend registry: a spec prefix and the module whose ``load_served`` loads it.
+# Every other spec is a local transformers model (``backends/local.py``).
+SERVED_PREFIXES = {"vllm:": "pairscope.backends.served"}
+__all__ = ["FALLBACK_CHAT_TEMPLATE", "Backend", "ModelSource", "Pair", "load_model", "load_pair"]
 
 
 @dataclass
 class Pair:
     """The base model and the guide model, loaded; ``with`` closes both."""
 
-    base: LoadedModel
-    guide: LoadedModel
+    base: Backend
+    guide: Backend
 
     @property
     def load_seconds(self) -> float:
         return self.base.load_seconds + self.guide.load_seconds
 
     def close(self) -> None:
-        """Close both models (see :meth:`LoadedModel.close`)."""
+        """Close both models (see :meth:`Backend.close`)."""
         self.guide.close()
         self.base.close()
 
@@ -346,17 +258,18 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
-) -> LoadedModel:
-    """Load one model and its tokenizer from any supported spec.
+) -> Backend:
+    """Load one model and its tokenizer from any supported spec: a served model by its
+    prefix (:data:`SERVED_PREFIXES`), any other spec as a local transformers model.
 
     Raises:
         ModelLoadError: the model or tokenizer cannot be found or loaded; the message
             names what was tried and what to do.
     """
-    if spec.startswith("vllm:"):
-        from pairscope.backends.served import load_served
-
-        return load_served(spec, trust_remote_code=trust_remote_code)
+    for prefix, module in SERVED_PREFIXES.items():
+        if spec.startswith(prefix):
+            loader = importlib.import_module(module).load_served
+            return loader(spec, trust_remote_code=trust_remote_code)  # type: ignore[no-any-return]
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -396,7 +309,7 @@ def load_model(
     model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
     if source.kind == "hub":
         source = ModelSource(spec, "hub", revision=getattr(model.config, "_commit_hash", None))
-    return LoadedModel(
+    return LocalModel(
         source=source,
         model=model,
         tokenizer=tokenizer,

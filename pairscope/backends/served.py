@@ -72,9 +72,9 @@ from typing import Any
 
 import torch
 
+from pairscope.backends.base import ModelSource, Prompts
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
-from pairscope.models import LoadedModel, ModelSource
 
 SPEC_PREFIX = "vllm:"
 TOKEN_ID_PREFIX = "token_id:"
@@ -496,12 +496,14 @@ def _env_number(name: str, default: float, minimum: float) -> float:
     return value
 
 
-class ServedModel(LoadedModel):
-    """A :class:`LoadedModel` whose forward passes run on a vLLM server.
-
-    ``model`` is None; the tokenizer is local. Streams, teacher forcing and option
-    probabilities go through the methods below.
+class ServedModel(Prompts):
+    """A model whose forward passes run on a vLLM server, behind the backend interface
+    (``backends/base.py``). The tokenizer is local; streams, teacher forcing and option
+    probabilities are requests (the methods below).
     """
+
+    device = "vllm"
+    dtype = "served"
 
     def __init__(
         self,
@@ -520,15 +522,10 @@ class ServedModel(LoadedModel):
         server_version: str | None = None,
         lookahead: int = 1,
     ) -> None:
-        super().__init__(
-            source=source,
-            model=None,
-            tokenizer=tokenizer,
-            device="vllm",
-            dtype="served",
-            load_seconds=load_seconds,
-            eos_ids=eos_ids,
-        )
+        self.source = source
+        self.tokenizer = tokenizer
+        self.load_seconds = load_seconds
+        self.eos_ids = eos_ids
         self.client = client
         self.card = card
         self.tokenizer_source = tokenizer_source
@@ -551,6 +548,10 @@ class ServedModel(LoadedModel):
         """A stream whose requests ask for up to ``lookahead`` greedy tokens at once
         (capped by ``PAIRSCOPE_SERVED_LOOKAHEAD``)."""
         return ServedStream(self, batch, max(1, min(lookahead, self.lookahead)))
+
+    def forcer(self, prompts: Sequence[Sequence[int]] = ()) -> ServedForcer:
+        """Teacher forcing through the server (its prefix cache reuses shared prompts)."""
+        return ServedForcer(self)
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -702,6 +703,29 @@ class ServedModel(LoadedModel):
         return out
 
 
+class ServedForcer:
+    """Teacher forcing through a server's prompt logprobs (``echo``): each position holds
+    the top-k and the reference token, so confidence (max) and correctness (argmax)
+    are exact. The most recent answer is kept (calibration and the arbitration check
+    force the same reference)."""
+
+    def __init__(self, lm: ServedModel) -> None:
+        self.lm = lm
+        self._last: tuple[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] | None = None
+
+    def scores(self, prompt: Sequence[int], reference: Sequence[int]) -> torch.Tensor:
+        if not reference:
+            return torch.empty((0, 0))
+        key = (tuple(prompt), tuple(reference))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.lm.forced_logprobs(prompt, reference))
+        return self._last[1]
+
+    def next_probs(self, prompt: Sequence[int], wanted: Sequence[int]) -> dict[int, float]:
+        values = self.lm.candidate_logprobs(prompt, list(wanted))
+        return {int(t): math.exp(v) for t, v in zip(wanted, values)}
+
+
 @dataclass(frozen=True)
 class GreedyPath:
     """A server's greedy continuation of ``start``: its tokens and, at each position,
@@ -740,6 +764,11 @@ class ServedStream:
     # The engine brings every guide row up to date on a local stream; here that would
     # be a request per row, so it asks only for the rows it needs.
     sync_all_rows = False
+    # No cache to copy: the server's prefix cache shares prompt prefixes.
+    can_fork = False
+
+    def fork(self, batch: int) -> ServedStream:
+        raise TypeError("A served stream has no cache to fork.")
 
     def __init__(self, lm: ServedModel, batch: int, lookahead: int = 1) -> None:
         if lookahead < 1:

@@ -192,10 +192,10 @@ class ModelView:
         and every row of this and later batches starts from a copy of it.
         ``lookahead``: how far this model's greedy path is likely followed (a served
         model then asks for that many tokens per request)."""
-        from pairscope.decoding.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
+        from pairscope.decoding.stream import MIN_SHARED_PREFIX, shared_prefix
 
         stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
-        if share and isinstance(stream, ModelStream):
+        if share and stream.can_fork:
             kept = self._prefix.rows[0].ids if self._prefix is not None else []
             if len(prompts) > 1:
                 prefix = shared_prefix(prompts)

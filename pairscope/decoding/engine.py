@@ -85,8 +85,10 @@ class _Row:
     plan_logp: torch.Tensor | None = None  # the guide's distribution that chose the plan
 
 
-# How many greedy tokens a served driver asks for per request (capped by the model).
-GREEDY_LOOKAHEAD = 64
+# How far the driver's own greedy path is likely followed (it keeps its top-1 wherever
+# it is confident): the ``lookahead`` hint of Backend.new_stream. A stream that can
+# answer several positions per call (a served one) uses it; a local one ignores it.
+DRIVER_LOOKAHEAD = 64
 
 
 class Engine:
@@ -125,7 +127,7 @@ class Engine:
         # The driver follows its own top-1 wherever it is confident; NUDGING's guide
         # follows its own greedy word; BlendIn's guide is read once per uncertain step.
         share = self.settings.share_prefix
-        self.driver.open([r.driver.ids for r in rows], GREEDY_LOOKAHEAD, share)
+        self.driver.open([r.driver.ids for r in rows], DRIVER_LOOKAHEAD, share)
         if self.guide is not None:
             ahead = self.strategy.guide_lookahead
             self.guide.open([self._gctx(r).ids for r in rows], ahead, share)

@@ -12,7 +12,7 @@ class here and nothing else, as a transformers ``LogitsProcessor`` is.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -337,6 +337,25 @@ class Blend(Strategy):
         )
 
 
+# Method name -> factory(tau=, lam=, top_k=, alpha=) -> Strategy. ``blend:<alpha>`` is
+# parsed apart. A method of one's own joins with :func:`register_method`.
+METHOD_FACTORIES: dict[str, Callable[..., Strategy]] = {
+    "base": lambda tau, **_: Base(tau=tau),
+    "guide": lambda tau, **_: Guide(tau=tau),
+    "nudging": lambda tau, **_: Nudging(tau=tau),
+    "blendin": lambda tau, lam, top_k, alpha: Blend(tau=tau, alpha=alpha, lam=lam, top_k=top_k),
+}
+
+
+def register_method(name: str, factory: Callable[..., Strategy]) -> None:
+    """Make ``name`` a method every decoding entry point accepts (``DecodeSettings``,
+    ``generate``, the pipeline). ``factory`` gets ``tau``, ``lam``, ``top_k`` and
+    ``alpha`` as keywords and returns a :class:`Strategy`."""
+    if name in METHOD_FACTORIES or name.startswith("blend:") or not name:
+        raise ValueError(f"Method name '{name}' is taken or reserved.")
+    METHOD_FACTORIES[name] = factory
+
+
 def make_strategy(
     method: str,
     *,
@@ -345,7 +364,8 @@ def make_strategy(
     top_k: int = TOP_K,
     alpha: float | None = None,
 ) -> Strategy:
-    """Build a strategy from its name: base, guide, nudging, blendin or blend:<alpha>.
+    """Build a strategy from its name: base, guide, nudging, blendin, blend:<alpha>, or
+    one registered with :func:`register_method`.
 
     ``alpha`` given with ``blendin`` fixes its weight (the CLI's ``--alpha``).
     """
@@ -358,12 +378,7 @@ def make_strategy(
                 f"Bad blend weight in '{method}': use blend:<alpha>, alpha in [0, 1]."
             ) from None
         return Blend(tau=tau, alpha=fixed, lam=lam, top_k=top_k)
-    if method == "blendin":
-        return Blend(tau=tau, alpha=alpha, lam=lam, top_k=top_k)
-    if method == "nudging":
-        return Nudging(tau=tau)
-    if method == "base":
-        return Base(tau=tau)
-    if method == "guide":
-        return Guide(tau=tau)
-    raise unknown("method", method, ["base", "guide", "nudging", "blendin", "blend:0.5"])
+    factory = METHOD_FACTORIES.get(method)
+    if factory is None:
+        raise unknown("method", method, [*METHOD_FACTORIES, "blend:0.5"])
+    return factory(tau=tau, lam=lam, top_k=top_k, alpha=alpha)

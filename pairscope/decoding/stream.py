@@ -91,8 +91,10 @@ class ModelStream:
     """Batched incremental forward passes for one model."""
 
     # One narrow pass that brings every row up to date is cheaper than lazy catch-ups
-    # (see Engine._guide_sync); a served stream says otherwise.
+    # (see Engine._guide_sync): a pass costs rows x width.
     sync_all_rows = True
+    # A one-row stream (a shared prompt prefix) can be copied into a batch: fork().
+    can_fork = True
 
     def __init__(self, model: Any, batch: int, pad_id: int = 0) -> None:
         from transformers import DynamicCache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from pairscope.check import check_pair, single_token_text, tokenizer_family
 from pairscope.metrics.intervention import Verdict
-from tests.conftest import CHAT_TEMPLATE, CORPUS, FakeServer, cli
+from tests.conftest import CHAT_TEMPLATE, CORPUS, cli
 
 EVERY_MODEL_CHECK = {
     "model files",
@@ -200,22 +199,9 @@ def test_an_unreachable_served_model_is_exit_2_with_its_url(tiny_dirs):
 
 @pytest.fixture
 def served_guide(tiny_dirs, tiny_pair) -> Iterator[Any]:
-    from tests.unit.test_served_parsing import FakeVLLM, fake_choice
+    from tests.served.test_served_parsing import fake_vllm_server
 
-    server: Any = FakeServer(FakeVLLM)
-    server.name = str(tiny_dirs["guide"])
-    server.requests, server.fail_after, server.max_tokens_seen = 0, None, []
-    server.max_logprobs = 100
-    model, tokenizer = tiny_pair.guide.model, tiny_pair.guide.tokenizer
-    lock = threading.Lock()
-
-    def choice(index: int, ids: list[int], k: int, echo: bool, steps: int) -> dict[str, Any]:
-        with lock:
-            return fake_choice(model, tokenizer, index, ids, k, echo, steps, tokenizer.eos_token_id)
-
-    server.choice = choice
-    server.spec = f"vllm:{server.url}"
-    with server.running():
+    with fake_vllm_server(tiny_dirs, tiny_pair) as server:
         yield server
 
 

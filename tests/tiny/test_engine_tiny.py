@@ -162,9 +162,11 @@ def test_sliding_window_results_do_not_depend_on_the_batch(window8_pair, method)
     assert checks.texts(window8_pair, reqs(), method, batch_size=6) == one
 
 
-def test_a_new_method_is_one_strategy_class(tiny_pair):
+def test_a_new_method_is_one_strategy_class(tiny_pair, monkeypatch):
     """The engine knows no method: a strategy written here, that appends the guide's
-    top-1 at every uncertain position, decodes exactly as blend:1 does."""
+    top-1 at every uncertain position, registers by name and decodes exactly as
+    blend:1 does."""
+    from pairscope.decoding import strategies
     from pairscope.decoding.engine import Engine
     from pairscope.decoding.strategies import Decision, Strategy, Uncertain
 
@@ -189,10 +191,14 @@ def test_a_new_method_is_one_strategy_class(tiny_pair):
                 )
             return out
 
+    monkeypatch.setattr(strategies, "METHOD_FACTORIES", dict(strategies.METHOD_FACTORIES))
+    strategies.register_method("guide-top1", lambda **_: GuideTop1())
+    with pytest.raises(ValueError, match="taken"):
+        strategies.register_method("nudging", lambda **_: GuideTop1())
     requests = reqs(16)
-    settings = DecodeSettings(method="blend:1", batch_size=3)
-    mine = Engine(tiny_pair, settings, strategy=GuideTop1()).run(requests)
-    blend = Engine(tiny_pair, settings).run(requests)
+    mine = Engine(tiny_pair, DecodeSettings(method="guide-top1", batch_size=3)).run(requests)
+    assert {r.method for r in mine} == {"guide-top1"}
+    blend = Engine(tiny_pair, DecodeSettings(method="blend:1", batch_size=3)).run(requests)
     assert [r.text for r in mine] == [r.text for r in blend]
     assert [r.overridden for r in mine] == [r.overridden for r in blend]
     assert sum(r.uncertain for r in mine) > 0  # the strategy was asked

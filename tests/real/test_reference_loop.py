@@ -47,7 +47,9 @@ class _LM:
             new = ids[n:]
         else:
             self.past, new = None, ids
-        out = self.lm.model(torch.tensor([new]), past_key_values=self.past, use_cache=True)
+        out = self.lm.model(
+            torch.tensor([new]), past_key_values=self.past, use_cache=True, logits_to_keep=1
+        )
         self.past, self.ids = out.past_key_values, list(ids)
         return torch.log_softmax(out.logits[0, -1].float(), -1)
 

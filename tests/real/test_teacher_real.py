@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pairscope.teacher import Forcer, arbitration
-from tests.unit.test_teacher import _oracle_guide_correct, _uncached
+from pairscope.backends.local import LocalForcer as Forcer
+from pairscope.teacher import arbitration
+from tests.tiny.test_teacher import _oracle_guide_correct, _uncached
 
 pytestmark = pytest.mark.slow
 

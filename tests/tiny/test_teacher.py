@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from pairscope.backends.local import LocalForcer as Forcer
 from pairscope.decoding.vocab import TokenText
-from pairscope.teacher import Forcer, arbitration, forced_tokens, option_probs
+from pairscope.teacher import arbitration, forced_tokens, option_probs
 
 TOL = 1e-5
 

@@ -11,6 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -409,14 +410,13 @@ def fake_choice(
     }
 
 
-@pytest.fixture
-def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
+@contextmanager
+def fake_vllm_server(tiny_dirs: dict[str, Path], tiny_pair: Any) -> Iterator[Any]:
+    """A fake vLLM server whose answers come from the tiny guide model."""
     server: Any = FakeServer(FakeVLLM)
     server.name = str(tiny_dirs["guide"])
-    server.requests = 0
-    server.fail_after = None
+    server.requests, server.fail_after, server.max_tokens_seen = 0, None, []
     server.max_logprobs = 100
-    server.max_tokens_seen = []
     model, tokenizer = tiny_pair.guide.model, tiny_pair.guide.tokenizer
     lock = threading.Lock()
 
@@ -430,12 +430,18 @@ def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture
+def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
+    with fake_vllm_server(tiny_dirs, tiny_pair) as server:
+        yield server
+
+
 def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
     from pairscope.decoding.engine import DecodeSettings, Request, generate
     from pairscope.models import Pair, load_model
 
     with load_model(fake_vllm.spec) as served:
-        assert served.model is None and served.context_window == 2048
+        assert not hasattr(served, "model") and served.context_window == 2048  # no local weights
         assert served.identity()["served_model"] == fake_vllm.name
         mixed = Pair(base=tiny_pair.base, guide=served)
         prompts = ["The capital of France is", "Question: Tom has 3 apples", "The quick brown fox"]

@@ -1,0 +1,240 @@
+"""Run configuration in one place: every setting of a probe or evaluate run, its
+default and its validation, built from the command line in one call
+(:meth:`RunOptions.from_cli`) or by the API, and what a run records and resumes.
+
+Defaults of the methods' hyperparameters come from ``defaults.py``. A probe file's
+own ``seed`` and ``n`` apply unless ``--seed`` / ``--n`` are given (``seed`` and ``n``
+are None by default here, and ``probes.choose`` then takes the file's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from pairscope.defaults import DEFAULT_TASKS, LAMBDA, TAU, TOP_K
+from pairscope.errors import InputError, unknown
+
+PROBE_METHODS = ("nudging", "blendin")
+# Command-line parameters whose RunOptions field has another name.
+CLI_FIELDS = {
+    "method": "methods",
+    "no_calibration": "calibration",
+    "out_dir": "out",
+    "fixed": "sequential",
+}
+
+
+def parse_csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def parse_n(text: str | None) -> int | Literal["all"] | None:
+    if text is None or text == "":
+        return None
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--n must be a positive integer or 'all' (got '{text}').") from None
+
+
+def parse_alpha(text: str | None) -> float | None:
+    if text is None or text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got '{text}').") from None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every setting of a probe or evaluate run (validated by :meth:`validate`)."""
+
+    command: Literal["probe", "evaluate"] = "probe"
+    base: str = "embedded:gemma-3-270m"
+    guide: str = "embedded:smollm2-135m-instruct"
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    methods: tuple[str, ...] = ("nudging",)
+    n: int | Literal["all"] | None = None
+    seed: int | None = None  # None: each probe's own seed
+    tau: float = TAU
+    k: int = TOP_K
+    lam: float = LAMBDA
+    alpha: float | None = None
+    threshold: float | None = None
+    strict: bool = False
+    policy: str = "any-fail"
+    data_dir: str | None = None
+    out: str | None = None
+    resume: str | None = None
+    force: bool = False
+    manifest: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16
+    tokenization: str = "canonical"
+    trust_remote_code: bool = False
+    max_new_tokens: int | None = None
+    calibration: bool = True
+    sequential: bool = True
+    min_calibration_samples: int = 30
+    report: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # The fields set on the command line; on --resume the others come from the run.
+    # None (the API default) means every field was set deliberately.
+    given: frozenset[str] | None = None
+
+    @classmethod
+    def from_cli(
+        cls, command: Literal["probe", "evaluate"], params: Mapping[str, Any], given: frozenset[str]
+    ) -> RunOptions:
+        """Options from a command's parsed parameters (``typer.Context.params``); names
+        that are not run settings (output files) are left out. ``given``: the fields set
+        on the command line (:data:`CLI_FIELDS` names them)."""
+        values = dict(params)
+        if command == "probe":
+            method = str(values.pop("method"))
+            if method not in PROBE_METHODS and not method.startswith("blend:"):
+                raise unknown("probe method", method, PROBE_METHODS)
+            values["methods"] = (method,)
+            values["calibration"] = not values.pop("no_calibration", False)
+        else:
+            values["methods"] = parse_csv(values.pop("methods"))
+            values["alpha"] = parse_alpha(values.pop("alpha", None))
+            values["calibration"] = False
+        values["sequential"] = not values.pop("fixed", False)
+        values["out"] = values.pop("out_dir", None)
+        values["tasks"] = parse_csv(values["tasks"])
+        values["n"] = parse_n(values.get("n"))
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in names}
+        return cls(command=command, **kept, given=given)
+
+    def validate(self) -> None:
+        """Raise InputError for any setting out of range or unknown name."""
+        from pairscope.decoding.contexts import check_policy
+        from pairscope.decoding.strategies import make_strategy
+        from pairscope.metrics.intervention import POLICIES, check_threshold
+        from pairscope.probes import list_probes
+
+        check_policy(self.tokenization)
+        if self.tau < 0:
+            raise InputError(f"--tau must be >= 0 (got {self.tau}).")
+        if self.k < 1:
+            raise InputError(f"--k must be >= 1 (got {self.k}).")
+        if self.lam < 0:
+            raise InputError(f"--lambda must be >= 0 (got {self.lam}).")
+        if self.alpha is not None and not 0 <= self.alpha <= 1:
+            raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got {self.alpha}).")
+        if isinstance(self.n, int) and self.n < 1:
+            raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
+        if self.min_calibration_samples < 0:
+            raise InputError(
+                f"--min-calibration-samples must be >= 0 (got {self.min_calibration_samples})."
+            )
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise InputError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens}).")
+        if self.threshold is not None:
+            check_threshold(self.threshold)
+        if self.policy not in POLICIES:
+            raise unknown("gate policy", self.policy, POLICIES)
+        if not self.tasks:
+            raise InputError("No task given.", hint=f"Use --tasks {','.join(DEFAULT_TASKS)}.")
+        known = list_probes()
+        for task in self.tasks:
+            if task not in known and not task.endswith((".yaml", ".yml")):
+                raise unknown("task", task, known)
+        if not self.methods:
+            raise InputError("No method given.", hint="Use --methods base,guide,nudging,blendin.")
+        for method in self.methods:
+            make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
+        if len(set(self.methods)) != len(self.methods):
+            raise InputError(f"A method is listed twice in {','.join(self.methods)}.")
+
+
+def settings_of(
+    opts: RunOptions, thresholds: dict[str, float], max_new: dict[str, int]
+) -> dict[str, Any]:
+    """The settings recorded in config.json (and compared on resume)."""
+    return {
+        "command": opts.command,
+        "base": opts.base,
+        "guide": opts.guide,
+        "tasks": list(opts.tasks),
+        "task_args": list(opts.tasks),
+        "data_dir": opts.data_dir,
+        "methods": list(opts.methods),
+        "n": opts.n,
+        "seed": opts.seed,
+        "tau": opts.tau,
+        "k": opts.k,
+        "lambda": opts.lam,
+        "alpha": opts.alpha,
+        "thresholds": thresholds,
+        "max_new_tokens": max_new,
+        "strict": opts.strict,
+        "policy": opts.policy,
+        "calibration": opts.calibration,
+        # Only a probe stops early: an evaluation compares methods on all its samples.
+        "sequential": opts.sequential and opts.command == "probe",
+        "min_calibration_samples": opts.min_calibration_samples,
+        "device": opts.device,
+        "dtype": opts.dtype,
+        "batch_size": opts.batch_size,
+        "tokenization": opts.tokenization,
+    }
+
+
+# RunOptions field -> its key in config.json's settings, for --resume.
+FROM_RUN = {
+    "base": "base",
+    "guide": "guide",
+    "methods": "methods",
+    "n": "n",
+    "seed": "seed",
+    "tau": "tau",
+    "k": "k",
+    "lam": "lambda",
+    "alpha": "alpha",
+    "strict": "strict",
+    "policy": "policy",
+    "calibration": "calibration",
+    "sequential": "sequential",
+    "min_calibration_samples": "min_calibration_samples",
+    "device": "device",
+    "dtype": "dtype",
+    "batch_size": "batch_size",
+    "tokenization": "tokenization",
+    "data_dir": "data_dir",
+}
+
+
+def options_from_run(opts: RunOptions, old: dict[str, Any]) -> RunOptions:
+    """On --resume, every setting not given on the command line is taken from the run.
+
+    Settings that are given and differ from the run's are refused later, by
+    :meth:`RunDir.resume`, with the differing names in the message.
+    """
+    if opts.given is None:
+        return opts
+    changes: dict[str, Any] = {
+        name: (tuple(old[key]) if isinstance(old[key], list) else old[key])
+        for name, key in FROM_RUN.items()
+        if name not in opts.given and key in old
+    }
+    if "tasks" not in opts.given and ("task_args" in old or "tasks" in old):
+        changes["tasks"] = tuple(old["task_args"] if "task_args" in old else old["tasks"])
+    if "threshold" not in opts.given and isinstance(old.get("thresholds"), dict):
+        changes["threshold"] = None
+        changes["thresholds"] = {str(k): float(v) for k, v in old["thresholds"].items()}
+    if "max_new_tokens" not in opts.given and isinstance(old.get("max_new_tokens"), dict):
+        # One value for every task was a --max-new-tokens; several were the probes' own.
+        values = set(old["max_new_tokens"].values())
+        changes["max_new_tokens"] = int(values.pop()) if len(values) == 1 else None
+    return replace(opts, **changes)
