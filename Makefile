@@ -7,6 +7,9 @@ PAIRSCOPE_DATA_DIR ?= $(abspath ../shared/data)
 export PAIRSCOPE_DATA_DIR
 DEMO_OUT ?= reports/demo
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many processes, one torch thread each (two
+# processes of two threads on two cores would oversubscribe them); 0 runs it serially.
+TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
 .PHONY: install demo test test-fast check lint bench bench-quick bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
@@ -38,7 +41,8 @@ vllm-env:
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: install browser vllm-env
-	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1) $(PY) -m pytest -q --durations=30 \
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pairscope.backends.base import FALLBACK_CHAT_TEMPLATE, Backend, ModelSource
-from pairscope.backends.local import LocalModel
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
 from pairscope.runs import sha256_file
@@ -169,6 +168,25 @@ EMBEDDED: dict[str, Any] = {
 }
 
 
+@contextmanager
+def _cache_lock(key: str) -> Iterator[None]:
+    """An exclusive lock shared by every process using this cache directory (POSIX
+    ``flock``; where that is missing, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = cache_dir() / "locks" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _converted_dir(sha256: str) -> Path:
     return cache_dir() / "converted" / sha256[:32]
 
@@ -281,8 +299,12 @@ def load_model(
         assert source.sha256 is not None
         converted = _converted_dir(source.sha256)
         if not (converted / "pairscope-source.json").exists():
-            gguf = Path(target) if str(target) else EMBEDDED[spec][1]()
-            converted = _convert_gguf(Path(gguf), source.sha256, torch.float32)
+            # Another process converting the same file (two runs, parallel tests) waits
+            # for it, then finds it done.
+            with _cache_lock(source.sha256[:32]):
+                if not (converted / "pairscope-source.json").exists():
+                    gguf = Path(target) if str(target) else EMBEDDED[spec][1]()
+                    converted = _convert_gguf(Path(gguf), source.sha256, torch.float32)
         target = converted
     local_only = source.kind != "hub"
     kwargs: dict[str, Any] = {
@@ -309,6 +331,8 @@ def load_model(
     model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
     if source.kind == "hub":
         source = ModelSource(spec, "hub", revision=getattr(model.config, "_commit_hash", None))
+    from pairscope.backends.local import LocalModel
+
     return LocalModel(
         source=source,
         model=model,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+if TYPE_CHECKING:  # the interface itself needs no torch (``pairscope check`` imports it)
+    import torch
 
 # Used when a guide's tokenizer has no chat template (documented in the README).
 FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"

@@ -69,3 +69,34 @@ def test_bad_model_specs(spec, needle):
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PAIRSCOPE_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c"
+
+
+def test_the_conversion_lock_excludes_another_process(monkeypatch, tmp_path):
+    """Two processes converting into one empty cache: the second waits for the first."""
+    import subprocess
+    import sys
+    import time
+
+    from pairscope.models import _cache_lock
+
+    monkeypatch.setenv("PAIRSCOPE_CACHE", str(tmp_path / "cache"))
+    marks = tmp_path / "marks"
+    holder = (
+        "import pathlib, time\n"
+        "from pairscope.models import _cache_lock\n"
+        f"marks = pathlib.Path({str(marks)!r})\n"
+        "with _cache_lock('k'):\n"
+        "    marks.write_text('in')\n"
+        "    time.sleep(1.0)\n"
+        "    marks.write_text('out')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        while not marks.exists():
+            assert proc.poll() is None, "the lock holder died"
+            time.sleep(0.02)
+        with _cache_lock("k"):
+            assert marks.read_text() == "out"  # acquired only after the holder let go
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
