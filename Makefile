@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,10 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/decode.py --quick
+
+# The cheap-forward regime (a GPU's): 2-layer random stand-ins of the embedded pair.
+bench-standin: install
+	$(PY) bench/decode.py --stand-in --batches 1,16 --methods generate,base,nudging,blendin
 
 # What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
 bench-tokenization: install

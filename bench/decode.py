@@ -14,7 +14,7 @@ Measures new tokens per second and peak memory on the same GSM8K probe prompts f
 at batch sizes 1 and 16, and prints the table and the ratios. ``--json`` prints one
 JSON object with a ``ratios`` field. ``--quick`` finishes in about two minutes.
 
-    python bench/decode.py [--quick] [--json] [--device cuda --dtype bfloat16]
+    python bench/decode.py [--quick] [--json] [--stand-in] [--device cuda --dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -253,6 +254,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer tokens: about two minutes.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="Decode with 2-layer, width-64 random stand-ins of the embedded pair (its own "
+        "tokenizers and vocabularies; bench/standin.py): the cheap-forward regime of a GPU.",
+    )
     parser.add_argument("--base", default="embedded:gemma-3-270m")
     parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
     parser.add_argument("--device", default="cpu")
@@ -283,6 +290,12 @@ def main() -> None:
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     naive_tokens = args.naive_tokens or (4 if args.quick else 16)
     batches = [int(b) for b in args.batches.split(",")]
+    if args.stand_in:
+        from standin import build_stand_ins
+
+        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
+        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
+        args.base, args.guide = str(base_dir), str(guide_dir)
     t0 = time.perf_counter()
     pair = load_pair(args.base, args.guide, device=args.device, dtype=args.dtype)
     load_seconds = time.perf_counter() - t0
@@ -308,8 +321,8 @@ def main() -> None:
     result = {
         "device": args.device,
         "dtype": args.dtype,
-        "base": args.base,
-        "guide": args.guide,
+        "base": "stand-in of embedded:gemma-3-270m" if args.stand_in else args.base,
+        "guide": "stand-in of embedded:smollm2-135m-instruct" if args.stand_in else args.guide,
         "new_tokens": new_tokens,
         "naive_tokens": naive_tokens,
         "load_seconds": round(load_seconds, 2),

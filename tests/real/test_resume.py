@@ -186,6 +186,13 @@ def wait_for_generations(records: Path, count: int, proc: subprocess.Popen, limi
     pytest.fail(f"no {count} generation records within {limit} s")
 
 
+def _foreground_sigint() -> None:
+    # A process started in the background by a non-interactive shell (a CI runner, `&`)
+    # inherits SIGINT ignored, and Python then keeps it ignored. Give the probe the
+    # disposition of a foreground process, where Ctrl-C arrives as the user presses it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_probe(args: list, stderr: Any = subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pairscope", *map(str, args)],
@@ -194,6 +201,7 @@ def start_probe(args: list, stderr: Any = subprocess.PIPE) -> subprocess.Popen:
         stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+        preexec_fn=_foreground_sigint,
     )
 
 
