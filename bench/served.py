@@ -32,7 +32,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pairscope.backends.served import Client, ServedModel, ordered_choices
+from pairscope.backends.served import ServedModel
+from pairscope.backends.vllm_answers import ordered_choices
+from pairscope.backends.vllm_http import Client
 from pairscope.backends.vllm_server import serve
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.models import EMBEDDED_GUIDE, Pair, _converted_dir, load_model

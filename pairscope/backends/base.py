@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # the interface itself needs no torch (``pairscope check`` imports it)
     import torch
 
+    from pairscope.decoding.stream import Scores
+
 # Used when a guide's tokenizer has no chat template (documented in the README).
 FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"
 
@@ -45,6 +47,11 @@ class Stream(Protocol):
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Bring the named rows to these full token ids; their next-token logprobs
         ``[len(targets), vocab]`` in the order of ``targets``."""
+        ...
+
+    def scores(self, targets: dict[int, list[int]]) -> Scores:
+        """As :meth:`forward`, as :class:`~pairscope.decoding.stream.Scores` (logits and
+        log-normalisers, normalised where read: the decoding loop's hot path)."""
         ...
 
     def select(self, keep: list[int]) -> None:

@@ -54,17 +54,12 @@ started); a failure mid-run raises
 
 from __future__ import annotations
 
-import http.client
-import json
 import math
 import os
-import re
-import ssl
 import threading
 import time
-import urllib.parse
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,19 +68,34 @@ from typing import Any
 import torch
 
 from pairscope.backends.base import ModelSource, Prompts
+from pairscope.backends.vllm_answers import (
+    TOKEN_ID_PREFIX,
+    ServedCard,
+    TokenKeys,
+    choice_positions,
+    completion_body,
+    dense_logprobs,
+    ordered_choices,
+    parse_models,
+)
+from pairscope.backends.vllm_http import (
+    DEFAULT_TIMEOUT,
+    SPEC_PREFIX,
+    Client,
+    ServedSpec,
+    ServerError,
+    Unreachable,
+    is_logprobs_cap,
+    logprobs_cap,
+    parse_spec,
+)
+from pairscope.decoding.stream import Scores, common_prefix
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
 
-SPEC_PREFIX = "vllm:"
-TOKEN_ID_PREFIX = "token_id:"
 DEFAULT_LOGPROBS = 100
-DEFAULT_TIMEOUT = 300.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_LOOKAHEAD = 16  # greedy tokens per request where the engine follows a greedy path
-RETRIES = 5
-BACKOFF = 0.5  # seconds before the first retry; doubles, capped at MAX_BACKOFF
-MAX_BACKOFF = 8.0
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 ENV_LOGPROBS = "PAIRSCOPE_SERVED_LOGPROBS"
 ENV_TIMEOUT = "PAIRSCOPE_SERVED_TIMEOUT"
 ENV_CONCURRENCY = "PAIRSCOPE_SERVED_CONCURRENCY"
@@ -95,389 +105,6 @@ RESTART_HINT = (
     f"{ENV_LOGPROBS}=N to ask for fewer (the blend then sees only the top N and "
     "overlap@50 needs N >= 50)."
 )
-# vLLM clamps -inf to -9999.0 in its JSON answers.
-_FLOOR = -9999.0
-_CAP = re.compile(r"max(?:imum)?[ _]?(?:allowed|logprobs)\D{0,24}(\d+)", re.IGNORECASE)
-
-
-# -- spec -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServedSpec:
-    """A parsed ``vllm:`` spec: the API base URL (ending in /v1) and an optional model name."""
-
-    url: str
-    model: str | None = None
-
-
-def parse_spec(spec: str) -> ServedSpec:
-    """Parse ``vllm:http://host:port/v1[#name]``.
-
-    Raises:
-        ModelLoadError: not an http(s) URL with a host.
-    """
-    rest = spec[len(SPEC_PREFIX) :].strip()
-    url, _, name = rest.partition("#")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ModelLoadError(
-            f"'{spec}' is not a served-model spec: expected vllm:http://HOST:PORT/v1[#MODEL].",
-            hint="For example --guide vllm:http://127.0.0.1:8000/v1",
-        )
-    path = parts.path.rstrip("/") or "/v1"
-    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    return ServedSpec(url=base, model=name.strip() or None)
-
-
-# -- HTTP -------------------------------------------------------------------------------------
-
-
-class ServerError(Exception):
-    """The server answered with an HTTP error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-
-class Unreachable(Exception):
-    """No usable answer after every retry (connection refused/reset, timeout, 5xx, 429)."""
-
-
-def error_message(body: bytes | str) -> str:
-    """The human message of an error answer: OpenAI's ``{"error": {"message"}}``, or the text."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.strip()[:500]
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            for key in ("message", "detail"):
-                if isinstance(err.get(key), str):
-                    return str(err[key])
-        elif isinstance(err, str):
-            return err
-        if isinstance(data.get("detail"), str):
-            return str(data["detail"])
-    return text.strip()[:500]
-
-
-def is_logprobs_cap(message: str) -> bool:
-    """Does this error say that more logprobs were asked for than the server allows?"""
-    lowered = message.lower()
-    return "logprob" in lowered and bool(
-        _CAP.search(message) or "max_logprobs" in lowered or "max-logprobs" in lowered
-    )
-
-
-def logprobs_cap(message: str) -> int | None:
-    """The server's top-logprobs limit named in a cap error (``max allowed: 20``), if any."""
-    if not is_logprobs_cap(message):
-        return None
-    match = _CAP.search(message)
-    return int(match.group(1)) if match else None
-
-
-class Client:
-    """A small JSON-over-HTTP client: keep-alive connection per thread, retries, timeouts."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = RETRIES,
-        api_key: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        self.base_url = base_url
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if self.https else 80)
-        self.path = parts.path.rstrip("/")
-        self.timeout = timeout
-        self.retries = retries
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        self._sleep = sleep
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._open: list[http.client.HTTPConnection] = []
-
-    def get(self, path: str, *, retries: int | None = None, timeout: float | None = None) -> Any:
-        return self._request("GET", path, None, retries, timeout)
-
-    def post(
-        self, path: str, body: Any, *, retries: int | None = None, timeout: float | None = None
-    ) -> Any:
-        return self._request("POST", path, json.dumps(body).encode(), retries, timeout)
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._open:
-                conn.close()
-            self._open.clear()
-
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=timeout, context=ssl.create_default_context()
-                )
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            self._local.conn = conn
-            with self._lock:
-                self._open.append(conn)
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._lock:
-                if conn in self._open:
-                    self._open.remove(conn)
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None,
-        retries: int | None,
-        timeout: float | None,
-    ) -> Any:
-        attempts = 1 + (self.retries if retries is None else retries)
-        last = "no attempt made"
-        for attempt in range(attempts):
-            wait = min(BACKOFF * 2**attempt, MAX_BACKOFF)
-            try:
-                conn = self._connection(timeout or self.timeout)
-                conn.request(method, self.path + path, body=data, headers=self.headers)
-                response = conn.getresponse()
-                raw = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                # Refused, reset, timed out, or a keep-alive connection the server closed.
-                self._drop()
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                if response.status == 200:
-                    try:
-                        return json.loads(raw)
-                    except ValueError as exc:
-                        raise ServerError(200, f"answer is not JSON: {exc}") from None
-                message = error_message(raw)
-                if response.status not in TRANSIENT_STATUS:
-                    raise ServerError(response.status, message)
-                last = f"HTTP {response.status}: {message}"
-                retry_after = response.getheader("Retry-After")
-                if retry_after and retry_after.strip().isdigit():
-                    wait = min(float(retry_after), 30.0)
-                if response.getheader("Connection", "").lower() == "close":
-                    self._drop()
-            if attempt + 1 < attempts:
-                self._sleep(wait)
-        raise Unreachable(f"{method} {self.base_url}{path} failed {attempts} times; last: {last}")
-
-
-# -- parsing answers (pure) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServedCard:
-    """One entry of ``/v1/models``."""
-
-    id: str
-    root: str | None = None
-    max_model_len: int | None = None
-
-
-def parse_models(payload: Any) -> list[ServedCard]:
-    """The models a ``/v1/models`` answer lists."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(data, list):
-        raise ValueError("not a /v1/models answer (no 'data' list)")
-    cards = []
-    for entry in data:
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-            length = entry.get("max_model_len")
-            cards.append(
-                ServedCard(
-                    id=entry["id"],
-                    root=entry.get("root") if isinstance(entry.get("root"), str) else None,
-                    max_model_len=int(length) if isinstance(length, int) else None,
-                )
-            )
-    return cards
-
-
-def _restore_spaces(raw: str, text: str, marker: str = "\u2581") -> str:
-    """vLLM puts back the leading spaces SentencePiece's decode strips (▁ pieces)."""
-    count = len(raw) - len(raw.lstrip(marker))
-    missing = count - (len(text) - len(text.lstrip(" ")))
-    return " " * missing + text if missing > 0 else text
-
-
-class TokenKeys:
-    """Map the keys of a logprobs answer to token ids.
-
-    ``token_id:123`` is exact. A decoded string (a server without
-    ``return_tokens_as_token_ids``) is looked up in a table of this tokenizer's
-    decoded ids, built on first use, decoded the way vLLM decodes them. Several ids
-    can share a string: the one the tokenizer encodes the string to wins, else the
-    lowest.
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
-        self._table: dict[str, list[int]] | None = None
-        self._chosen: dict[str, int | None] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str) -> int | None:
-        if key.startswith(TOKEN_ID_PREFIX):
-            try:
-                return int(key[len(TOKEN_ID_PREFIX) :])
-            except ValueError:
-                return None
-        with self._lock:
-            if key not in self._chosen:
-                self._chosen[key] = self._resolve(key)
-            return self._chosen[key]
-
-    def _resolve(self, text: str) -> int | None:
-        if self._table is None:
-            self._table = self._build()
-        ids = self._table.get(text)
-        if not ids:
-            return None
-        if len(ids) > 1:
-            encoded = self._tokenizer.encode(text, add_special_tokens=False)
-            if len(encoded) == 1 and encoded[0] in ids:
-                return int(encoded[0])
-        return ids[0]
-
-    def _build(self) -> dict[str, list[int]]:
-        tok = self._tokenizer
-        n = len(tok)
-        raw = tok.convert_ids_to_tokens(list(range(n)))
-        table: dict[str, list[int]] = {}
-        for i in range(n):
-            text = _restore_spaces(str(raw[i] or ""), tok.decode([i]) or "")
-            table.setdefault(text, []).append(i)
-        return table
-
-
-def _value(x: Any) -> float:
-    value = float(x)
-    return -math.inf if value <= _FLOOR else value
-
-
-def choice_positions(
-    choice: dict[str, Any],
-    keys: Callable[[str], int | None],
-    start: int = 0,
-    stop: int | None = None,
-) -> list[dict[int, float]]:
-    """``{token id: logprob}`` at each position of a choice: its top-k plus its own token.
-
-    Args:
-        choice: one element of a completions answer's ``choices``.
-        keys: maps answer keys (``token_id:N`` or decoded strings) to ids.
-        start, stop: the positions wanted (with ``echo``, prompt positions come first).
-
-    Raises:
-        ValueError: the choice has no logprobs or fewer positions than asked for.
-    """
-    logprobs = choice.get("logprobs")
-    if not isinstance(logprobs, dict):
-        raise ValueError("the answer holds no logprobs")
-    tokens = logprobs.get("tokens") or []
-    own = logprobs.get("token_logprobs") or []
-    tops = logprobs.get("top_logprobs") or []
-    stop = len(tokens) if stop is None else stop
-    if stop > min(len(tokens), len(own), len(tops)):
-        raise ValueError(f"the answer has {len(tokens)} positions, {stop} were needed")
-    out: list[dict[int, float]] = []
-    for i in range(start, stop):
-        entry: dict[int, float] = {}
-        for key, value in (tops[i] or {}).items():
-            token = keys(key)
-            if token is not None and value is not None:
-                entry[token] = _value(value)
-        token = keys(tokens[i]) if isinstance(tokens[i], str) else None
-        if token is not None and own[i] is not None:
-            entry.setdefault(token, _value(own[i]))
-        out.append(entry)
-    return out
-
-
-def ordered_choices(answer: Any, expected: int) -> list[dict[str, Any]]:
-    """The answer's choices in prompt order (one per prompt)."""
-    choices = answer.get("choices") if isinstance(answer, dict) else None
-    if not isinstance(choices, list) or len(choices) != expected:
-        count = len(choices) if isinstance(choices, list) else 0
-        raise ValueError(f"expected {expected} choices, got {count}")
-    return sorted(choices, key=lambda c: int(c.get("index", 0)))
-
-
-def dense_logprobs(positions: Sequence[dict[int, float]], vocab: int) -> torch.Tensor:
-    """A ``[len(positions), vocab]`` float32 tensor: the given logprobs, -inf elsewhere.
-
-    Raises:
-        ValueError: an id outside ``[0, vocab)`` (the local tokenizer is not the served one).
-    """
-    out = torch.full((len(positions), vocab), -math.inf, dtype=torch.float32)
-    for row, entry in enumerate(positions):
-        if not entry:
-            continue
-        ids = list(entry)
-        bad = [i for i in ids if not 0 <= i < vocab]
-        if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside the local vocabulary of {vocab}: the local "
-                "tokenizer is not the served model's"
-            )
-        out[row, torch.tensor(ids, dtype=torch.long)] = torch.tensor(
-            [entry[i] for i in ids], dtype=torch.float32
-        )
-    return out
-
-
-def completion_body(
-    model: str,
-    prompts: Sequence[Sequence[int]],
-    *,
-    logprobs: int,
-    echo: bool = False,
-    token_ids: bool = True,
-    max_tokens: int = 1,
-) -> dict[str, Any]:
-    """A ``/v1/completions`` request for the logprobs of token-id prompts: the next
-    token's, and with ``max_tokens`` > 1 those along the greedy continuation."""
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": [list(p) for p in prompts],
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "logprobs": logprobs,
-        "echo": echo,
-        "skip_special_tokens": False,
-    }
-    if token_ids:
-        body["return_tokens_as_token_ids"] = True
-    return body
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -785,10 +412,12 @@ class ServedStream:
         self.rows = [self.rows[i] for i in keep]
         self.paths = [self.paths[i] for i in keep]
 
+    def scores(self, targets: dict[int, list[int]]) -> Scores:
+        """:meth:`forward` as scores (a server's logprobs are normalised already)."""
+        return Scores(self.forward(targets))
+
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Next-token logprobs ``[len(targets), vocab]`` for each named row, in order."""
-        from pairscope.decoding.stream import common_prefix
-
         order = list(targets)
         if not order:
             return torch.empty((0, 0))
@@ -1053,19 +682,4 @@ def _check_server(
     return token_ids
 
 
-__all__ = [
-    "Client",
-    "ServedModel",
-    "ServedStream",
-    "ServerError",
-    "Unreachable",
-    "choice_positions",
-    "completion_body",
-    "dense_logprobs",
-    "error_message",
-    "is_logprobs_cap",
-    "load_served",
-    "logprobs_cap",
-    "parse_models",
-    "parse_spec",
-]
+__all__ = ["ServedForcer", "ServedModel", "ServedStream", "load_served"]

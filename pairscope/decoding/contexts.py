@@ -63,6 +63,7 @@ class ModelView:
 
     def __init__(self, lm: Any, tag: int, policy: str = "canonical") -> None:
         self.lm = lm
+        self.tag = tag
         self.policy = check_policy(policy)
         self.vocab = TokenText(lm.tokenizer, lm.eos_ids, tag)
         self.stream: Any = None

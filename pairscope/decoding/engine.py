@@ -22,11 +22,12 @@ from pairscope.decoding.strategies import (
     make_strategy,
     split_word,
 )
-from pairscope.decoding.stream import top_k
+from pairscope.decoding.stream import Scores, TopLists
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
+from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
 from pairscope.models import Pair
 
 OVERLAP_K = 50
@@ -82,7 +83,8 @@ class _Row:
     reason: str | None = None
     in_round: bool = False  # NUDGING: the last text was a guide word of an open round
     plan: list[int] = field(default_factory=list)  # guide's own greedy ids not yet appended
-    plan_logp: torch.Tensor | None = None  # the guide's distribution that chose the plan
+    # The guide's distribution that chose each plan id (at the position before it).
+    plan_logps: list[torch.Tensor] = field(default_factory=list)
 
 
 # How far the driver's own greedy path is likely followed (it keeps its top-1 wherever
@@ -105,6 +107,9 @@ class Engine:
         policy = settings.tokenization
         self.driver = ModelView(pair.guide if self.solo_guide else pair.base, 0, policy)
         self.guide = ModelView(pair.guide, 1, policy) if self.strategy.consults else None
+        # Per model tag: token id -> its string for overlap@k (normalised; a model-unique
+        # key for strings that match nothing across models).
+        self._strings: tuple[dict[int, str], dict[int, str]] = ({}, {})
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -165,17 +170,16 @@ class Engine:
 
     def _step(self, rows: list[_Row]) -> None:
         driver = self.driver
-        # 1. Base next-token distribution for every live row: [B, V] logprobs.
+        # 1. Base next-token scores for every live row; top-1 probability and id in one
+        #    host transfer (no full-vocabulary normalisation: see Scores).
         ids = driver.targets([r.driver for r in rows], [r.text for r in rows])
-        logp = driver.stream.forward(dict(enumerate(ids)))
-        top_logp, top_ids = logp.max(dim=-1)
-        p_top = top_logp.exp().tolist()
-        t_top = top_ids.tolist()
+        scores = driver.stream.scores(dict(enumerate(ids)))
+        p_top, t_top = scores.top1()
         uncertain = [b for b in range(len(rows)) if self.strategy.uncertain(p_top[b])]
         # 2. The strategy decides at the uncertain rows; the guide is read only if it asks.
         decisions: dict[int, tuple[Decision, Step]] = {}
         if uncertain:
-            view = _Uncertain(self, rows, uncertain, logp, t_top)
+            view = _Uncertain(self, rows, uncertain, scores, t_top)
             for b, decision in self.strategy.intervene(view).items():
                 decisions[b] = (self._not_text(decision), view.step(b, p_top[b], decision))
         # 3. Append (confident positions: the base's top-1 token), then check the stop rules.
@@ -208,36 +212,51 @@ class Engine:
 
     # -- reading the guide ------------------------------------------------------------------
 
-    def _overlap(self, base_logp: torch.Tensor, guide_logp: torch.Tensor) -> tuple[float, bool]:
-        from pairscope.metrics.overlap import overlap_at_k, top1_in_topk
-
+    def _overlap(self, base_ids: Sequence[int], guide_ids: Sequence[int]) -> tuple[float, bool]:
+        """overlap@k and whether the guide's top-1 is in the base's top-k, from each
+        model's top-k ids (rank order, k = OVERLAP_K or the vocabulary if smaller)."""
         assert self.guide is not None
-        k = min(OVERLAP_K, base_logp.shape[-1], guide_logp.shape[-1])
-        base_strings = _top_strings(self.driver, base_logp, k)
-        guide_strings = _top_strings(self.guide, guide_logp, k)
-        return overlap_at_k(base_strings, guide_strings, k), top1_in_topk(
-            guide_strings[0], base_strings, k
-        )
+        k = min(OVERLAP_K, len(base_ids), len(guide_ids))
+        base_strings = self._top_strings(self.driver, base_ids[:k])
+        guide_strings = self._top_strings(self.guide, guide_ids[:k])
+        hit = guide_strings[0] in set(base_strings)
+        return overlap_at_k(base_strings, guide_strings, k, normalize=False), hit
 
-    def _guide_sync(self, rows: list[_Row], wanted: list[int]) -> torch.Tensor:
+    def _top_strings(self, model: ModelView, ids: Sequence[int]) -> list[str]:
+        """Normalised token strings (metrics.overlap); strings that match nothing across
+        models ("", byte pieces, special tokens) get a key of their own, so they never
+        count as shared. Memoised per id."""
+        memo = self._strings[model.tag]
+        out = []
+        for i in ids:
+            string = memo.get(i)
+            if string is None:
+                key = model.vocab.key(i)
+                text = model.vocab.text(i)
+                shared = isinstance(key, str) and key != END and text not in UNMATCHABLE
+                string = normalize_token_string(text) if shared else f"\x00{model.tag}:{i}"
+                memo[i] = string
+            out.append(string)
+        return out
+
+    def _guide_sync(
+        self, rows: list[_Row], wanted: list[int], extra: dict[int, list[int]] | None = None
+    ) -> torch.Tensor:
         """Guide logprobs [len(wanted), V_guide], bringing *every* row up to date.
 
         Every call adds its width in cache slots to every row, so one narrow call that
         feeds all rows their new text beats lazy catch-ups: those are wide, and the
-        slots they add to every row make each later pass attend over more. A row in a
-        NUDGING round is fed its own plan (the start of its next word) with it.
+        slots they add to every row make each later pass attend over more. ``extra``:
+        guide ids a wanted row is fed after its text (NUDGING's plan, its word so far).
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None
         every = guide.stream.sync_all_rows
         named = list(range(len(rows))) if every else list(wanted)
         ids = guide.targets([self._gctx(rows[b]) for b in named], [rows[b].text for b in named])
-        wanted_set = set(wanted)
-        feed = {b: i + (rows[b].plan if b in wanted_set else []) for b, i in zip(named, ids)}
-        logp = guide.stream.forward(feed)
-        if not every:
-            return logp
-        return logp.index_select(0, torch.tensor(wanted, device=logp.device))
+        more = extra or {}
+        scores = guide.stream.scores({b: i + more.get(b, []) for b, i in zip(named, ids)})
+        return scores.logprobs(wanted if every else None)
 
     @staticmethod
     def _gctx(row: _Row) -> Context:
@@ -250,7 +269,7 @@ class Engine:
         """Append the decision's text and give each model that wrote it its own ids."""
         row.in_round = decision.source == "guide" and not self.solo_guide
         if not row.in_round:
-            row.plan, row.plan_logp = [], None
+            row.plan, row.plan_logps = [], []
         if decision.key == END:
             row.steps.append(replace(step, text=""))
             row.reason = "eos"
@@ -321,25 +340,13 @@ class Engine:
         return [results[i] for i in range(len(requests))]
 
 
-def _top_strings(model: ModelView, logprobs: torch.Tensor, k: int) -> list[str]:
-    """Top-k token texts; strings that match nothing across models ("", byte pieces,
-    special tokens) are given a key of their own so they never count as shared."""
-    ids = torch.topk(logprobs, k).indices.tolist()
-    out = []
-    for i in ids:
-        key = model.vocab.key(i)
-        text = model.vocab.text(i)
-        shared = isinstance(key, str) and key != END and text not in UNMATCHABLE
-        out.append(text if shared else f"\x00{id(model)}:{i}")
-    return out
-
-
 class _Uncertain:
     """The :class:`~pairscope.decoding.strategies.Uncertain` view of one engine step.
 
-    It reads the guide once for all uncertain rows, on a strategy's first request,
-    and keeps what the guide said at each row's position (top-1 probability,
-    overlap@k) for the step's trace.
+    It normalises the base's scores only at the uncertain rows, takes each model's
+    top-k for all of them in one batched top-k, reads the guide once for all rows on
+    a strategy's first request, and keeps what the guide said at each row's position
+    (top-1 probability, overlap@k) for the step's trace.
     """
 
     def __init__(
@@ -347,35 +354,57 @@ class _Uncertain:
         engine: Engine,
         rows: list[_Row],
         uncertain: list[int],
-        logp: torch.Tensor,
+        scores: Scores,
         t_top: list[int],
     ) -> None:
         self.engine, self.batch, self.rows = engine, rows, uncertain
-        self.logp, self.t_top = logp, t_top
+        self.at = {b: i for i, b in enumerate(uncertain)}  # batch row -> row of logp
+        self.logp = scores.logprobs(uncertain)
+        self.t_top = t_top
         self._glogp: torch.Tensor | None = None
+        self._tops: dict[str, TopLists] = {}
         self.facts: dict[int, tuple[float, float, bool]] = {}  # p_guide, overlap, hit
 
+    def _top_lists(self, which: str, k: int) -> TopLists:
+        """Top-k lists of every uncertain row (at least OVERLAP_K long), made once."""
+        tops = self._tops.get(which)
+        logp = self.logp if which == "base" else self._guide_all()
+        if tops is None or tops.k < min(k, int(logp.shape[-1])):
+            tops = self._tops[which] = TopLists(logp, max(k, OVERLAP_K))
+        return tops
+
     def base_top(self, row: int, k: int) -> TopK:
-        return top_k(self.logp[row], self.engine.driver.vocab, k)
+        return self._top_lists("base", k).top(self.at[row], self.engine.driver.vocab, k)
 
     def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
         token = self.t_top[row]
         key = self.engine.driver.vocab.key(token)
         return token, key, key if isinstance(key, str) and key != END else None
 
-    def _guide_logp(self, row: int) -> torch.Tensor:
+    def _guide_all(self) -> torch.Tensor:
         if self._glogp is None:
             self._glogp = self.engine._guide_sync(self.batch, self.rows)
-        return self._glogp[self.rows.index(row)]
+        return self._glogp
+
+    def _note(self, row: int, p_guide: float, guide_ids: Sequence[int]) -> None:
+        """Record the guide's top-1 probability and overlap@k at the row's position."""
+        if row not in self.facts:
+            base_ids = self._top_lists("base", OVERLAP_K).ids[self.at[row]]
+            overlap, hit = self.engine._overlap(base_ids, guide_ids)
+            self.facts[row] = (p_guide, overlap, hit)
+
+    def _note_all(self, rows: list[int], guide_logp: torch.Tensor) -> None:
+        """:meth:`_note` for several rows from their guide logprobs (one top-k)."""
+        tops = TopLists(guide_logp, OVERLAP_K)
+        for i, b in enumerate(rows):
+            self._note(b, tops.probs[i][0], tops.ids[i])
 
     def guide_top(self, row: int, k: int) -> TopK:
         guide = self.engine.guide
         assert guide is not None
-        glogp = self._guide_logp(row)
-        top = top_k(glogp, guide.vocab, k)
-        if row not in self.facts:
-            overlap, hit = self.engine._overlap(self.logp[row], glogp)
-            self.facts[row] = (top.top_prob, overlap, hit)
+        tops = self._top_lists("guide", k)
+        top = tops.top(self.at[row], guide.vocab, k)
+        self._note(row, top.top_prob, tops.ids[self.at[row]])
         return top
 
     def texts(self, base: TopK, guide: TopK) -> dict[MatchKey, str]:
@@ -395,69 +424,96 @@ class _Uncertain:
         """Decode the guide greedily, batched over the rows still inside their word.
 
         A row outside a round starts one from its (re-encoded) context; a row inside
-        one starts from its plan, the guide token that began its next word. Each word
+        one starts from its plan, the guide's own greedy ids after its text. Each word
         carries the guide ids that write exactly it (None when the word ends inside a
-        token: the guide then re-encodes).
+        token: the guide then re-encodes), and takes at most ``max_tokens`` ids after
+        the plan's first.
+
+        Run-ahead: while some rows still build their words, a row whose word is done
+        rides along in those passes (they cost rows x width, so a rider adds little)
+        and extends its plan on the guide's greedy path, which its round follows.
+        Its next word then often comes from the plan with no pass at all. A plan is
+        dropped when the round ends (the base writes), so it is only ever used for
+        exactly the context it was computed after.
         """
         engine, rows, wanted = self.engine, self.batch, self.rows
         guide = engine.guide
         assert guide is not None and guide.stream is not None
+        vocab = guide.vocab
         for b in wanted:
             if not rows[b].in_round:
-                rows[b].plan = []
-        texts: dict[int, str] = {}
-        ids: dict[int, list[int] | None] = {}
-        ended: set[int] = set()
-        toks = {b: list(rows[b].plan) for b in wanted}
-        for b in wanted:
-            # Inside a round the guide's distribution at this position chose the plan.
-            plan_logp = rows[b].plan_logp
-            if toks[b] and plan_logp is not None:
-                overlap, hit = engine._overlap(self.logp[b], plan_logp)
-                self.facts[b] = (float(plan_logp.max().exp()), overlap, hit)
-        building = list(wanted)
-        for attempt in range(max_tokens):
-            if attempt == 0:
-                glogp = engine._guide_sync(rows, building)
+                rows[b].plan, rows[b].plan_logps = [], []
+        # Inside a round the guide's distribution at this position chose the plan.
+        planned = [b for b in wanted if rows[b].plan]
+        if planned:
+            self._note_all(planned, torch.stack([rows[b].plan_logps[0] for b in planned]))
+        words: dict[int, Word] = {}
+        toks: dict[int, list[int]] = {}
+        left: dict[int, int] = {}
+
+        def take(b: int, token: int, logp: torch.Tensor) -> bool:
+            """Row b's next greedy id (chosen by ``logp``); True once its word is settled."""
+            left[b] -= 1
+            t = toks[b]
+            if vocab.is_end(token) or vocab.is_special(token):
+                words[b] = Word(vocab.decode(t), tuple(t), True)
+                return True
+            word, complete = split_word(vocab.decode(t + [token]))
+            if not complete:
+                t.append(token)
+                if left[b] == 0:  # the word-length cap: what the guide wrote so far
+                    words[b] = Word(vocab.decode(t), tuple(t), False)
+                return left[b] == 0
+            if vocab.decode(t) == word:
+                # The id that starts the next word waits as the round's plan.
+                words[b] = Word(word, tuple(t), False)
+                rows[b].plan, rows[b].plan_logps = [token], [logp]
             else:
-                glogp = guide.stream.forward(
-                    {b: engine._gctx(rows[b]).ids + toks[b] for b in building}
-                )
-            still: list[int] = []
-            for j, b in enumerate(building):
-                token = int(glogp[j].argmax())
-                if b not in self.facts:
-                    overlap, hit = engine._overlap(self.logp[b], glogp[j])
-                    self.facts[b] = (float(glogp[j, token].exp()), overlap, hit)
-                if guide.vocab.is_end(token) or guide.vocab.is_special(token):
-                    ended.add(b)
-                    texts[b], ids[b] = guide.vocab.decode(toks[b]), list(toks[b])
-                    rows[b].plan = []
-                    continue
-                candidate = guide.vocab.decode(toks[b] + [token])
-                word, complete = split_word(candidate)
-                if not complete:
-                    toks[b].append(token)
-                    texts[b] = candidate
-                    still.append(b)
-                    continue
-                texts[b] = word
-                if guide.vocab.decode(toks[b]) == word:
-                    # The token that starts the next word waits as the round's plan.
-                    ids[b], rows[b].plan = list(toks[b]), [token]
-                    rows[b].plan_logp = glogp[j]
-                else:
-                    ids[b], rows[b].plan = None, []  # the word ends inside a token
-            building = still
-            if not building:
-                break
-        for b in building:  # the word-length cap: what the guide wrote so far
-            ids[b], rows[b].plan = list(toks[b]), []
-        words = {}
+                words[b] = Word(word, None, False)  # the word ends inside a token
+            return True
+
+        building: list[int] = []
         for b in wanted:
-            own = ids[b]
-            words[b] = Word(texts[b], None if own is None else tuple(own), b in ended)
-        return words
+            plan, logps = rows[b].plan, rows[b].plan_logps
+            toks[b], left[b] = plan[:1], max_tokens
+            rows[b].plan, rows[b].plan_logps = [], []
+            for i in range(1, len(plan)):  # a word the plan already holds
+                if take(b, plan[i], logps[i]):
+                    if rows[b].plan:  # the rest of the plan stays the guide's path
+                        rows[b].plan, rows[b].plan_logps = plan[i:], logps[i:]
+                    break
+            else:
+                building.append(b)
+        riding = guide.stream.sync_all_rows  # passes cover all rows anyway (local model)
+
+        def rides(b: int) -> bool:
+            plan = rows[b].plan
+            return 0 < len(plan) <= max_tokens and not vocab.is_special(plan[-1])
+
+        first = True
+        while building:
+            riders = [b for b in wanted if b not in building and rides(b)] if riding else []
+            feed = {b: toks[b] for b in building}
+            for b in riders:
+                own = words[b].ids
+                assert own is not None  # a plan follows only a word of the guide's own ids
+                feed[b] = list(own) + rows[b].plan
+            named = building + riders
+            if first:
+                glogp = engine._guide_sync(rows, named, feed)
+            else:
+                contexts = {b: engine._gctx(rows[b]).ids + feed[b] for b in named}
+                glogp = guide.stream.scores(contexts).logprobs()
+            first = False
+            best = glogp.argmax(dim=-1).tolist()  # one host transfer per pass
+            unnoted = [j for j, b in enumerate(building) if b not in self.facts]
+            if unnoted:
+                self._note_all([building[j] for j in unnoted], glogp[unnoted])
+            for j, b in enumerate(riders, start=len(building)):
+                rows[b].plan.append(best[j])
+                rows[b].plan_logps.append(glogp[j])
+            building = [b for j, b in enumerate(building) if not take(b, best[j], glogp[j])]
+        return {b: words[b] for b in wanted}
 
     def step(self, row: int, p_base: float, decision: Decision) -> Step:
         """The trace of an uncertain position the strategy decided."""

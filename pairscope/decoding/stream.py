@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,12 +45,23 @@ class _Row:
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two id lists."""
+    """Length of the longest common prefix of two id lists.
+
+    Called for every row at every step, where the answer is nearly always "all of the
+    shorter one": that is one list comparison in C; otherwise a bisection over slice
+    comparisons (log n of them) finds the first difference.
+    """
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 # A shared prompt prefix shorter than this is not worth a separate pass.
@@ -195,21 +208,25 @@ class ModelStream:
             return {"full_attention": full, "sliding_attention": sliding}
         return sliding
 
-    @torch.inference_mode()
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
-        """Bring rows to their target ids and return their next-token logprobs.
+        """Bring rows to their target ids and return their next-token logprobs
+        ``[len(targets), vocab]`` (float32), in the order of ``targets``."""
+        return self.scores(targets).logprobs()
+
+    @torch.inference_mode()
+    def scores(self, targets: dict[int, list[int]]) -> Scores:
+        """Bring rows to their target ids and return their next-token :class:`Scores`.
 
         Args:
             targets: row index -> the full token id list that row should hold
                 (prompt + response). Rows not named are left untouched.
 
         Returns:
-            float32 log-probabilities of shape [len(targets), vocab], in the order
-            of ``targets``.
+            the scores of the named rows, in the order of ``targets``.
         """
         order = list(targets)
         if not order:
-            return torch.empty((0, 0))
+            return Scores(torch.empty((0, 0)))
         feeds: dict[int, tuple[int, list[int]]] = {}
         for r in order:
             row, want = self.rows[r], targets[r]
@@ -230,23 +247,25 @@ class ModelStream:
         # pass costs rows x width, and the other rows would only carry masked pads.
         subset = len(order) < batch
         computed = order if subset else list(range(batch))
-        # [R, width] inputs; each row's new tokens right-aligned, pads masked out.
-        input_ids = torch.full((len(computed), width), self.pad_id, dtype=torch.long)
-        block = torch.zeros((len(computed), width), dtype=torch.long)
-        positions = torch.zeros((len(computed), width), dtype=torch.long)
-        for i, r in enumerate(computed):
+        # [R, width] inputs; each row's new tokens right-aligned, pads masked out. Built
+        # as lists and sent to the device once each.
+        id_rows, block_rows, pos_rows = [], [], []
+        for r in computed:
             if r in feeds:
                 keep, new = feeds[r]
-                n = len(new)
-                input_ids[i, width - n :] = torch.tensor(new, dtype=torch.long)
-                block[i, width - n :] = 1
-                positions[i, width - n :] = torch.arange(keep, keep + n)
+                pad = width - len(new)
+                id_rows.append([self.pad_id] * pad + new)
+                block_rows.append([0] * pad + [1] * len(new))
                 # Pads get the row's last live position so no position id is out of range.
-                positions[i, : width - n] = max(keep - 1, 0)
+                pos_rows.append([max(keep - 1, 0)] * pad + list(range(keep, keep + len(new))))
             else:
-                positions[i, :] = max(len(self.rows[r].ids) - 1, 0)
+                id_rows.append([self.pad_id] * width)
+                block_rows.append([0] * width)
+                pos_rows.append([max(len(self.rows[r].ids) - 1, 0)] * width)
+        input_ids = torch.tensor(id_rows, dtype=torch.long)
+        block = torch.tensor(block_rows, dtype=torch.long, device=self.device)
+        positions = torch.tensor(pos_rows, dtype=torch.long)
         index = torch.tensor(computed, dtype=torch.long, device=self.device)
-        block = block.to(self.device)
         cache = self._rows_cache(index) if subset else self.cache
         past_mask = self.mask.index_select(0, index) if subset else self.mask
         positions = positions.to(self.device)
@@ -277,13 +296,13 @@ class ModelStream:
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
         logits = out.logits[:, -1, :].float()
-        if not subset:
+        if order != computed:
             logits = logits.index_select(0, torch.tensor(order, device=self.device))
-        return log_normalise(logits)
+        return Scores.of_logits(logits)
 
 
-def log_normalise(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities from logits over the last dimension.
+def log_normaliser(logits: torch.Tensor) -> torch.Tensor:
+    """Each row's log-normaliser ``logsumexp(logits)`` over the last dimension, ``[..., 1]``.
 
     Raises:
         RuntimeFault: a NaN or +inf logit. It makes its row's log-normaliser
@@ -291,12 +310,94 @@ def log_normalise(logits: torch.Tensor) -> torch.Tensor:
             per row is checked rather than the whole vocabulary.
     """
     norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    _check_finite(norm)
+    return norm
+
+
+def _check_finite(norm: torch.Tensor) -> None:
     if not torch.isfinite(norm).all():
         raise RuntimeFault(
             "The model produced NaN or infinite logits.",
             hint="Try --dtype float32; the run is resumable with --resume.",
         )
-    return logits - norm
+
+
+def log_normalise(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities from logits over the last dimension (see :func:`log_normaliser`)."""
+    return logits - log_normaliser(logits)
+
+
+class Scores:
+    """Next-token scores of the rows of one pass, normalised only where they are read.
+
+    ``logits`` is ``[R, vocab]``; ``norm`` each row's log-normaliser ``[R, 1]`` (None:
+    the logits are log-probabilities already, as a served model's are). The top-1
+    probability needs no full-vocabulary subtraction (``max(l - n) == max(l) - n``
+    exactly, rounding being monotonic), and log-probabilities are made only for the
+    rows a decision reads, with the same arithmetic as a full normalisation.
+    """
+
+    def __init__(
+        self,
+        logits: torch.Tensor,
+        norm: torch.Tensor | None = None,
+        top: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        self.logits = logits
+        self.norm = norm
+        self._top = top  # each row's max logit and its id, if already known
+
+    @classmethod
+    def of_logits(cls, logits: torch.Tensor) -> Scores:
+        """Scores of raw logits ``[R, V]``: one max (kept for :meth:`top1`) and one
+        exp-sum pass. This is ``torch.logsumexp``'s own arithmetic (max, shift, exp,
+        sum, log, add), so the normaliser equals it bit for bit (tested), without the
+        second max pass that calling it and then taking the top-1 would cost.
+
+        Raises:
+            RuntimeFault: a NaN or +inf logit (see :func:`log_normaliser`).
+        """
+        values, ids = logits.max(dim=-1, keepdim=True)
+        shift = values.masked_fill(values.abs() == math.inf, 0.0)
+        norm = (logits - shift).exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
+        _check_finite(norm)
+        return cls(logits, norm, (values[:, 0], ids[:, 0]))
+
+    def __len__(self) -> int:
+        return int(self.logits.shape[0])
+
+    def top1(self) -> tuple[list[float], list[int]]:
+        """Each row's top-1 probability and id: one host transfer for both."""
+        values, ids = self._top if self._top is not None else self.logits.max(dim=-1)
+        if self.norm is not None:
+            values = values - self.norm[:, 0]
+        both = torch.stack((values.exp().double(), ids.double())).tolist()
+        return both[0], [int(i) for i in both[1]]
+
+    def logprobs(self, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Log-probabilities ``[len(rows), vocab]`` of these rows (all rows: None)."""
+        logits, norm = self.logits, self.norm
+        if rows is not None and list(rows) != list(range(len(self))):
+            index = torch.tensor(list(rows), dtype=torch.long, device=logits.device)
+            logits = logits.index_select(0, index)
+            norm = None if norm is None else norm.index_select(0, index)
+        return logits if norm is None else logits - norm
+
+
+class TopLists:
+    """The top-``k`` ids and probabilities of every row of a logprob matrix, from one
+    batched top-k and one host transfer (a decision then reads them per row)."""
+
+    def __init__(self, logprobs: torch.Tensor, k: int) -> None:
+        self.k = min(k, int(logprobs.shape[-1]))
+        values, indices = torch.topk(logprobs, self.k)
+        self.ids: list[list[int]] = indices.tolist()
+        self.probs: list[list[float]] = values.exp().tolist()
+
+    def top(self, i: int, vocab: TokenText, k: int) -> TopK:
+        """Row ``i``'s top-``k`` (``k`` at most this list's), merged by match key."""
+        ids, probs = self.ids[i][:k], self.probs[i][:k]
+        return merge_topk(ids, probs, [vocab.key(t) for t in ids])
 
 
 def top_k(logprobs: torch.Tensor, vocab: TokenText, k: int) -> TopK:

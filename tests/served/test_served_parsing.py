@@ -19,19 +19,21 @@ from typing import Any
 import pytest
 import torch
 
-from pairscope.backends.served import (
-    Client,
-    ServerError,
+from pairscope.backends.vllm_answers import (
     TokenKeys,
-    Unreachable,
     choice_positions,
     completion_body,
     dense_logprobs,
+    ordered_choices,
+    parse_models,
+)
+from pairscope.backends.vllm_http import (
+    Client,
+    ServerError,
+    Unreachable,
     error_message,
     is_logprobs_cap,
     logprobs_cap,
-    ordered_choices,
-    parse_models,
     parse_spec,
 )
 from pairscope.errors import ExitCode, ModelLoadError, RuntimeFault
@@ -553,7 +555,7 @@ def test_unknown_served_model_name_is_a_load_error(fake_vllm):
 
 
 def test_server_failure_mid_run_is_a_runtime_fault(fake_vllm, tiny_pair, monkeypatch):
-    import pairscope.backends.served as served_mod
+    import pairscope.backends.vllm_http as served_mod
     from pairscope.decoding.engine import DecodeSettings, Request, generate
     from pairscope.models import Pair, load_model
 

@@ -14,7 +14,7 @@ MAX_LINES = 600
 # growing one fails, and so does leaving one listed once it fits).
 OVERSIZE = {
     "cli.py": (1026, "one command per section, each thin; to split into a cli/ package"),
-    "backends/served.py": (1071, "HTTP client, response parsing, model and stream in one"),
+    "backends/served.py": (685, "model, forcer, stream and loading; HTTP and answers split out"),
     "probes.py": (986, "probe schema, data loading and selection; to split by task"),
     "check.py": (805, "one function per pre-flight item, each short"),
     "metrics/calibration.py": (629, "binned and smooth ECE with their bootstraps"),

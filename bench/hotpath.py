@@ -1,0 +1,90 @@
+"""Where one guided decoding run spends its time: the torch profiler's operator table and
+the model passes per base step (issue: performance).
+
+    python bench/hotpath.py [--stand-in] [--method nudging] [--batch 16] [--new-tokens 64]
+
+Prints the operators with the most self CPU time (``--rows``), then, for each model, its
+forward passes, the rows they computed and the passes per base step. The stand-ins
+(``--stand-in``, bench/standin.py) are the cheap-forward regime, where the loop's own work
+shows; without it, the embedded pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from decode import prompts  # bench/ is the script's own directory
+from torch.profiler import ProfilerActivity, profile
+
+from pairscope.decoding import stream as stream_module
+from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.models import load_pair
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stand-in", action="store_true")
+    parser.add_argument("--base", default="embedded:gemma-3-270m")
+    parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--method", default="nudging")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
+    args = parser.parse_args()
+    scratch = None
+    if args.stand_in:
+        from standin import build_stand_ins
+
+        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
+        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
+        args.base, args.guide = str(base_dir), str(guide_dir)
+    pair = load_pair(args.base, args.guide)
+    reqs = [
+        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
+        for r in prompts(args.data_dir, args.batch)
+    ]
+    settings = DecodeSettings(method=args.method, batch_size=args.batch)
+    Engine(pair, settings).run([Request(r.base_prompt, r.guide_user, (), 4) for r in reqs[:2]])
+
+    # Count each model's passes (wrapping the stream's one entry point).
+    passes: Counter[str] = Counter()
+    rows: Counter[str] = Counter()
+    names = {id(pair.base.model): "base", id(pair.guide.model): "guide"}
+    inner = stream_module.ModelStream.scores
+
+    def counted(self: stream_module.ModelStream, targets: dict[int, list[int]]):  # type: ignore[no-untyped-def]
+        name = names.get(id(self.model), "?")
+        passes[name] += 1
+        rows[name] += len(targets)
+        return inner(self, targets)
+
+    stream_module.ModelStream.scores = counted  # type: ignore[method-assign]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        results = Engine(pair, settings).run(reqs)
+        seconds = time.perf_counter() - start
+    stream_module.ModelStream.scores = inner  # type: ignore[method-assign]
+    steps = sum(r.positions for r in results)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    print(f"{args.method}, batch {args.batch}: {steps} base positions in {seconds:.2f} s")
+    batch_steps = max(len(r.steps) for r in results)
+    for name in ("base", "guide"):
+        if passes[name]:
+            print(
+                f"{name}: {passes[name]} passes ({passes[name] / batch_steps:.2f} per step of "
+                f"the batch), {rows[name] / passes[name]:.1f} rows a pass"
+            )
+    if scratch is not None:
+        scratch.cleanup()
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,101 @@
+"""The decoding loop's hot-path arithmetic against the plain computations it replaces.
+
+Scores normalises only where a decision reads, TopLists takes every row's top-k at
+once, common_prefix compares lists in C: each must give exactly (bit for bit) what
+the straightforward version gives, or decoded texts could change.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from pairscope.decoding.stream import Scores, TopLists, common_prefix, top_k
+from pairscope.decoding.vocab import TokenText
+from pairscope.errors import RuntimeFault
+
+
+def logits(rows: int, vocab: int, scale: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((rows, vocab), generator=g) * scale
+    x[0, : min(3, vocab - 1)] = -torch.inf  # masked entries (a vocabulary pad)
+    return x
+
+
+@pytest.mark.parametrize("shape", [(16, 262144), (5, 49152), (3, 1000), (1, 7)])
+@pytest.mark.parametrize("scale", [1.0, 12.0, 60.0])
+def test_normaliser_is_logsumexp_bit_for_bit(shape, scale):
+    x = logits(*shape, scale, seed=shape[1])
+    scores = Scores.of_logits(x)
+    reference = torch.logsumexp(x, dim=-1, keepdim=True)
+    assert torch.equal(scores.norm, reference)
+    assert torch.equal(scores.logprobs(), x - reference)
+
+
+def test_top1_and_row_subsets_equal_full_normalisation():
+    x = logits(9, 5000, 8.0, seed=1)
+    full = x - torch.logsumexp(x, dim=-1, keepdim=True)
+    p_top, ids = Scores.of_logits(x).top1()
+    values, expected_ids = full.max(dim=-1)
+    assert ids == expected_ids.tolist()
+    assert p_top == values.exp().double().tolist()
+    rows = [7, 2, 2, 0]
+    assert torch.equal(Scores.of_logits(x).logprobs(rows), full[rows])
+
+
+def test_already_normalised_scores_pass_through():
+    logp = torch.log_softmax(logits(4, 300, 3.0, seed=2), dim=-1)
+    scores = Scores(logp)
+    assert torch.equal(scores.logprobs([3, 1]), logp[[3, 1]])
+    p_top, ids = scores.top1()
+    assert ids == logp.argmax(dim=-1).tolist()
+    assert p_top == logp.max(dim=-1).values.exp().double().tolist()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_or_inf_logit_is_a_runtime_fault(bad):
+    x = logits(3, 100, 1.0, seed=3)
+    x[1, 17] = bad
+    with pytest.raises(RuntimeFault, match="NaN or infinite"):
+        Scores.of_logits(x)
+
+
+class _Tok:
+    """Just enough of a tokenizer for TokenText: every id decodes to its own string."""
+
+    all_special_ids: list[int] = []
+
+    def encode(self, text, add_special_tokens=False):
+        return [0] if text == "a" else [1]
+
+    def decode(self, ids, clean_up_tokenization_spaces=False):
+        return "".join("a" if i == 0 else f"<{i % 50}>" for i in ids)
+
+
+def test_batched_top_lists_equal_per_row_top_k():
+    vocab = TokenText(_Tok(), frozenset(), 0)
+    logp = torch.log_softmax(logits(6, 3000, 5.0, seed=4), dim=-1)
+    lists = TopLists(logp, 100)
+    for i in range(6):
+        for k in (1, 50, 100):
+            assert lists.top(i, vocab, k) == top_k(logp[i], vocab, k)
+    assert TopLists(logp[:, :40], 100).k == 40  # a vocabulary smaller than k
+
+
+def _naive_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def test_common_prefix_equals_the_element_loop():
+    rng = random.Random(5)
+    for _ in range(3000):
+        a = [rng.randrange(4) for _ in range(rng.randrange(0, 40))]
+        b = a[: rng.randrange(0, len(a) + 1)] + [rng.randrange(4) for _ in range(rng.randrange(6))]
+        if rng.random() < 0.5:
+            a, b = b, a
+        assert common_prefix(a, b) == _naive_prefix(a, b), (a, b)
