@@ -126,6 +126,7 @@ class ModelStream:
         self._dtype = next(model.parameters()).dtype
         self.pad_id = pad_id
         self._cache_kw = cache_keyword(model)
+        self.passes = 0  # forward passes so far (benchmarks and tests read it)
 
     @property
     def slots(self) -> int:
@@ -227,6 +228,7 @@ class ModelStream:
         order = list(targets)
         if not order:
             return Scores(torch.empty((0, 0)))
+        self.passes += 1
         feeds: dict[int, tuple[int, list[int]]] = {}
         for r in order:
             row, want = self.rows[r], targets[r]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate, split_word
@@ -213,3 +215,32 @@ def test_nudging_rounds_exceed_base_tokens_by_one_at_most(tiny_pair, tau):
         rounds, written = r.ir_counts
         assert rounds <= written + 1, (rounds, written, r.text)
     assert sum(r.ir_counts[0] for r in results) > 0
+
+
+@pytest.mark.parametrize("tau", [0.6, 0.9])
+def test_nudging_run_ahead_changes_nothing_but_the_guide_passes(tiny_pair, monkeypatch, tau):
+    """Rows whose word is done ride along in the word loop's passes and extend their
+    plan; the texts and every step's trace are those of the loop without riders (the
+    guide's probabilities to float32 rounding: a row computed in another pass's company
+    may differ in the last bits, as in any batch), in fewer guide passes."""
+    from pairscope.decoding import engine as engine_module
+
+    def decode(run_ahead: bool) -> tuple[list, int]:
+        monkeypatch.setattr(engine_module._Uncertain, "run_ahead", run_ahead)
+        engine = engine_module.Engine(
+            tiny_pair, DecodeSettings(method="nudging", tau=tau, batch_size=len(PROMPTS))
+        )
+        results = engine.run(reqs(32))
+        assert engine.guide is not None
+        return results, engine.guide.stream.passes
+
+    riding, riding_passes = decode(True)
+    alone, alone_passes = decode(False)
+    assert [r.text for r in riding] == [r.text for r in alone]
+    for a, b in zip(riding, alone):
+        assert len(a.steps) == len(b.steps)
+        for x, y in zip(a.steps, b.steps):
+            assert x.p_guide == pytest.approx(y.p_guide, rel=1e-5, abs=1e-7), (x, y)
+            assert replace(x, p_guide=None) == replace(y, p_guide=None), (x, y)
+    assert sum(r.ir_counts[0] for r in riding) > 0  # rounds happened
+    assert riding_passes < alone_passes, (riding_passes, alone_passes)
