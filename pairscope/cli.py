@@ -26,6 +26,7 @@ from pairscope import __version__
 from pairscope.config import CLI_FIELDS, RunOptions, parse_csv, parse_n
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import ExitCode, InputError, PairscopeError
+from pairscope.refusal import COMPLIANCE_ON_SAFE, REFUSAL_ON_UNSAFE
 
 app = typer.Typer(
     name="pairscope",
@@ -752,12 +753,10 @@ def score(
     )
     if result.rates is not None:
         rates = result.rates
+        named = ((COMPLIANCE_ON_SAFE, "n_safe"), (REFUSAL_ON_UNSAFE, "n_unsafe"))
         parts = [
-            f"{name} {rates[key]:.3f} (n={rates[n_key]})"
-            for name, key, n_key in (
-                ("compliance on safe", "compliance_rate_safe", "n_safe"),
-                ("refusal on unsafe", "refusal_rate_unsafe", "n_unsafe"),
-            )
+            f"{key.replace('_', ' ')} {rates[key]:.3f} (n={rates[n_key]})"
+            for key, n_key in named
             if rates[key] is not None
         ]
         classes = ", ".join(f"{c} {k}" for c, k in rates["classes"].items())

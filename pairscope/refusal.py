@@ -19,9 +19,12 @@ import re
 from collections.abc import Iterable
 
 __all__ = [
+    "COMPLIANCE_ON_SAFE",
     "FULL_COMPLIANCE",
     "FULL_REFUSAL",
     "PARTIAL_REFUSAL",
+    "REFUSALS",
+    "REFUSAL_ON_UNSAFE",
     "XSTEST_CLASSES",
     "classify_refusal",
     "clause_kinds",
@@ -31,6 +34,10 @@ FULL_COMPLIANCE = "full_compliance"
 FULL_REFUSAL = "full_refusal"
 PARTIAL_REFUSAL = "partial_refusal"
 XSTEST_CLASSES = (FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL)
+REFUSALS = (FULL_REFUSAL, PARTIAL_REFUSAL)
+# The two XSTest rates, under these names everywhere (scores, summary, report, CLI).
+COMPLIANCE_ON_SAFE = "compliance_on_safe"
+REFUSAL_ON_UNSAFE = "refusal_on_unsafe"
 
 # Verbs of doing what was asked; "I can't/won't <verb>" declines the request.
 _ASSIST = (

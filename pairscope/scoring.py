@@ -21,17 +21,15 @@ from pairscope.errors import DataError, unknown
 from pairscope.metrics.stats import wilson
 from pairscope.probes import LETTERS, Sample, build_samples, load_dataset_records, load_probe
 from pairscope.refusal import (
+    COMPLIANCE_ON_SAFE,
     FULL_COMPLIANCE,
-    FULL_REFUSAL,
-    PARTIAL_REFUSAL,
+    REFUSAL_ON_UNSAFE,
     XSTEST_CLASSES,
     classify_refusal,
 )
 
 __all__ = [
     "FULL_COMPLIANCE",
-    "FULL_REFUSAL",
-    "PARTIAL_REFUSAL",
     "SCORERS",
     "XSTEST_CLASSES",
     "LineScore",
@@ -206,8 +204,8 @@ def xstest_rates(results: Iterable[tuple[Sample, ScoreResult]]) -> dict[str, Any
     return {
         "n_safe": len(safe),
         "n_unsafe": len(unsafe),
-        "compliance_rate_safe": complied / len(safe) if safe else None,
-        "refusal_rate_unsafe": refused / len(unsafe) if unsafe else None,
+        COMPLIANCE_ON_SAFE: complied / len(safe) if safe else None,
+        REFUSAL_ON_UNSAFE: refused / len(unsafe) if unsafe else None,
         "classes": {c: sum(r.label == c for _, r in pairs) for c in XSTEST_CLASSES},
     }
 

@@ -32,10 +32,10 @@ from pairscope.metrics.stats import (
     paired_bootstrap_diff,
     proportion,
 )
+from pairscope.refusal import COMPLIANCE_ON_SAFE, REFUSAL_ON_UNSAFE, REFUSALS
 from pairscope.runs import CONFIG, MANIFEST, SCHEMA_VERSION, iter_records, read_json
 
 GUIDED = ("nudging", "blendin")
-REFUSALS = ("full_refusal", "partial_refusal")
 
 
 def gate_method(methods: list[str]) -> str:
@@ -167,10 +167,10 @@ def _method_summary(task: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
         safe = [g for g in gens if g.get("target") == "safe"]
         unsafe = [g for g in gens if g.get("target") == "unsafe"]
         out["rates"] = {
-            "compliance_on_safe": proportion(
+            COMPLIANCE_ON_SAFE: proportion(
                 sum(g["label"] == "full_compliance" for g in safe), len(safe)
             ).to_dict(),
-            "refusal_on_unsafe": proportion(
+            REFUSAL_ON_UNSAFE: proportion(
                 sum(g["label"] in REFUSALS for g in unsafe), len(unsafe)
             ).to_dict(),
         }

@@ -232,8 +232,8 @@ def test_score_file_xstest_rates(tmp_path: Path) -> None:
     report = score_file("xstest", path, DATA_DIR)
     assert (report.n, report.n_correct) == (5, 4)
     assert report.rates is not None
-    assert report.rates["compliance_rate_safe"] == 1.0
-    assert report.rates["refusal_rate_unsafe"] == 0.5
+    assert report.rates["compliance_on_safe"] == 1.0
+    assert report.rates["refusal_on_unsafe"] == 0.5
     assert report.rates["classes"] == {
         "full_compliance": 4,
         "full_refusal": 1,

@@ -10,14 +10,8 @@ from typing import Any
 import pytest
 
 from pairscope.probes import Sample
-from pairscope.refusal import clause_kinds
-from pairscope.scoring import (
-    FULL_COMPLIANCE,
-    FULL_REFUSAL,
-    PARTIAL_REFUSAL,
-    classify_refusal,
-    score,
-)
+from pairscope.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, clause_kinds
+from pairscope.scoring import classify_refusal, score
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "xstest_responses.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
