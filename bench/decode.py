@@ -239,14 +239,22 @@ def ratio_label(num: str, den: str) -> str:
     return f"{num}_vs_{den}"
 
 
-def ratio_table(rate: dict[tuple[str, int], float], batches: list[int]) -> dict[str, float]:
-    """Every ratio of :data:`RATIOS` whose two methods were measured."""
+def ratio_table(rows: list[dict[str, Any]], batches: list[int]) -> dict[str, float]:
+    """Every ratio of :data:`RATIOS` whose two methods were measured: the median over
+    repeats of the ratio within one repeat (the two measured back to back, so a machine
+    that drifts between repeats moves both)."""
+    rate = {(r["method"], r["batch"], r["repeat"]): r["tokens_per_second"] for r in rows}
+    repeats = sorted({r["repeat"] for r in rows})
     ratios = {}
     for batch in batches:
         for num, den in RATIOS:
-            if (num, batch) in rate and (den, batch) in rate:
-                value = rate[(num, batch)] / rate[(den, batch)]
-                ratios[f"{ratio_label(num, den)}@{batch}"] = round(value, 3)
+            pairs = [
+                rate[(num, batch, i)] / rate[(den, batch, i)]
+                for i in repeats
+                if (num, batch, i) in rate and (den, batch, i) in rate
+            ]
+            if pairs:
+                ratios[f"{ratio_label(num, den)}@{batch}"] = round(statistics.median(pairs), 3)
     return ratios
 
 
@@ -316,8 +324,7 @@ def main() -> None:
                         f"({row['tokens']} tokens, {row['seconds']} s)",
                         flush=True,
                     )
-    rate = median_rates(rows)
-    ratios = ratio_table(rate, batches)
+    ratios = ratio_table(rows, batches)
     result = {
         "device": args.device,
         "dtype": args.dtype,
@@ -329,6 +336,9 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "rows": rows,
+        "median_tokens_per_second": {
+            f"{m}@{b}": round(v, 2) for (m, b), v in median_rates(rows).items()
+        },
         "ratios": ratios,
     }
     if args.out:
@@ -337,6 +347,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     else:
         print(f"\nload {load_seconds:.1f} s (both models)")
+        for key, value in result["median_tokens_per_second"].items():
+            print(f"median {key:<30} {value:>8.1f} tok/s")
         for key, value in ratios.items():
             print(f"{key:<37} {value:.3f}")
 

@@ -22,7 +22,7 @@ from pairscope.decoding.strategies import (
     make_strategy,
     split_word,
 )
-from pairscope.decoding.stream import Scores, TopLists
+from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.defaults import LAMBDA, TAU, TOP_K
@@ -510,7 +510,7 @@ class _Uncertain:
                 contexts = {b: engine._gctx(rows[b]).ids + feed[b] for b in named}
                 glogp = guide.stream.scores(contexts).logprobs()
             first = False
-            best = glogp.argmax(dim=-1).tolist()  # one host transfer per pass
+            best = greedy(glogp)  # one host transfer per pass
             unnoted = [j for j, b in enumerate(building) if b not in self.facts]
             if unnoted:
                 self._note_all([building[j] for j in unnoted], glogp[unnoted])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,8 +211,15 @@ class ModelStream:
 
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Bring rows to their target ids and return their next-token logprobs
-        ``[len(targets), vocab]`` (float32), in the order of ``targets``."""
-        return self.scores(targets).logprobs()
+        ``[len(targets), vocab]`` (float32), in the order of ``targets``.
+
+        Raises:
+            RuntimeFault: a NaN or +inf logit (see :func:`log_normaliser`).
+        """
+        scores = self.scores(targets)
+        if scores.norm is not None:
+            _check_finite(scores.norm)
+        return scores.logprobs()
 
     @torch.inference_mode()
     def scores(self, targets: dict[int, list[int]]) -> Scores:
@@ -316,12 +323,19 @@ def log_normaliser(logits: torch.Tensor) -> torch.Tensor:
     return norm
 
 
+_NAN_LOGITS = "The model produced NaN or infinite logits."
+_NAN_HINT = "Try --dtype float32; the run is resumable with --resume."
+
+
 def _check_finite(norm: torch.Tensor) -> None:
     if not torch.isfinite(norm).all():
-        raise RuntimeFault(
-            "The model produced NaN or infinite logits.",
-            hint="Try --dtype float32; the run is resumable with --resume.",
-        )
+        raise RuntimeFault(_NAN_LOGITS, hint=_NAN_HINT)
+
+
+def _check_values(values: Iterable[float]) -> None:
+    """Host-side check of values read from a pass: NaN means a NaN or +inf logit."""
+    if any(v != v for v in values):
+        raise RuntimeFault(_NAN_LOGITS, hint=_NAN_HINT)
 
 
 def log_normalise(logits: torch.Tensor) -> torch.Tensor:
@@ -356,13 +370,14 @@ class Scores:
         sum, log, add), so the normaliser equals it bit for bit (tested), without the
         second max pass that calling it and then taking the top-1 would cost.
 
-        Raises:
-            RuntimeFault: a NaN or +inf logit (see :func:`log_normaliser`).
+        Nothing here waits for the device. A NaN or +inf logit (or a row of -inf) makes
+        its row's probabilities NaN, and every reading that brings values to the host
+        (:meth:`top1`, :class:`TopLists`, :func:`greedy`) checks them there and raises
+        ``RuntimeFault``: no separate synchronisation for the check.
         """
         values, ids = logits.max(dim=-1, keepdim=True)
         shift = values.masked_fill(values.abs() == math.inf, 0.0)
         norm = (logits - shift).exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
-        _check_finite(norm)
         return cls(logits, norm, (values[:, 0], ids[:, 0]))
 
     def __len__(self) -> int:
@@ -373,8 +388,9 @@ class Scores:
         values, ids = self._top if self._top is not None else self.logits.max(dim=-1)
         if self.norm is not None:
             values = values - self.norm[:, 0]
-        both = torch.stack((values.exp().double(), ids.double())).tolist()
-        return both[0], [int(i) for i in both[1]]
+        probs, ids_ = torch.stack((values.exp().double(), ids.double())).tolist()
+        _check_values(probs)
+        return probs, [int(i) for i in ids_]
 
     def logprobs(self, rows: Sequence[int] | None = None) -> torch.Tensor:
         """Log-probabilities ``[len(rows), vocab]`` of these rows (all rows: None)."""
@@ -386,6 +402,15 @@ class Scores:
         return logits if norm is None else logits - norm
 
 
+def greedy(logprobs: torch.Tensor) -> list[int]:
+    """Each row's argmax of a logprob matrix: one host transfer (ids and the values the
+    NaN check reads)."""
+    values, ids = logprobs.max(dim=-1)
+    tops, ids_ = torch.stack((values.double(), ids.double())).tolist()
+    _check_values(tops)
+    return [int(i) for i in ids_]
+
+
 class TopLists:
     """The top-``k`` ids and probabilities of every row of a logprob matrix, from one
     batched top-k and one host transfer (a decision then reads them per row)."""
@@ -393,8 +418,10 @@ class TopLists:
     def __init__(self, logprobs: torch.Tensor, k: int) -> None:
         self.k = min(k, int(logprobs.shape[-1]))
         values, indices = torch.topk(logprobs, self.k)
-        self.ids: list[list[int]] = indices.tolist()
-        self.probs: list[list[float]] = values.exp().tolist()
+        both = torch.stack((values.exp().double(), indices.double())).tolist()
+        self.probs: list[list[float]] = both[0]
+        self.ids: list[list[int]] = [[int(i) for i in row] for row in both[1]]
+        _check_values(row[0] for row in self.probs)
 
     def top(self, i: int, vocab: TokenText, k: int) -> TopK:
         """Row ``i``'s top-``k`` (``k`` at most this list's), merged by match key."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from torch.overrides import TorchFunctionMode
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate, split_word
 from tests import engine_checks as checks
@@ -244,3 +245,54 @@ def test_nudging_run_ahead_changes_nothing_but_the_guide_passes(tiny_pair, monke
             assert replace(x, p_guide=None) == replace(y, p_guide=None), (x, y)
     assert sum(r.ir_counts[0] for r in riding) > 0  # rounds happened
     assert riding_passes < alone_passes, (riding_passes, alone_passes)
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts the reads that bring a tensor's values to the host (each one waits for
+    the device) outside the models' own forward calls."""
+
+    READS = frozenset({"tolist", "item", "cpu", "numpy", "__bool__", "__int__", "__float__"})
+
+    def __init__(self, models) -> None:
+        super().__init__()
+        self.count, self.depth = 0, 0
+        for model in models:
+            model.register_forward_pre_hook(lambda *_: self._enter())
+            model.register_forward_hook(lambda *_: self._leave())
+
+    def _enter(self) -> None:
+        self.depth += 1
+
+    def _leave(self) -> None:
+        self.depth -= 1
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.depth == 0 and getattr(func, "__name__", "") in self.READS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("method", ["base", "blendin", "nudging"])
+def test_one_host_read_per_step_and_per_guide_reading(tiny_pair, method):
+    """The device-agnostic loop reads the device once per step (the base's top-1
+    probabilities and ids together); a guided step adds one read per batched top-k or
+    per word-loop pass, never one per row."""
+    from pairscope.decoding.engine import Engine
+
+    settings = DecodeSettings(method=method, tau=0.6, batch_size=len(PROMPTS))
+    engine = Engine(tiny_pair, settings)
+    engine.run(reqs(4))  # warm-up: shared-prefix streams, memoised token texts
+    reads = _HostReads([tiny_pair.base.model, tiny_pair.guide.model])
+    with reads:
+        results = engine.run(reqs(16))
+    steps = max(len(r.steps) for r in results)
+    uncertain_steps = len({s.position for r in results for s in r.steps if s.uncertain})
+    if method == "base":
+        assert reads.count == steps
+        return
+    guide_passes = engine.guide.stream.passes if engine.guide is not None else 0
+    # blendin: + the base's and the guide's batched top-k; nudging: + one read a pass and
+    # up to three batched top-k a step (the base's, and the guide's for rows starting
+    # from a plan and for the others). A read per row would be many times more.
+    extra = 2 * uncertain_steps if method == "blendin" else guide_passes + 3 * uncertain_steps
+    assert steps < reads.count <= steps + extra, (reads.count, steps, guide_passes)

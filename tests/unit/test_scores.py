@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from pairscope.decoding.stream import Scores, TopLists, common_prefix, top_k
+from pairscope.decoding.stream import Scores, TopLists, common_prefix, greedy, top_k
 from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
 
@@ -54,12 +54,25 @@ def test_already_normalised_scores_pass_through():
     assert p_top == logp.max(dim=-1).values.exp().double().tolist()
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_a_nan_or_inf_logit_is_a_runtime_fault(bad):
+@pytest.mark.parametrize("bad", ["nan", "inf", "all -inf"])
+def test_a_nan_or_inf_logit_is_a_runtime_fault_at_every_reading(bad):
+    """No synchronisation of its own: each host reading of a pass checks its values."""
     x = logits(3, 100, 1.0, seed=3)
-    x[1, 17] = bad
-    with pytest.raises(RuntimeFault, match="NaN or infinite"):
-        Scores.of_logits(x)
+    if bad == "all -inf":
+        x[1] = -torch.inf
+    else:
+        x[1, 17] = float(bad)
+    scores = Scores.of_logits(x)  # nothing read yet: nothing raised
+    readings = [
+        scores.top1,
+        lambda: TopLists(scores.logprobs([1]), 5),
+        lambda: greedy(scores.logprobs()),
+    ]
+    for read in readings:
+        with pytest.raises(RuntimeFault, match="NaN or infinite"):
+            read()
+    clean = Scores.of_logits(logits(3, 100, 1.0, seed=3))
+    clean.top1(), TopLists(clean.logprobs(), 5), greedy(clean.logprobs())  # no fault
 
 
 class _Tok:
