@@ -12,8 +12,8 @@ Measures new tokens per second and peak memory on the same GSM8K probe prompts f
    implementations, which send the whole prefix to a server for every token),
 
 at batch sizes 1 and 16, and prints the table and the ratios. ``--json`` prints one
-JSON object with a ``ratios`` field. ``--quick`` (batch 16 only, 4 naive tokens) finishes
-in about three minutes and reports the full run's batch-16 ratios.
+JSON object with a ``ratios`` field. ``--quick`` (batch 16, the main methods, 4 naive
+tokens) takes a few minutes and reports the full run's batch-16 ratios.
 
     python bench/decode.py [--quick] [--json] [--stand-in] [--device cuda --dtype bfloat16]
 """
@@ -211,6 +211,8 @@ def measure(
     }
 
 
+QUICK_METHODS = "generate,base,nudging,blendin,naive"
+
 # (numerator, denominator) method pairs whose rate ratio the benchmark reports.
 RATIOS = [
     ("base", "generate"),
@@ -264,7 +266,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="Batch 16 only and 4 naive tokens: about three minutes. The ratios are the "
+        help="Batch 16, the main methods, 4 naive tokens: a few minutes. The ratios are the "
         "full run's at batch 16 (the same 64 tokens for every method; the naive loop's "
         "rate does not depend on its length, since it recomputes everything per token).",
     )
@@ -286,8 +288,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Also write the JSON result to this file.")
     parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help="Comma-separated subset of: " + ", ".join(METHODS) + " (default: all).",
+        default=None,
+        help="Comma-separated subset of: " + ", ".join(METHODS) + " (default: all; with "
+        "--quick: " + QUICK_METHODS + ").",
     )
     parser.add_argument(
         "--repeats",
@@ -297,7 +300,8 @@ def main() -> None:
         "rate (run-to-run noise on a shared CPU is about 10 %%).",
     )
     args = parser.parse_args()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    chosen = args.methods or (QUICK_METHODS if args.quick else ",".join(METHODS))
+    methods = [m.strip() for m in chosen.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad or args.repeats < 1:
         parser.error(f"unknown method(s) {bad}" if bad else "--repeats must be >= 1")
