@@ -363,7 +363,8 @@ class _Uncertain:
     ) -> None:
         self.engine, self.batch, self.rows = engine, rows, uncertain
         self.at = {b: i for i, b in enumerate(uncertain)}  # batch row -> row of logp
-        self.logp = scores.logprobs(uncertain)
+        self._scores = scores
+        self._logp: torch.Tensor | None = None  # made on first read (base reads nothing)
         self.t_top = t_top
         self._glogp: torch.Tensor | None = None
         self._tops: dict[str, TopLists] = {}
@@ -372,7 +373,7 @@ class _Uncertain:
     def _top_lists(self, which: str, k: int) -> TopLists:
         """Top-k lists of every uncertain row (at least OVERLAP_K long), made once."""
         tops = self._tops.get(which)
-        logp = self.logp if which == "base" else self._guide_all()
+        logp = self._base_all() if which == "base" else self._guide_all()
         if tops is None or tops.k < min(k, int(logp.shape[-1])):
             tops = self._tops[which] = TopLists(logp, max(k, OVERLAP_K))
         return tops
@@ -384,6 +385,11 @@ class _Uncertain:
         token = self.t_top[row]
         key = self.engine.driver.vocab.key(token)
         return token, key, key if isinstance(key, str) and key != END else None
+
+    def _base_all(self) -> torch.Tensor:
+        if self._logp is None:
+            self._logp = self._scores.logprobs(self.rows)
+        return self._logp
 
     def _guide_all(self) -> torch.Tensor:
         if self._glogp is None:

@@ -431,6 +431,4 @@ class TopLists:
 
 def top_k(logprobs: torch.Tensor, vocab: TokenText, k: int) -> TopK:
     """A model's top-``k`` next tokens at one position, merged by match key."""
-    values, indices = torch.topk(logprobs, min(k, logprobs.shape[-1]))
-    ids = indices.tolist()
-    return merge_topk(ids, values.exp().tolist(), [vocab.key(i) for i in ids])
+    return TopLists(logprobs.unsqueeze(0), k).top(0, vocab, k)

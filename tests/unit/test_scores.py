@@ -12,6 +12,7 @@ import random
 import pytest
 import torch
 
+from pairscope.decoding.strategies import merge_topk
 from pairscope.decoding.stream import Scores, TopLists, common_prefix, greedy, top_k
 from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
@@ -93,7 +94,11 @@ def test_batched_top_lists_equal_per_row_top_k():
     lists = TopLists(logp, 100)
     for i in range(6):
         for k in (1, 50, 100):
-            assert lists.top(i, vocab, k) == top_k(logp[i], vocab, k)
+            values, indices = torch.topk(logp[i], k)  # one row alone, the plain way
+            ids = indices.tolist()
+            plain = merge_topk(ids, values.exp().tolist(), [vocab.key(t) for t in ids])
+            assert lists.top(i, vocab, k) == plain
+            assert top_k(logp[i], vocab, k) == plain
     assert TopLists(logp[:, :40], 100).k == 40  # a vocabulary smaller than k
 
 
