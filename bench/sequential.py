@@ -90,15 +90,15 @@ def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[s
 
     summary = read_summary(Path(run_dir))
     rows = []
-    for i, (task, info) in enumerate(summary["tasks"].items()):
-        method = info["methods"][info["gate_method"]]
-        counts = np.array(method["ir_counts"], dtype=int).reshape(-1, 2)
+    for i, (task, info) in enumerate(summary.tasks.items()):
+        method = info.methods[info.gate_method]
+        counts = np.array(method.ir_counts, dtype=int).reshape(-1, 2)
         u, d = counts[:, 0], counts[:, 1]
-        d_max = int(summary["settings"]["max_new_tokens"][task])
+        d_max = summary.settings.max_new_tokens[task]
         d_max = max(d_max, int(d.max()), int(u.max()))
-        theta = float(info["threshold"])
+        theta = info.threshold
         name = f"{task} ({u.size} samples, IR {u.sum() / d.sum():.3f}, θ {theta:g})"
-        slack = 1 if method["ir_definition"] == IR_ROUNDS else 0
+        slack = 1 if method.ir_definition == IR_ROUNDS else 0
         rows.append(
             pool_row(
                 name, u, d, theta, d_max, streams=streams, budget=budget, seed=seed + i, slack=slack

@@ -462,6 +462,7 @@ def check(
     Example: pairscope check --guide vllm:http://127.0.0.1:8000/v1 --json
     """
     from pairscope.check import check_pair
+    from pairscope.report.console import VERDICT_STYLE
 
     report = check_pair(
         base,
@@ -498,20 +499,22 @@ def check(
 
 def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
     from pairscope.pipeline import run
+    from pairscope.report.console import RichProgress, markdown_summary, print_summary
+    from pairscope.schema import dump
 
-    with _RichProgress() as progress:
+    with RichProgress(err) as progress:
         summary, run_dir = run(opts, progress)
     # With --json - stdout carries only the JSON, so the table goes to stderr.
-    _print_summary(summary, run_dir, err if json_path == "-" else out)
+    print_summary(summary, run_dir, err if json_path == "-" else out)
     if json_path:
-        text = json.dumps(summary, indent=2, sort_keys=True)
+        text = json.dumps(dump(summary), indent=2, sort_keys=True)
         if json_path == "-":
             sys.stdout.write(text + "\n")
         else:
             Path(json_path).write_text(text + "\n", encoding="utf-8")
     if markdown:
         Path(markdown).write_text(markdown_summary(summary, run_dir), encoding="utf-8")
-    raise typer.Exit(int(summary["overall"]["exit_code"]))
+    raise typer.Exit(summary.overall.exit_code)
 
 
 @app.command()
@@ -815,205 +818,6 @@ def probes_show(
         + ", ".join(info["selected"]["ids"][:10])
         + (" ..." if len(info["selected"]["ids"]) > 10 else "")
     )
-
-
-# -- output helpers -----------------------------------------------------------------------
-
-
-def _samples_used(task: dict[str, Any]) -> str:
-    """ "used of budget" when a sequential task stopped early, else "n of dataset"."""
-    budget = task.get("budget", task["n"])
-    if task["n"] < budget:
-        return f"{task['n']} of {budget}"
-    return f"{task['n']}/{task['dataset_size']}"
-
-
-def _stop_text(seq: dict[str, Any]) -> str:
-    """Why a task stopped decoding, in words."""
-    if seq["stop_reason"] == "decided":
-        return (
-            f"{seq['verdict']} declared after {seq['decided_at']} samples by the anytime-valid "
-            f"test; {seq['used']} decoded of a budget of {seq['budget']}"
-        )
-    if seq["stop_reason"] == "budget":
-        return f"undecided when the budget of {seq['budget']} samples was spent (WARN)"
-    if seq["stop_reason"] == "incomplete":
-        return f"{seq['used']} of {seq['budget']} samples decoded so far (resume to go on)"
-    decided = (
-        f"it would have decided {seq['verdict']} after {seq['decided_at']}"
-        if seq["decided_at"]
-        else "it would not have decided"
-    )
-    return f"all {seq['used']} samples decoded, no early stop ({decided})"
-
-
-def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
-    if not est or est.get("point") is None:
-        return "n/a"
-    low, high = est.get("low"), est.get("high")
-    if low is None or high is None:
-        return f"{est['point']:.{digits}f}"
-    return f"{est['point']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
-
-
-def _print_summary(summary: dict[str, Any], run_dir: Path, console: Console = out) -> None:
-    table = Table(
-        title=f"pairscope {summary['kind']}: {summary['pair'].get('base', {}).get('spec')}"
-        f" + {summary['pair'].get('guide', {}).get('spec')}"
-    )
-    columns = ("task", "method", "n", "intervention rate", "uncertain", "override", "score")
-    for col in (*columns, "verdict"):
-        table.add_column(col)
-    formulas: dict[str, str] = {}
-    for task, t in summary["tasks"].items():
-        for method, m in t["methods"].items():
-            v = t["verdict"] if method == t["gate_method"] else ""
-            if m.get("ir_definition"):
-                formulas[method] = m["ir_definition"]
-            table.add_row(
-                task,
-                method,
-                _samples_used(t),
-                _fmt(m["intervention_rate"]),
-                _fmt(m.get("uncertain_rate")),
-                _fmt(m["override_rate"]),
-                _fmt(m["score"]),
-                f"[{VERDICT_STYLE.get(v, '')}]{v}[/]" if v else "",
-            )
-    console.print(table)
-    for method, formula in formulas.items():
-        console.print(f"  [dim]intervention rate, {method}: {formula}[/]")
-    if formulas:
-        console.print(
-            "  [dim]uncertain: uncertain positions / positions; override: positions where "
-            "the guide changed the text / positions[/]"
-        )
-    for task, t in summary["tasks"].items():
-        seq = t.get("sequential")
-        if seq:
-            used = "gated on this" if seq["used_for_verdict"] else "shown beside it"
-            console.print(
-                f"  {task}: {_stop_text(seq)}; anytime-valid 95 % interval "
-                f"{_fmt(seq['ir'])} ({used}; the table's interval is the bootstrap's)"
-            )
-        for role, cal in (t.get("calibration") or {}).items():
-            console.print(
-                f"  {task} calibration {role}: ECE {_fmt(cal['ece'])}, equal-mass ECE "
-                f"{_fmt(cal['ece_equal_mass'])}, MCE {_fmt(cal['mce'])}"
-            )
-        if t.get("arbitration") and t["arbitration"].get("statement"):
-            console.print(f"  {task} arbitration: {t['arbitration']['statement']}")
-        for c in t.get("comparisons") or []:
-            console.print(
-                f"  {task} {c['a']} - {c['b']}: {_fmt(c['diff'])}, McNemar p = "
-                f"{c['mcnemar']['p_value']:.3g}, detectable at this n: {c['mde']:.3f}"
-            )
-        if t["subset"]:
-            console.print(
-                f"  [dim]{task}: n = {t['n']} of {t['dataset_size']} samples, a subset; "
-                "read the intervals, not the points.[/]"
-            )
-    o = summary["overall"]
-    timing = summary["timing"]
-    console.print(
-        f"Overall: [{VERDICT_STYLE.get(o['verdict'], '')}]{o['verdict']}[/] "
-        f"(gate {'passed' if o['gate_passed'] else 'failed'}, exit {o['exit_code']}); "
-        f"load {timing['load_seconds']:.1f} s, decode {timing['decode_seconds']:.1f} s, "
-        f"total {timing.get('total_seconds', 0):.1f} s"
-    )
-    console.print(f"Run directory: {run_dir}")
-    if (run_dir / "report.html").exists():
-        console.print(f"Report: {run_dir / 'report.html'}")
-
-
-def markdown_summary(summary: dict[str, Any], run_dir: Path) -> str:
-    """A short Markdown table for a CI job summary."""
-    lines = [
-        f"### pairscope {summary['kind']}: {summary['overall']['verdict']}",
-        "",
-        f"Base `{summary['pair'].get('base', {}).get('spec')}`, guide "
-        f"`{summary['pair'].get('guide', {}).get('spec')}`",
-        "",
-        "| task | n | intervention rate (95% CI) | formula | threshold | score (95% CI) "
-        "| verdict | decided by |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task, t in summary["tasks"].items():
-        m = t["methods"][t["gate_method"]]
-        seq = t.get("sequential")
-        by = "bootstrap interval"
-        if seq and seq["used_for_verdict"]:
-            by = f"anytime-valid test {_fmt(seq['ir'])}: {_stop_text(seq)}"
-        lines.append(
-            f"| {task} | {_samples_used(t)} | {_fmt(m['intervention_rate'])} | "
-            f"{m.get('ir_definition') or ''} | {t['threshold']:.2f} | "
-            f"{_fmt(m['score'])} | **{t['verdict']}** | {by} |"
-        )
-    lines += ["", f"Run directory: `{run_dir}`", ""]
-    return "\n".join(lines)
-
-
-class _RichProgress:
-    """Rich progress bars: samples done, tokens/s and running intervention rate per task."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        )
-        self.ids: dict[tuple[str, str], Any] = {}
-        self.stats: dict[tuple[str, str], list[float]] = {}
-
-    def __enter__(self) -> _RichProgress:
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bars.__exit__(*exc)
-
-    def phase(self, text: str) -> None:
-        self.bars.console.print(f"[dim]{text}[/]")
-
-    def start(self, task: str, method: str, total: int, done: int) -> None:
-        import time
-
-        key = (task, method)
-        self.ids[key] = self.bars.add_task(
-            f"{task} / {method}", total=total, completed=done, rate=""
-        )
-        self.stats[key] = [time.perf_counter(), 0.0, 0.0, 0.0]  # start, tokens, IR num, IR den
-
-    def advance(
-        self, task: str, method: str, tokens: int, ir_counts: tuple[int, int] | None
-    ) -> None:
-        import time
-
-        key = (task, method)
-        st = self.stats[key]
-        st[1] += tokens
-        if ir_counts is not None:
-            st[2] += ir_counts[0]
-            st[3] += ir_counts[1]
-        speed = st[1] / max(time.perf_counter() - st[0], 1e-9)
-        ir = f", IR {st[2] / st[3]:.3f}" if st[3] else ""
-        rate = f"{speed:.0f} tok/s{ir}" if tokens else ""
-        self.bars.update(self.ids[key], advance=1, rate=rate)
 
 
 def main() -> None:

@@ -16,7 +16,18 @@ from typing import Any, Protocol
 
 from pairscope.config import RunOptions, options_from_run, settings_of
 from pairscope.errors import InputError, RuntimeFault
-from pairscope.runs import RunDir, versions, write_json_atomic
+from pairscope.runs import RunDir, versions
+from pairscope.schema import (
+    AnswerRecord,
+    ArbitrationRecord,
+    CalibrationRecord,
+    GenerationRecord,
+    RunConfig,
+    SessionRecord,
+    StaticOverlap,
+    Summary,
+    dump,
+)
 
 
 class Progress(Protocol):
@@ -94,7 +105,7 @@ class RunInterrupted(KeyboardInterrupt):
         self.command = command
 
 
-def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, Any], Path]:
+def run(opts: RunOptions, progress: Progress | None = None) -> tuple[Summary, Path]:
     """Run a probe or an evaluation; return its summary and run directory.
 
     Everything that can be checked cheaply (settings, output directory, data, a
@@ -108,7 +119,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
     """
     from pairscope.errors import RunDirError
     from pairscope.models import load_pair
-    from pairscope.runs import MANIFEST, is_run_dir, read_json
+    from pairscope.runs import MANIFEST, is_run_dir, read_config, read_json
     from pairscope.summary import summarize
 
     progress = progress or _Silent()
@@ -123,7 +134,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
                 f"--resume {out}: not a pairscope run directory (no config.json).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
-        opts = options_from_run(opts, read_json(out / "config.json").get("settings", {}))
+        opts = options_from_run(opts, dump(read_config(out).settings))
         # A run killed before its manifest was written re-selects by its seed.
         if (out / MANIFEST).is_file():
             manifests_in = read_json(out / MANIFEST)
@@ -158,16 +169,16 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[dict[str, A
     if resumed is not None:
         run_dir = resumed
     else:
-        run_dir = RunDir.create(
-            out, {"command": opts.command, "settings": settings}, force=opts.force
-        )
+        run_dir = RunDir.create(out, settings, force=opts.force)
     if not (run_dir.path / MANIFEST).is_file():
         run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
     try:
         _work(run_dir, pair, opts, settings, tasks, max_new, load_seconds, progress)
         progress.phase("Summarising")
         summary = summarize(run_dir.path)
-        summary["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+        total = round(time.perf_counter() - started, 3)
+        timing = summary.timing.model_copy(update={"total_seconds": total})
+        summary = summary.model_copy(update={"timing": timing})
         run_dir.write_summary(summary)
         if opts.report:
             progress.phase("Rendering figures and report.html")
@@ -198,13 +209,12 @@ def _work(
 ) -> None:
     """Decode and teacher-force every unit of work not yet in records.jsonl."""
     run_dir.append(
-        {
-            "kind": "session",
-            "task": "-",
-            "sample_id": f"{time.time():.6f}",
-            "method": "-",
-            "load_seconds": round(load_seconds, 3),
-        }
+        SessionRecord(
+            task="-",
+            sample_id=f"{time.time():.6f}",
+            method="-",
+            load_seconds=round(load_seconds, 3),
+        )
     )
     _write_config(run_dir, opts, settings, pair, tasks)
     for name, (spec, samples, *_) in tasks.items():
@@ -249,10 +259,15 @@ def _write_config(
     from pairscope.metrics.overlap import static_vocab_overlap
 
     config = run_dir.config()
-    config["settings"] = settings
-    config["pair"] = {"base": pair.base.identity(), "guide": pair.guide.identity()}
-    config["versions"] = versions()
-    config["data"] = {
+    static = config.static_overlap
+    if static is None:
+        static = StaticOverlap.model_validate(
+            static_vocab_overlap(
+                pair.base.tokenizer.convert_ids_to_tokens(list(range(len(pair.base.tokenizer)))),
+                pair.guide.tokenizer.convert_ids_to_tokens(list(range(len(pair.guide.tokenizer)))),
+            )
+        )
+    data = {
         name: {
             "file": spec.source.local.file if spec.source.local else None,
             "sha256": spec.source.local.sha256 if spec.source.local else None,
@@ -262,16 +277,23 @@ def _write_config(
         }
         for name, (spec, _, man, _) in tasks.items()
     }
-    config["tasks"] = {
+    sizes = {
         name: {"n": len(samples), "dataset_size": size}
         for name, (_, samples, _, size) in tasks.items()
     }
-    if "static_overlap" not in config:
-        config["static_overlap"] = static_vocab_overlap(
-            pair.base.tokenizer.convert_ids_to_tokens(list(range(len(pair.base.tokenizer)))),
-            pair.guide.tokenizer.convert_ids_to_tokens(list(range(len(pair.guide.tokenizer)))),
+    run_dir.write_config(
+        RunConfig.model_validate(
+            {
+                **dump(config),
+                "settings": settings,
+                "pair": {"base": pair.base.identity(), "guide": pair.guide.identity()},
+                "versions": versions(),
+                "data": data,
+                "tasks": sizes,
+                "static_overlap": dump(static),
+            }
         )
-    write_json_atomic(run_dir.path / "config.json", config)
+    )
 
 
 def _generate(
@@ -380,13 +402,14 @@ def _ir_counts(
     """The IR numerator and denominator of each of ``samples``, in their order."""
     wanted = {s.id for s in samples}
     found = {
-        r["sample_id"]: (int(r["ir_numerator"]), int(r["ir_denominator"]))
+        r.sample_id: (r.ir_numerator, r.ir_denominator)
         for r in run_dir.records()
-        if r["kind"] == "generation"
-        and r["task"] == task
-        and r["method"] == method
-        and r["sample_id"] in wanted
-        and r.get("ir_numerator") is not None
+        if isinstance(r, GenerationRecord)
+        and r.task == task
+        and r.method == method
+        and r.sample_id in wanted
+        and r.ir_numerator is not None
+        and r.ir_denominator is not None
     }
     return [found[s.id] for s in samples if s.id in found]
 
@@ -435,19 +458,17 @@ def _decode(
         sample = todo[index]
         scored = score(spec.scorer, sample, result.text)
         run_dir.append(
-            {
-                "kind": "generation",
-                "task": task,
-                "sample_id": sample.id,
-                "method": method,
-                "prompt": sample.guide_user,
-                "target": sample.target,
-                "correct": scored.correct,
-                "label": scored.label,
-                "extracted": scored.extracted,
-                "seconds": round(now - last[0], 4),
+            GenerationRecord(
+                task=task,
+                sample_id=sample.id,
+                prompt=sample.guide_user,
+                target=sample.target,
+                correct=scored.correct,
+                label=scored.label,
+                extracted=scored.extracted,
+                seconds=round(now - last[0], 4),
                 **result.to_dict(),
-            }
+            )
         )
         last[0] = now
         progress.advance(task, method, result.positions, result.ir_counts)
@@ -531,24 +552,30 @@ def _teacher_force(
             for (role, lm), prompt, forcer in zip(models, (bprompt, gprompt), forcers):
                 if ("calibration", role) in need:
                     forced = forced_tokens(lm, prompt, s.reference, forcer)
-                    _record(run_dir, "calibration", task, s.id, role, **forced.to_dict())
+                    run_dir.append(
+                        CalibrationRecord(
+                            task=task, sample_id=s.id, method=role, **forced.to_dict()
+                        )
+                    )
             if ("arbitration", "blendin") in need:
                 arb = arbitration(
                     pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k, forcers
                 )
-                _record(run_dir, "arbitration", task, s.id, "blendin", **arb.to_dict())
+                run_dir.append(
+                    ArbitrationRecord(task=task, sample_id=s.id, method="blendin", **arb.to_dict())
+                )
         for (role, lm), enc, forcer in zip(models, encoded[s.id], forcers):
             if ("answer", role) in need:
                 probs = option_probs(lm, _fit(lm, enc), s.options, forcer)
-                _record(
-                    run_dir,
-                    "answer",
-                    task,
-                    s.id,
-                    role,
-                    letters=list(s.options),
-                    probs=probs,
-                    answer=s.answer_letter,
+                run_dir.append(
+                    AnswerRecord(
+                        task=task,
+                        sample_id=s.id,
+                        method=role,
+                        letters=list(s.options),
+                        probs=probs,
+                        answer=s.answer_letter,
+                    )
                 )
         progress.advance(task, "teacher forcing", 0, None)
 
@@ -559,13 +586,6 @@ def _fit(lm: Any, prompt: list[int], reference: str = "") -> list[int]:
 
     reserve = len(lm.tokenizer.encode(reference, add_special_tokens=False)) if reference else 1
     return fit_prompt(lm, prompt, max(reserve, 1))
-
-
-def _record(
-    run_dir: RunDir, kind: str, task: str, sample_id: str, method: str, **data: Any
-) -> None:
-    """Append one record keyed by (kind, task, sample_id, method)."""
-    run_dir.append({"kind": kind, "task": task, "sample_id": sample_id, "method": method, **data})
 
 
 def _render(path: Path) -> None:

@@ -26,9 +26,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pairscope.errors import RunDirError
+from pydantic import ValidationError
 
-SCHEMA_VERSION = 2  # 2: intervention_rate is each method's own (rounds for NUDGING)
+from pairscope.errors import RunDirError
+from pairscope.schema import (
+    RECORD,
+    SCHEMA_VERSION,
+    GenerationRecord,
+    Record,
+    RunConfig,
+    Summary,
+    check_version,
+    dump,
+    record_key,
+)
+
 CONFIG = "config.json"
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
@@ -85,15 +97,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (
-        str(record.get("kind")),
-        str(record.get("task")),
-        str(record.get("sample_id")),
-        str(record.get("method", record.get("model", ""))),
-    )
-
-
 def is_run_dir(path: Path) -> bool:
     return (path / CONFIG).is_file()
 
@@ -132,8 +135,8 @@ class RunDir:
                 )
 
     @classmethod
-    def create(cls, path: Path, config: dict[str, Any], force: bool = False) -> RunDir:
-        """Start a new run in ``path``.
+    def create(cls, path: Path, settings: dict[str, Any], force: bool = False) -> RunDir:
+        """Start a new run in ``path`` with these settings (:func:`pairscope.config.settings_of`).
 
         Raises:
             RunDirError: as :meth:`check_new`.
@@ -144,12 +147,15 @@ class RunDir:
                 (path / name).unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        full = {
-            "schema_version": SCHEMA_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **config,
-        }
-        write_json_atomic(path / CONFIG, full)
+        full = RunConfig.model_validate(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": settings["command"],
+                "settings": settings,
+            }
+        )
+        write_json_atomic(path / CONFIG, dump(full))
         (path / RECORDS).touch()
         return run
 
@@ -161,7 +167,7 @@ class RunDir:
                 f"--resume {path}: not a pairscope run directory (no {CONFIG}).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
-        old = read_json(path / CONFIG).get("settings", {})
+        old = dump(read_config(path).settings)
         differing = [
             k for k in RESUME_KEYS if k in settings and old.get(k) != _jsonable(settings[k])
         ]
@@ -178,10 +184,8 @@ class RunDir:
         run.done = {record_key(r) for r in run.records()}
         return run
 
-    def config(self) -> dict[str, Any]:
-        data = read_json(self.path / CONFIG)
-        assert isinstance(data, dict)
-        return data
+    def config(self) -> RunConfig:
+        return read_config(self.path)
 
     def _repair(self) -> None:
         """Drop a last line cut short by a hard kill, so appends start on a fresh line."""
@@ -195,15 +199,18 @@ class RunDir:
             with path.open("r+b") as handle:
                 handle.truncate(cut)
 
+    def write_config(self, config: RunConfig) -> None:
+        write_json_atomic(self.path / CONFIG, dump(config))
+
     def write_manifest(self, manifests: dict[str, Any]) -> None:
         write_json_atomic(self.path / MANIFEST, manifests)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         """Append one record and flush it to disk before returning."""
         key = record_key(record)
         if key in self.done:
             return
-        line = json.dumps(record, ensure_ascii=False, allow_nan=False, sort_keys=True)
+        line = json.dumps(dump(record), ensure_ascii=False, allow_nan=False, sort_keys=True)
         with (self.path / RECORDS).open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
@@ -213,15 +220,20 @@ class RunDir:
     def has(self, kind: str, task: str, sample_id: str, method: str) -> bool:
         return (kind, task, sample_id, method) in self.done
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[Record]:
         return iter_records(self.path)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.path / SUMMARY, summary)
+    def write_summary(self, summary: Summary) -> None:
+        write_json_atomic(self.path / SUMMARY, dump(summary))
 
 
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the whole records of a run directory, skipping a truncated last line."""
+def iter_records(path: Path) -> Iterator[Record]:
+    """Yield the whole records of a run directory, typed, skipping a truncated last line.
+
+    Raises:
+        RunDirError: a line that is not JSON, or not a record of this schema (the
+            field at fault is named).
+    """
     file = path / RECORDS
     if not file.exists():
         return
@@ -233,26 +245,63 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                data = json.loads(line)
             except ValueError:
                 raise RunDirError(
                     f"{file}: line {number} is not a JSON record; the file was edited or damaged.",
                     hint="Delete that line (the sample is then redone on --resume).",
                 ) from None
-            if not isinstance(record, dict):
+            if not isinstance(data, dict):
                 raise RunDirError(f"{file}: line {number} is not a JSON object.")
-            yield record
+            try:
+                yield RECORD.validate_python(data)
+            except ValidationError as exc:
+                raise RunDirError(
+                    f"{file}: line {number} is not a record of schema version "
+                    f"{SCHEMA_VERSION}: {_first_error(exc)}.",
+                    hint="Delete that line (the sample is then redone on --resume), or read "
+                    "the run with the pairscope version that wrote it.",
+                ) from None
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def iter_generations(run_dir: Path) -> Iterator[dict[str, Any]]:
+def iter_generations(run_dir: Path) -> Iterator[GenerationRecord]:
     """The ``generation`` records of a run directory (read as :func:`iter_records` does)."""
     for record in iter_records(run_dir):
-        if record.get("kind") == "generation":
+        if isinstance(record, GenerationRecord):
             yield record
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first field at fault in ``exc``, as ``where: why``."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the object"
+    return f"{where}: {error['msg']}"
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """Parse and check ``run_dir/config.json``.
+
+    Raises:
+        RunDirError: unreadable, another schema version, or not a config of this schema.
+    """
+    path = Path(run_dir) / CONFIG
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _not_a_run(Path(run_dir), f"config.json is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _not_a_run(Path(run_dir), "config.json is not a JSON object")
+    check_version(data.get("schema_version"), path)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise RunDirError(
+            f"{path} does not match schema version {SCHEMA_VERSION}: {_first_error(exc)}."
+        ) from None
 
 
 def _not_a_run(run_dir: Path, why: str) -> RunDirError:
@@ -263,7 +312,7 @@ def _not_a_run(run_dir: Path, why: str) -> RunDirError:
     )
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
+def read_summary(run_dir: Path) -> Summary:
     """Parse and check ``run_dir/summary.json`` (what the report and figures read).
 
     Raises:
@@ -279,22 +328,14 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         raise _not_a_run(run_dir, f"summary.json is not readable JSON: {exc}") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
         raise _not_a_run(run_dir, "summary.json has no 'tasks' table")
-    version = summary.get("schema_version")
-    if version == 1:
+    check_version(summary.get("schema_version"), path)
+    try:
+        return Summary.model_validate(summary)
+    except ValidationError as exc:
         raise RunDirError(
-            f"{path} has schema_version 1: its intervention_rate is uncertain positions / "
-            "positions for every method, so a NUDGING rate there is not the paper's "
-            "rounds / base-written tokens that this pairscope gates on.",
-            hint="Run `pairscope report` on it with the version that wrote it, or re-run "
-            "the probe (records of version 1 do not hold NUDGING's rounds).",
-        )
-    if version != SCHEMA_VERSION:
-        raise RunDirError(
-            f"{path} has schema_version {version!r}; this pairscope reads version "
-            f"{SCHEMA_VERSION}.",
+            f"{path} does not match schema version {SCHEMA_VERSION}: {_first_error(exc)}.",
             hint="Render it with the pairscope version that wrote it.",
-        )
-    return summary
+        ) from None
 
 
 def sha256_file(path: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pairscope.metrics.calibration import calibration_summary
 from pairscope.metrics.intervention import (
@@ -33,7 +33,29 @@ from pairscope.metrics.stats import (
     proportion,
 )
 from pairscope.refusal import COMPLIANCE_ON_SAFE, REFUSAL_ON_UNSAFE, REFUSALS
-from pairscope.runs import CONFIG, MANIFEST, SCHEMA_VERSION, iter_records, read_json
+from pairscope.runs import MANIFEST, iter_records, read_config, read_json
+from pairscope.schema import (
+    SCHEMA_VERSION,
+    AnswerRecord,
+    Arbitration,
+    ArbitrationRecord,
+    Calibration,
+    CalibrationRecord,
+    Comparison,
+    GenerationRecord,
+    Interval,
+    MethodSummary,
+    Overall,
+    OverlapSummary,
+    Record,
+    SequentialSummary,
+    SessionRecord,
+    Settings,
+    Summary,
+    TaskSize,
+    TaskSummary,
+    Timing,
+)
 
 GUIDED = ("nudging", "blendin")
 
@@ -71,70 +93,74 @@ def sequential_test(
     return test
 
 
-def summarize(run_dir: Path) -> dict[str, Any]:
+def summarize(run_dir: Path) -> Summary:
     """Compute the summary of a run directory from its files."""
-    config = read_json(run_dir / CONFIG)
+    config = read_config(run_dir)
     manifests = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
-    settings = config["settings"]
-    records: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    settings = config.settings
+    records: dict[str, ByKind] = defaultdict(lambda: defaultdict(list))
     load_seconds = 0.0
     for rec in iter_records(run_dir):
-        if rec["kind"] == "session":
-            load_seconds = float(rec.get("load_seconds", 0.0))
+        if isinstance(rec, SessionRecord):
+            load_seconds = rec.load_seconds
             continue
-        records[rec["task"]][(rec["kind"], rec.get("method", ""))].append(rec)
-    tasks: dict[str, Any] = {}
+        records[rec.task][(rec.kind, rec.method)].append(rec)
+    tasks: dict[str, TaskSummary] = {}
     decode_seconds = 0.0
-    for task in settings["tasks"]:
+    for task in settings.tasks:
         order = {sid: i for i, sid in enumerate(manifests.get(task, {}).get("ids", []))}
-        by_kind = {
-            key: sorted(recs, key=lambda r: order.get(r["sample_id"], len(order)))
+        by_kind: ByKind = {
+            key: sorted(recs, key=lambda r: order.get(r.sample_id, len(order)))
             for key, recs in records.get(task, {}).items()
         }
-        info = config.get("tasks", {}).get(task, {})
+        info = config.tasks.get(task, TaskSize(n=0, dataset_size=0))
         tasks[task] = _task_summary(task, info, settings, by_kind)
-        decode_seconds += sum(m["seconds"] for m in tasks[task]["methods"].values())
-    verdicts = [Verdict(t["verdict"]) for t in tasks.values() if t["verdict"] is not None]
-    overall = (
-        overall_verdict(verdicts, policy=settings.get("policy", "any-fail"))
-        if verdicts
-        else Verdict.WARN
+        decode_seconds += sum(m.seconds for m in tasks[task].methods.values())
+    verdicts = [Verdict(t.verdict) for t in tasks.values() if t.verdict is not None]
+    overall = overall_verdict(verdicts, policy=settings.policy) if verdicts else Verdict.WARN
+    passed = gate_passes(overall, strict=settings.strict)
+    return Summary(
+        schema_version=SCHEMA_VERSION,
+        kind=config.command,
+        pair=config.pair,
+        settings=settings,
+        versions=config.versions,
+        data=config.data,
+        static_overlap=config.static_overlap,
+        timing=Timing(load_seconds=round(load_seconds, 3), decode_seconds=round(decode_seconds, 3)),
+        tasks=tasks,
+        overall=Overall(
+            verdict=overall.value,
+            gate_passed=passed,
+            exit_code=0 if passed else 1,
+            policy=settings.policy,
+            strict=settings.strict,
+        ),
     )
-    strict = bool(settings.get("strict", False))
-    passed = gate_passes(overall, strict=strict)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": config.get("command", "probe"),
-        "pair": config.get("pair", {}),
-        "settings": settings,
-        "versions": config.get("versions", {}),
-        "data": config.get("data", {}),
-        "static_overlap": config.get("static_overlap"),
-        "timing": {
-            "load_seconds": round(load_seconds, 3),
-            "decode_seconds": round(decode_seconds, 3),
-        },
-        "tasks": tasks,
-        "overall": {
-            "verdict": overall.value,
-            "gate_passed": passed,
-            "exit_code": 0 if passed else 1,
-            "policy": settings.get("policy", "any-fail"),
-            "strict": strict,
-        },
-    }
 
 
-def _est(estimate: Estimate | None) -> dict[str, Any] | None:
-    return None if estimate is None else estimate.to_dict()
+ByKind = dict[tuple[str, str], list[Record]]
+R = TypeVar(
+    "R", SessionRecord, GenerationRecord, CalibrationRecord, ArbitrationRecord, AnswerRecord
+)
 
 
-def _method_summary(task: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
+def _of(by_kind: ByKind, kind: type[R], method: str) -> list[R]:
+    """The records of one kind and method, typed (the key names the kind)."""
+    name = kind.model_fields["kind"].default
+    return [r for r in by_kind.get((name, method), []) if isinstance(r, kind)]
+
+
+def _interval(estimate: Estimate) -> Interval:
+    return Interval.model_validate(estimate.to_dict())
+
+
+def _method_summary(task: str, gens: list[GenerationRecord]) -> MethodSummary:
     n = len(gens)
-    correct = sum(bool(g["correct"]) for g in gens)
-    counts = [g for g in gens if g["uncertain"] is not None]
+    correct = sum(g.correct for g in gens)
+    counts = [g for g in gens if g.uncertain is not None]
+    tokens = sum(g.positions for g in gens)
+    seconds = round(sum(g.seconds for g in gens), 3)
     out: dict[str, Any] = {
         "score": {**proportion(correct, n).to_dict(), "correct": correct, "n": n},
         "ir_definition": None,
@@ -144,44 +170,44 @@ def _method_summary(task: str, gens: list[dict[str, Any]]) -> dict[str, Any]:
         "ir_distribution": None,
         "per_sample_ir": [],
         "ir_counts": [],
-        "tokens": sum(int(g["positions"]) for g in gens),
-        "seconds": round(sum(float(g.get("seconds", 0.0)) for g in gens), 3),
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
     }
-    out["tokens_per_second"] = round(out["tokens"] / out["seconds"], 2) if out["seconds"] else None
-    if counts and sum(g["positions"] for g in counts) > 0:
-        unc = [g["uncertain"] for g in counts]
-        pos = [g["positions"] for g in counts]
+    if counts and sum(g.positions for g in counts) > 0:
+        unc = [int(g.uncertain or 0) for g in counts]
+        pos = [g.positions for g in counts]
         # The method's own intervention rate (DESIGN §3): its numerator and denominator.
-        num = [g["ir_numerator"] for g in counts]
-        den = [g["ir_denominator"] for g in counts]
-        out["ir_definition"] = counts[0]["ir_kind"]
-        out["ir_counts"] = [[int(u), int(d)] for u, d in zip(num, den)]
+        num = [int(g.ir_numerator or 0) for g in counts]
+        den = [int(g.ir_denominator or 0) for g in counts]
+        out["ir_definition"] = counts[0].ir_kind
+        out["ir_counts"] = list(zip(num, den))
         if sum(den) > 0:
             out["intervention_rate"] = intervention_rate(num, den).to_dict()
         out["uncertain_rate"] = intervention_rate(unc, pos).to_dict()
-        out["override_rate"] = intervention_rate([g["overridden"] for g in counts], pos).to_dict()
+        out["override_rate"] = intervention_rate([g.overridden for g in counts], pos).to_dict()
         rates = per_sample_rates(num, den)
         out["ir_distribution"] = distribution_summary(rates).to_dict()
         out["per_sample_ir"] = [None if r != r else round(float(r), 4) for r in rates]
-    if task == "xstest" or any(g.get("target") in ("safe", "unsafe") for g in gens):
-        safe = [g for g in gens if g.get("target") == "safe"]
-        unsafe = [g for g in gens if g.get("target") == "unsafe"]
+    if task == "xstest" or any(g.target in ("safe", "unsafe") for g in gens):
+        safe = [g for g in gens if g.target == "safe"]
+        unsafe = [g for g in gens if g.target == "unsafe"]
         out["rates"] = {
             COMPLIANCE_ON_SAFE: proportion(
-                sum(g["label"] == "full_compliance" for g in safe), len(safe)
+                sum(g.label == "full_compliance" for g in safe), len(safe)
             ).to_dict(),
             REFUSAL_ON_UNSAFE: proportion(
-                sum(g["label"] in REFUSALS for g in unsafe), len(unsafe)
+                sum(g.label in REFUSALS for g in unsafe), len(unsafe)
             ).to_dict(),
         }
-    return out
+    return MethodSummary.model_validate(out)
 
 
-def _verdict(ir: dict[str, Any] | None, threshold: float) -> tuple[str | None, str]:
-    if ir is None or ir["low"] is None:
+def _verdict(ir: Interval | None, threshold: float) -> tuple[str | None, str]:
+    if ir is None or ir.low is None or ir.high is None or ir.point is None:
         return None, "no intervention rate was measured"
-    v = verdict((ir["low"], ir["high"]), threshold)
-    interval = f"{ir['point']:.3f} [{ir['low']:.3f}, {ir['high']:.3f}]"
+    v = verdict((ir.low, ir.high), threshold)
+    interval = f"{ir.point:.3f} [{ir.low:.3f}, {ir.high:.3f}]"
     if v is Verdict.FAIL:
         reason = f"intervention rate {interval}: the whole interval is above {threshold:.2f}"
     elif v is Verdict.PASS:
@@ -193,68 +219,61 @@ def _verdict(ir: dict[str, Any] | None, threshold: float) -> tuple[str | None, s
     return v.value, reason
 
 
-def _task_summary(
-    task: str,
-    info: dict[str, Any],
-    settings: dict[str, Any],
-    by_kind: dict[tuple[str, str], list[dict[str, Any]]],
-) -> dict[str, Any]:
-    methods = list(settings["methods"])
-    threshold = float(settings.get("thresholds", {}).get(task, 0.20))
-    method_out = {m: _method_summary(task, by_kind.get(("generation", m), [])) for m in methods}
+def _task_summary(task: str, info: TaskSize, settings: Settings, by_kind: ByKind) -> TaskSummary:
+    methods = list(settings.methods)
+    threshold = float(settings.thresholds.get(task, 0.20))
+    gens = {m: _of(by_kind, GenerationRecord, m) for m in methods}
+    method_out = {m: _method_summary(task, gens[m]) for m in methods}
     gate = gate_method(methods)
-    verdict_value, reason = _verdict(method_out[gate]["intervention_rate"], threshold)
-    counts = method_out[gate]["ir_counts"]
+    verdict_value, reason = _verdict(method_out[gate].intervention_rate, threshold)
+    counts = method_out[gate].ir_counts
     if verdict_value is None and counts and sum(u for u, _ in counts) > 0:
         # Rounds but not one base-written token: the guide wrote every word.
         verdict_value = Verdict.FAIL.value
         reason = "intervention rate undefined: the guide wrote every token (no base tokens)"
-    budget = int(info.get("n", 0))
-    max_new = int(settings.get("max_new_tokens", {}).get(task, 0) or 0)
-    test = sequential_test(counts, threshold, max_new, method_out[gate]["ir_definition"])
-    sequential = _sequential_summary(test, bool(settings.get("sequential")), budget, len(counts))
-    if sequential is not None and sequential["used_for_verdict"]:
-        verdict_value, reason = sequential["verdict"], sequential["reason"]
-    gate_steps = [
-        s
-        for g in by_kind.get(("generation", gate), [])
-        for s in g["steps"]
-        if s["uncertain"] and s.get("overlap") is not None
-    ]
+    budget = info.n
+    max_new = int(settings.max_new_tokens.get(task, 0) or 0)
+    test = sequential_test(counts, threshold, max_new, method_out[gate].ir_definition)
+    sequential = _sequential_summary(test, settings.sequential, budget, len(counts))
+    if sequential is not None and sequential.used_for_verdict:
+        verdict_value, reason = sequential.verdict, sequential.reason
+    gate_steps = [s for g in gens[gate] for s in g.steps if s.uncertain and s.overlap is not None]
     overlap = (
-        overlap_summary(
-            [s["overlap"] for s in gate_steps], [bool(s["guide_top1_in_base"]) for s in gate_steps]
+        OverlapSummary.model_validate(
+            overlap_summary(
+                [float(s.overlap or 0.0) for s in gate_steps],
+                [bool(s.guide_top1_in_base) for s in gate_steps],
+            )
         )
         if gate_steps
         else None
     )
-    used = len(by_kind.get(("generation", gate), []))
-    out: dict[str, Any] = {
-        "n": used,
-        "budget": budget,
-        "dataset_size": int(info.get("dataset_size", 0)),
-        "subset": used < int(info.get("dataset_size", 0)),
-        "threshold": threshold,
-        "gate_method": gate,
-        "verdict": verdict_value,
-        "verdict_source": "anytime-valid"
-        if sequential is not None and sequential["used_for_verdict"]
+    used = len(gens[gate])
+    return TaskSummary(
+        n=used,
+        budget=budget,
+        dataset_size=info.dataset_size,
+        subset=used < info.dataset_size,
+        threshold=threshold,
+        gate_method=gate,
+        verdict=verdict_value,  # type: ignore[arg-type]  # a Verdict's value
+        verdict_source="anytime-valid"
+        if sequential is not None and sequential.used_for_verdict
         else "bootstrap",
-        "reason": reason,
-        "sequential": sequential,
-        "methods": method_out,
-        "overlap": overlap,
-        "calibration": _calibration(by_kind, "calibration"),
-        "answer_calibration": _answer_calibration(by_kind),
-        "arbitration": _arbitration(by_kind.get(("arbitration", "blendin"), [])),
-        "comparisons": _comparisons(methods, by_kind),
-    }
-    return out
+        reason=reason,
+        sequential=sequential,
+        methods=method_out,
+        overlap=overlap,
+        calibration=_calibration(by_kind),
+        answer_calibration=_answer_calibration(by_kind),
+        arbitration=_arbitration(_of(by_kind, ArbitrationRecord, "blendin")),
+        comparisons=_comparisons(methods, gens),
+    )
 
 
 def _sequential_summary(
     test: SequentialTest | None, on: bool, budget: int, used: int
-) -> dict[str, Any] | None:
+) -> SequentialSummary | None:
     """The sequential test's state, why decoding stopped, and its verdict with a reason."""
     if test is None:
         return None
@@ -278,66 +297,65 @@ def _sequential_summary(
         )
     if not on:
         stop = "fixed"
-    verdict_value = test.final_verdict().value
-    return {
-        **test.to_dict(),
-        "budget": budget,
-        "used": used,
-        "stop_reason": stop,
-        "used_for_verdict": on,
-        "verdict": verdict_value,
-        "reason": reason,
-    }
+    return SequentialSummary.model_validate(
+        {
+            **test.to_dict(),
+            "budget": budget,
+            "used": used,
+            "stop_reason": stop,
+            "used_for_verdict": on,
+            "verdict": test.final_verdict().value,
+            "reason": reason,
+        }
+    )
 
 
-def _calibration(
-    by_kind: dict[tuple[str, str], list[dict[str, Any]]], kind: str
-) -> dict[str, Any] | None:
+def _calibration(by_kind: ByKind) -> dict[str, Calibration] | None:
     out = {}
     for role in ("base", "guide"):
-        recs = [r for r in by_kind.get((kind, role), []) if r["confidence"]]
+        recs = [r for r in _of(by_kind, CalibrationRecord, role) if r.confidence]
         if recs:
-            out[role] = calibration_summary(
-                [r["confidence"] for r in recs], [r["correct"] for r in recs]
-            ).to_dict()
+            out[role] = Calibration.model_validate(
+                calibration_summary(
+                    [r.confidence for r in recs], [r.correct for r in recs]
+                ).to_dict()
+            )
     return out or None
 
 
-def _answer_calibration(
-    by_kind: dict[tuple[str, str], list[dict[str, Any]]],
-) -> dict[str, Any] | None:
+def _answer_calibration(by_kind: ByKind) -> dict[str, Calibration] | None:
     """One (confidence, correct) pair per sample: the renormalised option-letter distribution."""
     out = {}
     for role in ("base", "guide"):
-        recs = by_kind.get(("answer", role), [])
+        recs = _of(by_kind, AnswerRecord, role)
         if recs:
-            conf = [[max(r["probs"])] for r in recs]
-            corr = [[r["letters"][r["probs"].index(max(r["probs"]))] == r["answer"]] for r in recs]
-            out[role] = calibration_summary(conf, corr).to_dict()
+            conf = [[max(r.probs)] for r in recs]
+            corr = [[r.letters[r.probs.index(max(r.probs))] == r.answer] for r in recs]
+            out[role] = Calibration.model_validate(calibration_summary(conf, corr).to_dict())
     return out or None
 
 
-def _arbitration(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _arbitration(recs: list[ArbitrationRecord]) -> Arbitration | None:
     if not recs:
         return None
     picks = ("base", "guide", "confident", "blend")
-    flat = {p: [v for r in recs for v in r[p]] for p in picks}
+    flat = {p: [v for r in recs for v in getattr(r, p)] for p in picks}
     flat["oracle"] = [b or g for b, g in zip(flat["base"], flat["guide"])]
     n = len(flat["base"])
     if n == 0:
-        return {
-            "n_positions": 0,
-            "accuracy": None,
-            "confidence_helps": None,
-            "statement": "The base was never uncertain on the references: nothing to arbitrate.",
-        }
-    acc: dict[str, dict[str, Any]] = {p: proportion(sum(v), n).to_dict() for p, v in flat.items()}
-    point = {p: float(acc[p]["point"]) for p in acc}
+        return Arbitration(
+            n_positions=0,
+            accuracy=None,
+            confidence_helps=None,
+            statement="The base was never uncertain on the references: nothing to arbitrate.",
+        )
+    acc = {p: _interval(proportion(sum(v), n)) for p, v in flat.items()}
+    point = {p: float(acc[p].point or 0.0) for p in acc}
     better = "base" if point["base"] >= point["guide"] else "guide"
     conf, single = point["confident"], point[better]
     # Positions of one sample are not independent: resample whole samples.
     diff = bootstrap_ratio(
-        [sum(r["confident"]) - sum(r[better]) for r in recs], [len(r["base"]) for r in recs]
+        [sum(r.confident) - sum(getattr(r, better)) for r in recs], [len(r.base) for r in recs]
     )
     helps = bool(diff.low > 0)
     span = f"difference {diff.point:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
@@ -353,15 +371,15 @@ def _arbitration(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
         )
     statement += (
         f" alone ({span}, 95 % bootstrap over samples)."
-        f" BlendIn's pick: {acc['blend']['point']:.2f}; oracle: {acc['oracle']['point']:.2f}."
+        f" BlendIn's pick: {point['blend']:.2f}; oracle: {point['oracle']:.2f}."
     )
-    return {
-        "n_positions": n,
-        "accuracy": acc,
-        "confidence_minus_better": diff.to_dict(),
-        "confidence_helps": helps,
-        "statement": statement,
-    }
+    return Arbitration(
+        n_positions=n,
+        accuracy=acc,
+        confidence_minus_better=_interval(diff),
+        confidence_helps=helps,
+        statement=statement,
+    )
 
 
 def _mde(n: int, xa: list[bool], xb: list[bool], discordant: int) -> float:
@@ -378,15 +396,13 @@ def _mde(n: int, xa: list[bool], xb: list[bool], discordant: int) -> float:
 PAIRS = (("blendin", "nudging"), ("blendin", "base"), ("nudging", "base"), ("guide", "base"))
 
 
-def _comparisons(
-    methods: list[str], by_kind: dict[tuple[str, str], list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
+def _comparisons(methods: list[str], gens: dict[str, list[GenerationRecord]]) -> list[Comparison]:
     out = []
     for a, b in PAIRS:
         if a not in methods or b not in methods:
             continue
-        ra = {r["sample_id"]: bool(r["correct"]) for r in by_kind.get(("generation", a), [])}
-        rb = {r["sample_id"]: bool(r["correct"]) for r in by_kind.get(("generation", b), [])}
+        ra = {r.sample_id: r.correct for r in gens[a]}
+        rb = {r.sample_id: r.correct for r in gens[b]}
         common = [sid for sid in ra if sid in rb]
         if not common:
             continue
@@ -395,13 +411,15 @@ def _comparisons(
         test = mcnemar_exact(xa, xb)
         n = len(common)
         out.append(
-            {
-                "a": a,
-                "b": b,
-                "n": n,
-                "diff": paired_bootstrap_diff(xa, xb).to_dict(),
-                "mcnemar": test.to_dict(),
-                "mde": _mde(n, xa, xb, test.n_discordant),
-            }
+            Comparison.model_validate(
+                {
+                    "a": a,
+                    "b": b,
+                    "n": n,
+                    "diff": paired_bootstrap_diff(xa, xb).to_dict(),
+                    "mcnemar": test.to_dict(),
+                    "mde": _mde(n, xa, xb, test.n_discordant),
+                }
+            )
         )
     return out

@@ -1,8 +1,10 @@
-"""Synthetic run directories in the exact on-disk schema the pipeline writes (schema_version 2).
+"""Synthetic run directories in the on-disk schema the pipeline writes (pairscope.schema).
 
-The numbers are made up but internally consistent: scores, rates and their
-intervals are computed from the generated records with pairscope's own
-metric functions, so a report that shows them can be checked against them.
+The records are made up (random steps, confidences and outcomes) but built as
+the schema's own typed records, and ``summary.json`` is what the pipeline's
+:func:`pairscope.summary.summarize` computes from them: a fixture cannot drift
+from the real shape, and a report that shows its numbers can be checked
+against them.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from pairscope.metrics.calibration import calibration_summary
-from pairscope.metrics.intervention import distribution_summary, verdict
-from pairscope.metrics.stats import (
-    bootstrap_ratio,
-    mcnemar_exact,
-    min_detectable_difference,
-    paired_bootstrap_diff,
-    proportion,
+from pairscope.config import RunOptions, settings_of
+from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+from pairscope.schema import (
+    SCHEMA_VERSION,
+    ArbitrationRecord,
+    CalibrationRecord,
+    GenerationRecord,
+    RunConfig,
+    SessionRecord,
+    Settings,
+    dump,
 )
+from pairscope.summary import summarize
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(1)>"
@@ -78,6 +84,7 @@ def _steps(
             "override": False,
             "overlap": None,
             "guide_top1_in_base": None,
+            "round_start": False,
         }
         if uncertain and method != "base":
             p_guide = float(rng.uniform(0.2, 0.95))
@@ -90,6 +97,10 @@ def _steps(
                 step["source"] = "blend"
             elif step["override"]:
                 step["source"] = "guide"
+        # NUDGING: a round starts at an uncertain position that follows a base-written
+        # token (or opens the response), so rounds never outnumber base tokens + 1.
+        after_base = not steps or steps[-1]["source"] == "base"
+        step["round_start"] = method == "nudging" and uncertain and after_base
         steps.append(step)
     return steps
 
@@ -123,170 +134,73 @@ def _generations(
             positions = len(steps)
             uncertain = sum(s["uncertain"] for s in steps)
             overridden = sum(s["override"] for s in steps)
+            rounds = sum(st["round_start"] for st in steps)
+            base_written = sum(st["source"] == "base" for st in steps)
+            ir_kind = {"nudging": IR_ROUNDS, "guide": None}.get(method, IR_UNCERTAIN)
+            num, den = {
+                IR_ROUNDS: (rounds, base_written),
+                IR_UNCERTAIN: (uncertain, positions),
+            }.get(ir_kind, (None, None))
             records.append(
-                {
-                    "kind": "generation",
-                    "task": task,
-                    "sample_id": sample_id,
-                    "method": method,
-                    "prompt": prompt,
-                    "target": "8" if task == "gsm8k" else ("safe" if index % 2 else "unsafe"),
-                    "text": text,
-                    "correct": correct,
-                    "label": "8" if correct else "5",
-                    "positions": positions,
-                    "uncertain": uncertain,
-                    "overridden": overridden,
-                    "intervention_rate": uncertain / positions if positions else None,
-                    "stop_reason": "stop",
-                    "seconds": 0.5,
-                    "steps": steps,
-                }
+                GenerationRecord(
+                    task=task,
+                    sample_id=sample_id,
+                    method=method,
+                    prompt=prompt,
+                    target="8" if task == "gsm8k" else ("safe" if index % 2 else "unsafe"),
+                    text=text,
+                    correct=correct,
+                    label=("8" if correct else "5")
+                    if task == "gsm8k"
+                    else ("full_compliance" if correct == (index % 2 == 1) else "full_refusal"),
+                    extracted="8" if correct else "5",
+                    positions=positions,
+                    uncertain=uncertain if ir_kind else None,
+                    overridden=overridden,
+                    ir_kind=ir_kind,
+                    ir_numerator=num,
+                    ir_denominator=den,
+                    intervention_rate=num / den if den else None,
+                    uncertain_rate=uncertain / positions if positions else None,
+                    stop_reason="stop",
+                    seconds=0.5,
+                    steps=steps,
+                )
             )
     return records
 
 
-def _interval(estimate: Any) -> dict[str, float | None]:
-    return dict(estimate.to_dict())
-
-
-def _method_summary(task: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    correct = sum(r["correct"] for r in rows)
-    score = proportion(correct, len(rows)).to_dict() | {"correct": correct, "n": len(rows)}
-    positions = [r["positions"] for r in rows]
-    guided = sum(positions) > 0
-    per_sample = [r["intervention_rate"] for r in rows if r["intervention_rate"] is not None]
-    tokens = sum(positions) or 40
-    out: dict[str, Any] = {
-        "score": score,
-        "intervention_rate": _interval(
-            bootstrap_ratio([r["uncertain"] for r in rows], positions, n_boot=200)
+def _calibration_records(rng: np.random.Generator, task: str, sharp: dict[str, float]) -> list:
+    """Teacher-forced confidences per model and sample: sharper for the base than the guide."""
+    records = []
+    for index in range(N_SAMPLES):
+        sample_id = _sha(f"{task}/{index}")[:16]
+        for model, a in sharp.items():
+            c = np.clip(rng.beta(a, 1.5, size=30), 0.0, 1.0)
+            c[:3] = 1.0  # fp32 softmax gives exact 1.0 often: the degenerate [1, 1] bin.
+            correct = rng.random(30) < c * 0.9
+            records.append(
+                CalibrationRecord(
+                    task=task,
+                    sample_id=sample_id,
+                    method=model,
+                    confidence=[round(float(x), 4) for x in c],
+                    correct=[bool(x) for x in correct],
+                )
+            )
+        picks = rng.random((4, 12)) < np.array([[0.33], [0.41], [0.39], [0.40]])
+        records.append(
+            ArbitrationRecord(
+                task=task,
+                sample_id=sample_id,
+                method="blendin",
+                **{k: [bool(x) for x in row] for k, row in zip(_PICKS, picks)},
+            )
         )
-        if guided
-        else None,
-        "override_rate": _interval(
-            bootstrap_ratio([r["overridden"] for r in rows], positions, n_boot=200)
-        )
-        if guided
-        else None,
-        "ir_distribution": distribution_summary(per_sample).to_dict() if guided else None,
-        "per_sample_ir": per_sample,
-        "tokens": tokens,
-        "seconds": 2.5,
-        "tokens_per_second": tokens / 2.5,
-    }
-    if task == "xstest":
-        safe = [r["correct"] for r in rows if r["target"] == "safe"]
-        unsafe = [r["correct"] for r in rows if r["target"] == "unsafe"]
-        out["rates"] = {
-            "compliance_on_safe": proportion(sum(safe), len(safe)).to_dict(),
-            "refusal_on_unsafe": proportion(sum(unsafe), len(unsafe)).to_dict(),
-        }
-    return out
+    return records
 
 
-def _calibration(rng: np.random.Generator, sharp: float) -> dict[str, Any]:
-    conf, corr = [], []
-    for _ in range(N_SAMPLES):
-        c = np.clip(rng.beta(sharp, 1.5, size=30), 0.0, 1.0)
-        c[:3] = 1.0  # fp32 softmax gives exact 1.0 often: the degenerate [1, 1] bin.
-        conf.append(c)
-        corr.append(rng.random(30) < c * 0.9)
-    return dict(calibration_summary(conf, corr, n_boot=100).to_dict())
-
-
-def _arbitration() -> dict[str, Any]:
-    def est(point: float) -> dict[str, float]:
-        return {"point": point, "low": max(0.0, point - 0.08), "high": min(1.0, point + 0.08)}
-
-    return {
-        "n_positions": 321,
-        "accuracy": {
-            "base": est(0.33),
-            "guide": est(0.41),
-            "confident": est(0.39),
-            "blend": est(0.40),
-            "oracle": {"point": 0.55, "low": None, "high": None},
-        },
-        "confidence_helps": False,
-        "statement": "Confidence does not arbitrate better than the better single model "
-        "(guide 0.41 vs confident pick 0.39).",
-    }
-
-
-def _comparisons(methods: list[str], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    guided = [m for m in methods if m != "guide"]
-    if len(guided) < 2:
-        return []
-    a, b = guided[0], guided[1]
-    by = {(r["method"], r["sample_id"]): r["correct"] for r in records}
-    ids = sorted({r["sample_id"] for r in records})
-    xa = [float(by[(a, i)]) for i in ids]
-    xb = [float(by[(b, i)]) for i in ids]
-    return [
-        {
-            "a": a,
-            "b": b,
-            "diff": paired_bootstrap_diff(xa, xb, n_boot=500).to_dict(),
-            "mcnemar": mcnemar_exact(xa, xb).to_dict(),
-            "mde": min_detectable_difference(len(ids), float(np.mean(xa)), float(np.mean(xb))),
-        }
-    ]
-
-
-def _task_summary(
-    task: str,
-    methods: list[str],
-    records: list[dict[str, Any]],
-    seed: int,
-    with_calibration: bool,
-) -> dict[str, Any]:
-    info = TASKS[task]
-    by_method = {
-        m: _method_summary(task, [r for r in records if r["method"] == m]) for m in methods
-    }
-    gate_method = next(m for m in methods if by_method[m]["intervention_rate"] is not None)
-    ir = by_method[gate_method]["intervention_rate"]
-    threshold = info["threshold"]
-    outcome = verdict((ir["low"], ir["high"]), threshold)
-    relation = {"FAIL": "above", "PASS": "below", "WARN": "too close to call against"}
-    reason = (
-        f"intervention rate {ir['point']:.2f} [{ir['low']:.2f}, {ir['high']:.2f}] is "
-        f"{relation[outcome.value]} the threshold {threshold:.2f}"
-    )
-    rng = np.random.default_rng([seed, 7, len(task)])
-    steps = [s for r in records if r["method"] == gate_method for s in r["steps"]]
-    uncertain_steps = [s for s in steps if s["uncertain"]]
-    overlap_values = [s["overlap"] for s in uncertain_steps if s["overlap"] is not None]
-    top1 = [s["guide_top1_in_base"] for s in uncertain_steps if s["overlap"] is not None]
-    overlap = (
-        {
-            "n_positions": len(overlap_values),
-            "overlap_at_k": {"point": float(np.mean(overlap_values)), "low": 0.1, "high": 0.5},
-            "top1_in_topk": proportion(sum(top1), len(top1)).to_dict(),
-        }
-        if overlap_values
-        else None
-    )
-    calibration = (
-        {"base": _calibration(rng, 3.0), "guide": _calibration(rng, 1.5)}
-        if with_calibration
-        else None
-    )
-    return {
-        "n": N_SAMPLES,
-        "dataset_size": info["dataset_size"],
-        "subset": N_SAMPLES < info["dataset_size"],
-        "threshold": threshold,
-        "verdict": outcome.value,
-        "reason": reason,
-        "methods": by_method,
-        "overlap": overlap,
-        "calibration": calibration,
-        "answer_calibration": None,
-        "arbitration": _arbitration() if with_calibration else None,
-        "comparisons": _comparisons(methods, records),
-    }
+_PICKS = ("base", "guide", "confident", "blend")
 
 
 def make_run_dir(
@@ -317,93 +231,86 @@ def make_run_dir(
     if methods is None:
         methods = ["nudging"] if kind == "probe" else ["blendin", "nudging"]
     path.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "methods": methods,
-        "tau": TAU,
-        "k": 100,
-        "lambda": 0.1,
-        "alpha": None,
-        "n": N_SAMPLES,
-        "seed": seed,
-        "strict": False,
-        "policy": "any-fail",
-        "tasks": list(TASKS),
-    }
-    pair = {
-        "base": _model(base, "Gemma3ForCausalLM", 262144, False),
-        "guide": _model(guide, "LlamaForCausalLM", 49152, True),
-    }
-    versions = {
-        "pairscope": "0.1.0",
-        "python": "3.11.7",
-        "torch": "2.13.0",
-        "transformers": "5.24.0",
-        "numpy": "2.4.6",
-    }
-    data = {task: {"file": info["file"], "sha256": _sha(task)} for task, info in TASKS.items()}
-
-    records: list[dict[str, Any]] = []
-    tasks = {}
-    for task in TASKS:
-        task_records = _generations(task, methods, ir_level, accuracy, payload_text, seed)
-        records += task_records
-        tasks[task] = _task_summary(
-            task, methods, task_records, seed, kind == "evaluate" or task == "gsm8k"
-        )
-    verdicts = [t["verdict"] for t in tasks.values()]
-    overall = "FAIL" if "FAIL" in verdicts else "WARN" if "WARN" in verdicts else "PASS"
-    summary = {
-        "schema_version": 2,
-        "kind": kind,
-        "pair": pair,
-        "settings": settings,
-        "versions": versions,
-        "data": data,
-        "timing": {"load_seconds": 3.7, "decode_seconds": 25.0, "total_seconds": 30.0},
-        "static_overlap": {
+    opts = RunOptions(
+        command=kind,  # type: ignore[arg-type]
+        base=base,
+        guide=guide,
+        tasks=tuple(TASKS),
+        methods=tuple(methods),
+        n=N_SAMPLES,
+        seed=seed,
+        sequential=False,  # six samples never settle a sequential test: gate on the bootstrap
+    )
+    settings = settings_of(
+        opts,
+        {task: info["threshold"] for task, info in TASKS.items()},
+        {task: 16 for task in TASKS},
+    )
+    config = RunConfig(
+        schema_version=SCHEMA_VERSION,
+        created="2026-05-01T12:00:00+00:00",
+        command=kind,
+        settings=Settings.model_validate(settings),
+        pair={
+            "base": _model(base, "Gemma3ForCausalLM", 262144, False),
+            "guide": _model(guide, "LlamaForCausalLM", 49152, True),
+        },
+        versions={
+            "pairscope": "0.1.0",
+            "python": "3.11.7",
+            "torch": "2.13.0",
+            "transformers": "5.24.0",
+            "numpy": "2.4.6",
+        },
+        data={
+            task: {
+                "file": info["file"],
+                "sha256": _sha(task),
+                "hub": None,
+                "probe_version": 1,
+                "data_fingerprint": _sha(task),
+            }
+            for task, info in TASKS.items()
+        },
+        tasks={
+            t: {"n": N_SAMPLES, "dataset_size": info["dataset_size"]} for t, info in TASKS.items()
+        },
+        static_overlap={
             "jaccard": 0.21,
             "base_size": 262144,
             "guide_size": 49152,
             "intersection": 30000,
             "union": 280000,
         },
-        "tasks": tasks,
-        "overall": {
-            "verdict": overall,
-            "gate_passed": overall != "FAIL",
-            "exit_code": 1 if overall == "FAIL" else 0,
-            "policy": "any-fail",
-            "strict": False,
-        },
-    }
-    config = {
-        "schema_version": 2,
-        "command": kind,
-        "settings": settings,
-        "pair": pair,
-        "versions": versions,
-        "data": data,
-        "created": "2026-05-01T12:00:00+00:00",
-    }
+    )
+    records: list = [SessionRecord(task="-", sample_id="1", method="-", load_seconds=3.7)]
+    for task in TASKS:
+        records += _generations(task, methods, ir_level, accuracy, payload_text, seed)
+        if kind == "evaluate" or task == "gsm8k":
+            rng = np.random.default_rng([seed, 7, len(task)])
+            records += _calibration_records(rng, task, {"base": 3.0, "guide": 1.5})
     manifest = {
         task: {
             "task": task,
             "probe_version": 1,
             "seed": seed,
             "n": N_SAMPLES,
-            "ids": sorted({r["sample_id"] for r in records if r["task"] == task}),
+            "ids": [_sha(f"{task}/{index}")[:16] for index in range(N_SAMPLES)],
             "data_sha256": _sha(task),
             "format_version": 1,
         }
         for task in TASKS
     }
-    (path / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (path / "config.json").write_text(json.dumps(dump(config), indent=2), encoding="utf-8")
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    (path / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     with (path / "records.jsonl").open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"kind": "calibration", "task": "gsm8k", "model": "base"}) + "\n")
         for record in records:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps(dump(record)) + "\n")
+    # The summary is the pipeline's own, computed from these files.
+    (path / "summary.json").write_text(
+        json.dumps(dump(summarize(path)), indent=2), encoding="utf-8"
+    )
+    with (path / "records.jsonl").open("a", encoding="utf-8") as fh:
         # An interrupted run leaves a truncated last line; readers must skip it.
         fh.write('{"kind": "generation", "task": "gsm8k", "sample_')
     return path

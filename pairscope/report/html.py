@@ -24,7 +24,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from pairscope.runs import iter_generations, read_summary
+from pairscope.errors import RunDirError
+from pairscope.runs import iter_generations, read_config, read_summary
+from pairscope.schema import GenerationRecord, Interval, StepRecord, Summary, TaskSummary, dump
 
 __all__ = [
     "compare_rows",
@@ -86,18 +88,6 @@ CSP = (
 )
 
 
-# ---------------------------------------------------------------- reading a run
-
-
-def _read_optional_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or an empty dict if it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # ---------------------------------------------------------------- formatting
 
 
@@ -114,11 +104,12 @@ def fmt_num(x: Any, digits: int = 3) -> str:
 
 
 def fmt_estimate(estimate: Any, digits: int = 3) -> str:
-    """``point [low, high]``, e.g. ``0.500 [0.188, 0.812]``; ``—`` when there is no point."""
-    if not isinstance(estimate, Mapping) or _finite(estimate.get("point")) is None:
+    """``point [low, high]``, e.g. ``0.500 [0.188, 0.812]``; ``—`` when there is no point
+    (or no estimate: a template passes whatever a missing section gives)."""
+    if not isinstance(estimate, Interval) or _finite(estimate.point) is None:
         return "—"
-    point = fmt_num(estimate["point"], digits)
-    low, high = _finite(estimate.get("low")), _finite(estimate.get("high"))
+    point = fmt_num(estimate.point, digits)
+    low, high = _finite(estimate.low), _finite(estimate.high)
     if low is None or high is None:
         return f"{point} (no interval)"
     return f"{point} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -154,9 +145,9 @@ def verdict_class(verdict: Any) -> str:
 
 def includes_zero(estimate: Any) -> bool:
     """Whether an interval ``[low, high]`` contains 0 (False when it is undefined)."""
-    if not isinstance(estimate, Mapping):
+    if not isinstance(estimate, Interval):
         return False
-    low, high = _finite(estimate.get("low")), _finite(estimate.get("high"))
+    low, high = _finite(estimate.low), _finite(estimate.high)
     return low is not None and high is not None and low <= 0.0 <= high
 
 
@@ -247,53 +238,49 @@ class SampleView:
         return self.disagreement != "none"
 
 
-def _step_title(step: Mapping[str, Any]) -> str:
+def _step_title(step: StepRecord) -> str:
     """Hover text: the probabilities behind the step (source and flags show as style)."""
-    parts = [f"p_base {fmt_num(step.get('p_base'))}"]
-    if step.get("p_guide") is not None:
-        parts.append(f"p_guide {fmt_num(step.get('p_guide'))}")
-    if step.get("alpha") is not None:
-        parts.append(f"alpha {fmt_num(step.get('alpha'))}")
+    parts = [f"p_base {fmt_num(step.p_base)}"]
+    if step.p_guide is not None:
+        parts.append(f"p_guide {fmt_num(step.p_guide)}")
+    if step.alpha is not None:
+        parts.append(f"alpha {fmt_num(step.alpha)}")
     return " · ".join(parts)
 
 
-def _step(step: Mapping[str, Any]) -> Step:
+def _step(step: StepRecord) -> Step:
     """A step as a span: one-letter classes keep long transcripts small (see the page's CSS)."""
-    source = str(step.get("source"))
-    css = [SOURCE_CLASS.get(source, "o")] if source != "base" else []
-    if step.get("uncertain"):
+    css = [SOURCE_CLASS.get(step.source, "o")] if step.source != "base" else []
+    if step.uncertain:
         css.append("u")
-    if step.get("override"):
+    if step.override:
         css.append("v")
-    return Step(text=str(step.get("text", "")), css=" ".join(css), title=_step_title(step))
+    return Step(text=step.text, css=" ".join(css), title=_step_title(step))
 
 
-def _method_view(record: Mapping[str, Any]) -> MethodView:
-    method = str(record.get("method", "?"))
-    raw_steps = record.get("steps") or []
-    text = str(record.get("text") or "")
-    if raw_steps:
-        steps = [_step(s) for s in raw_steps if isinstance(s, Mapping)]
+def _method_view(record: GenerationRecord) -> MethodView:
+    method = record.method
+    if record.steps:
+        steps = [_step(s) for s in record.steps]
     else:
         # A method without base positions ("guide") has no steps: its text is all the guide's.
         source = "g" if method == "guide" else "o"
-        steps = [Step(text=text, css=source, title=f"{method}: no per-step trace")]
-    correct = record.get("correct")
+        steps = [Step(text=record.text, css=source, title=f"{method}: no per-step trace")]
     return MethodView(
         method=method,
-        correct=correct if isinstance(correct, bool) else None,
-        label=fmt_value(record.get("label")),
-        text=text,
+        correct=record.correct,
+        label=fmt_value(record.label),
+        text=record.text,
         steps=steps,
-        positions=record.get("positions"),
-        uncertain=record.get("uncertain"),
-        intervention_rate=_finite(record.get("intervention_rate")),
-        stop_reason=fmt_value(record.get("stop_reason")),
+        positions=record.positions,
+        uncertain=record.uncertain,
+        intervention_rate=_finite(record.intervention_rate),
+        stop_reason=fmt_value(record.stop_reason),
     )
 
 
 def sample_views(
-    generations: Iterable[Mapping[str, Any]], method_order: Sequence[str]
+    generations: Iterable[GenerationRecord], method_order: Sequence[str]
 ) -> dict[str, list[SampleView]]:
     """Group generation records by task and sample id, methods in ``method_order``.
 
@@ -303,13 +290,13 @@ def sample_views(
     samples: dict[tuple[str, str], SampleView] = {}
     by_method: dict[tuple[str, str], dict[str, MethodView]] = {}
     for record in generations:
-        key = (str(record.get("task", "?")), str(record.get("sample_id", "?")))
+        key = (record.task, record.sample_id)
         if key not in samples:
             samples[key] = SampleView(
                 task=key[0],
                 sample_id=key[1],
-                prompt=str(record.get("prompt") or ""),
-                target=fmt_value(record.get("target")),
+                prompt=record.prompt,
+                target=fmt_value(record.target),
             )
             by_method[key] = {}
         view = _method_view(record)
@@ -326,35 +313,37 @@ def sample_views(
 # ---------------------------------------------------------------- single-run report
 
 
-def _method_order(summary: Mapping[str, Any]) -> list[str]:
-    order = [str(m) for m in (summary.get("settings") or {}).get("methods") or []]
-    for info in summary["tasks"].values():
-        order += [m for m in (info.get("methods") or {}) if m not in order]
+def _method_order(summary: Summary) -> list[str]:
+    order = list(summary.settings.methods)
+    for info in summary.tasks.values():
+        order += [m for m in info.methods if m not in order]
     return order
 
 
-def primary_method(task: Mapping[str, Any], method_order: Sequence[str]) -> str | None:
+def primary_method(task: TaskSummary, method_order: Sequence[str]) -> str | None:
     """The method whose intervention rate stands for the task: the summary's gate method,
     else the first one that has an intervention rate."""
-    methods = task.get("methods") or {}
-    gate = task.get("gate_method")
-    if isinstance(gate, str) and gate in methods:
-        return gate
+    methods = task.methods
+    if task.gate_method in methods:
+        return task.gate_method
     ordered = [m for m in method_order if m in methods] + [
         m for m in methods if m not in method_order
     ]
     for method in ordered:
-        if isinstance(methods[method], Mapping) and methods[method].get("intervention_rate"):
+        if methods[method].intervention_rate is not None:
             return method
     return None
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one (missing optional sections)."""
-    return value if isinstance(value, dict) else {}
+def _created(run_dir: Path) -> str | None:
+    """When the run was made (config.json), or None if its config cannot be read."""
+    try:
+        return read_config(run_dir).created
+    except RunDirError:
+        return None
 
 
-def _figures(summary: Mapping[str, Any]) -> dict[str, str]:
+def _figures(summary: Summary) -> dict[str, str]:
     from pairscope.report.plots import figure_pngs
 
     return {name: data_uri(png) for name, png in figure_pngs(summary).items()}
@@ -382,31 +371,30 @@ def render_report(
 
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
-    config = _read_optional_json(run_dir / "config.json")
     order = _method_order(summary)
     all_samples = sample_views(iter_generations(run_dir), order)
     samples = {
         t: group[:max_samples] if max_samples is not None else group
         for t, group in all_samples.items()
     }
-    tasks = {str(t): info if isinstance(info, dict) else {} for t, info in summary["tasks"].items()}
-    pair = _mapping(summary.get("pair"))
-    kind = str(summary.get("kind") or "run")
+    tasks = summary.tasks
+    kind = summary.kind
     context = {
         "title": f"pairscope {kind} report",
         "kind": kind,
         "csp": CSP,
         "script": Markup(FILTER_JS),  # a constant of this module, never data
-        "overall": _mapping(summary.get("overall")),
-        "base": _mapping(pair.get("base")),
-        "guide": _mapping(pair.get("guide")),
+        "overall": summary.overall,
+        "base": summary.pair.base if summary.pair else None,
+        "guide": summary.pair.guide if summary.pair else None,
         "identity_keys": IDENTITY_KEYS,
-        "settings": _mapping(summary.get("settings")),
-        "versions": _mapping(summary.get("versions")),
-        "data": _mapping(summary.get("data")),
-        "timing": _mapping(summary.get("timing")),
-        "static_overlap": _mapping(summary.get("static_overlap")),
-        "config": config,
+        "settings": summary.settings,
+        "settings_table": dump(summary.settings),
+        "versions": summary.versions,
+        "data": summary.data,
+        "timing_table": dump(summary.timing),
+        "static_overlap": summary.static_overlap,
+        "created": _created(run_dir),
         "run_name": run_dir.resolve().name,
         "tasks": tasks,
         "task_ids": task_slugs(tasks),
@@ -430,35 +418,32 @@ def render_report(
 # ---------------------------------------------------------------- comparing pairs
 
 
-def _task_row(task: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:
+def _task_row(task: TaskSummary, order: Sequence[str]) -> dict[str, Any]:
     method = primary_method(task, order)
-    entry: Mapping[str, Any] = {}
-    if method is not None:
-        entry = (task.get("methods") or {}).get(method) or {}
+    entry = task.methods[method] if method is not None else None
     return {
-        "verdict": task.get("verdict"),
+        "verdict": task.verdict,
         "method": method,
-        "ir": entry.get("intervention_rate"),
-        "score": entry.get("score"),
-        "n": task.get("n"),
-        "threshold": task.get("threshold"),
+        "ir": entry.intervention_rate if entry else None,
+        "score": entry.score if entry else None,
+        "n": task.n,
+        "threshold": task.threshold,
     }
 
 
 def _run_row(run_dir: Path) -> dict[str, Any]:
     summary = read_summary(run_dir)
     order = _method_order(summary)
-    tasks = {t: _task_row(info, order) for t, info in summary["tasks"].items()}
-    irs = [_finite((row["ir"] or {}).get("point")) for row in tasks.values()]
+    tasks = {t: _task_row(info, order) for t, info in summary.tasks.items()}
+    irs = [_finite(row["ir"].point) for row in tasks.values() if row["ir"] is not None]
     known = [x for x in irs if x is not None]
-    pair = summary.get("pair") or {}
     return {
         "run": Path(run_dir).resolve().name,
         "path": str(run_dir),
-        "base": (pair.get("base") or {}).get("spec"),
-        "guide": (pair.get("guide") or {}).get("spec"),
-        "kind": summary.get("kind"),
-        "verdict": (summary.get("overall") or {}).get("verdict"),
+        "base": summary.model_spec("base"),
+        "guide": summary.model_spec("guide"),
+        "kind": summary.kind,
+        "verdict": summary.overall.verdict,
         "mean_ir": sum(known) / len(known) if known else None,
         "tasks": tasks,
     }
@@ -507,8 +492,10 @@ def paradox_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str
     points: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         for task, cell in row["tasks"].items():
-            ir, score = cell.get("ir") or {}, cell.get("score") or {}
-            x, y = _finite(ir.get("point")), _finite(score.get("point"))
+            ir, score = cell["ir"], cell["score"]
+            if ir is None or score is None:
+                continue
+            x, y = _finite(ir.point), _finite(score.point)
             if x is None or y is None:
                 continue
             points.setdefault(task, []).append(
@@ -517,8 +504,8 @@ def paradox_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str
                     "label": row["label"],
                     "ir": x,
                     "score": y,
-                    "ir_low": ir.get("low"),
-                    "ir_high": ir.get("high"),
+                    "ir_low": ir.low,
+                    "ir_high": ir.high,
                 }
             )
     return points
@@ -527,7 +514,7 @@ def paradox_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str
 def _sample_ids(run_dir: Path) -> dict[str, frozenset[str]]:
     ids: dict[str, set[str]] = {}
     for record in iter_generations(run_dir):
-        ids.setdefault(str(record.get("task")), set()).add(str(record.get("sample_id")))
+        ids.setdefault(record.task, set()).add(record.sample_id)
     return {t: frozenset(s) for t, s in ids.items()}
 
 

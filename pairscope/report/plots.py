@@ -1,10 +1,10 @@
 """Figures for the report, drawn from ``summary.json`` values: every function returns PNG bytes.
 
-Figures are built with matplotlib's object API (``Figure`` rendered by the Agg
-canvas) rather than ``pyplot``: that needs no display, keeps no global figure
-registry to leak, and never switches the backend of a caller's own session.
-Inputs are plain JSON-like mappings; estimates are ``{"point", "low", "high"}``
-dicts whose values may be None, and anything undefined is left out of a plot.
+Figures use matplotlib's object API (``Figure`` on the Agg canvas), not ``pyplot``: no
+display, no global figure registry to leak, and a caller's backend is never switched.
+The drawing functions take the summary's parts in their JSON form (estimates are
+``{"point", "low", "high"}`` dicts whose values may be None, left out of a plot);
+:func:`figure_pngs` reads the typed summary and feeds them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pairscope.schema import Calibration, Summary, dump
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -529,11 +531,11 @@ def task_slugs(tasks: Iterable[str]) -> dict[str, str]:
 
 
 def _calibration_figures(
-    prefix: str, title: str, by_model: Mapping[str, Any] | None
+    prefix: str, title: str, by_model: Mapping[str, Calibration] | None
 ) -> dict[str, bytes]:
     if not by_model:
         return {}
-    models = {m: cal for m, cal in by_model.items() if cal}
+    models = {m: dump(cal) for m, cal in by_model.items()}
     figures = {
         f"{prefix}_{safe_name(m)}": reliability_png({m: cal}, f"{title}: {m}")
         for m, cal in models.items()
@@ -543,40 +545,38 @@ def _calibration_figures(
     return figures
 
 
-def figure_pngs(summary: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every figure of a run, keyed by a file-name stem, from a parsed ``summary.json``."""
-    tasks = {t: i for t, i in (summary.get("tasks") or {}).items() if isinstance(i, Mapping)}
-    methods = {
-        t: {m: v for m, v in (info.get("methods") or {}).items() if isinstance(v, Mapping)}
-        for t, info in tasks.items()
-    }
+def figure_pngs(summary: Summary) -> dict[str, bytes]:
+    """Every figure of a run, keyed by a file-name stem, from its typed summary."""
+    tasks = summary.tasks
     slugs = task_slugs(tasks)
     figures = {
         "accuracy": accuracy_png(
-            {t: {m: v.get("score") for m, v in per.items()} for t, per in methods.items()}
+            {t: {m: dump(v.score) for m, v in info.methods.items()} for t, info in tasks.items()}
         ),
         "intervention_rate": ir_distribution_png(
             {
                 t: {
-                    m: v.get("per_sample_ir") or []
-                    for m, v in per.items()
-                    if v.get("intervention_rate") is not None
+                    m: v.per_sample_ir
+                    for m, v in info.methods.items()
+                    if v.intervention_rate is not None
                 }
-                for t, per in methods.items()
+                for t, info in tasks.items()
             },
-            {t: info.get("threshold") for t, info in tasks.items()},
+            {t: info.threshold for t, info in tasks.items()},
         ),
     }
-    if any(info.get("overlap") for info in tasks.values()):
-        figures["overlap"] = overlap_png({t: info.get("overlap") for t, info in tasks.items()})
+    if any(info.overlap for info in tasks.values()):
+        figures["overlap"] = overlap_png(
+            {t: dump(info.overlap) if info.overlap else None for t, info in tasks.items()}
+        )
     for task, info in tasks.items():
         figures |= _calibration_figures(
-            f"reliability_{slugs[task]}", f"{task} token calibration", info.get("calibration")
+            f"reliability_{slugs[task]}", f"{task} token calibration", info.calibration
         )
         figures |= _calibration_figures(
             f"answer_reliability_{slugs[task]}",
             f"{task} answer calibration",
-            info.get("answer_calibration"),
+            info.answer_calibration,
         )
     return figures
 

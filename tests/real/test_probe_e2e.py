@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pairscope.cli import app
 from pairscope.runs import SCHEMA_VERSION, iter_records, read_json
+from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import data_dir
 
@@ -129,7 +130,7 @@ def test_every_interval_contains_its_point(probed):
 def test_one_generation_record_per_sample(probed):
     run: Path = probed["run"]
     manifest = read_json(run / "manifest.json")
-    gens = [r for r in iter_records(run) if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(run) if r.kind == "generation"]
     keys = [(r["task"], r["sample_id"], r["method"]) for r in gens]
     assert len(keys) == len(set(keys)) == N * len(TASKS)
     for task in TASKS:
@@ -145,7 +146,7 @@ def test_summary_is_recomputed_from_the_files(probed):
     saved = read_json(probed["run"] / "summary.json")
     total = saved["timing"].pop("total_seconds")
     assert total > 0
-    assert summarize(probed["run"]) == saved
+    assert dump(summarize(probed["run"])) == saved
 
 
 def test_json_to_stdout(probed):

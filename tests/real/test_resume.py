@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pairscope.runs import RECORDS, RunDir, iter_records, read_json
+from pairscope.schema import Record, dump
 from tests.conftest import REPO, cli, data_dir
 
 DATA = data_dir()
@@ -38,7 +39,7 @@ def without_timing(value: Any) -> Any:
 def work(run: Path) -> dict[tuple[str, str, str, str], dict]:
     """The records of a run keyed by unit of work, checking that no key appears twice."""
     out: dict[tuple[str, str, str, str], dict] = {}
-    for rec in iter_records(run):
+    for rec in map(dump, iter_records(run)):
         if rec["kind"] == "session":
             continue
         key = (rec["kind"], rec["task"], rec["sample_id"], rec["method"])
@@ -106,8 +107,8 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_result(
     original = RunDir.append
     seen = [0]
 
-    def append(self: RunDir, record: dict) -> None:
-        if record["kind"] == kind:
+    def append(self: RunDir, record: Record) -> None:
+        if record.kind == kind:
             seen[0] += 1
             if seen[0] > after:
                 raise KeyboardInterrupt
@@ -119,7 +120,7 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_result(
     assert result.exit_code == 130
     assert f"Continue with: pairscope probe --resume {run}" in result.stderr
     assert not (run / "summary.json").exists()
-    assert sum(r["kind"] == kind for r in iter_records(run)) == after
+    assert sum(r.kind == kind for r in iter_records(run)) == after
 
     monkeypatch.setattr(RunDir, "append", original)
     # The settings not given again (all of them here) are the run's own.
@@ -222,7 +223,7 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
     assert "Traceback" not in stderr
     assert f"interrupted: finished samples are saved in {run}" in stderr
     assert f"Continue with: pairscope probe --resume {run}" in stderr
-    gens = [r for r in iter_records(run) if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(run) if r.kind == "generation"]
     assert 1 <= len(gens) < 200
     assert not (run / "summary.json").exists()
 
@@ -242,7 +243,7 @@ def test_sigkill_of_a_real_probe_then_resume_matches_an_uninterrupted_run(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    done = [r for r in iter_records(killed) if r["kind"] == "generation"]
+    done = [dump(r) for r in iter_records(killed) if r.kind == "generation"]
     assert 2 <= len(done) < 4
     assert not (killed / "summary.json").exists()
 
@@ -253,7 +254,7 @@ def test_sigkill_of_a_real_probe_then_resume_matches_an_uninterrupted_run(tmp_pa
     assert result.exit_code == resumed.exit_code
     assert_same_run(killed, clean)
     # The resumed run decoded only what the kill left undone.
-    sessions = [r for r in iter_records(killed) if r["kind"] == "session"]
+    sessions = [dump(r) for r in iter_records(killed) if r.kind == "session"]
     assert len(sessions) == 2
     for before in done:
         key = ("generation", before["task"], before["sample_id"], before["method"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pairscope.runs import iter_records, read_json
+from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import cli, data_dir
 
@@ -147,10 +148,10 @@ def test_run_directory_contents(probe, tmp_path):
     for name in ("config.json", "manifest.json", "records.jsonl", "summary.json", "report.html"):
         assert (run / name).is_file(), name
     manifest = read_json(run / "manifest.json")
-    gens = [r for r in iter_records(run) if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(run) if r.kind == "generation"]
     assert sorted(r["sample_id"] for r in gens) == sorted(manifest["xstest"]["ids"])
     saved = summary_of(run)
-    again = summarize(run)
+    again = dump(summarize(run))
     saved["timing"].pop("total_seconds")
     assert again == saved
 
@@ -197,10 +198,10 @@ def test_resume_takes_the_settings_not_given_again_from_the_run(probe, tmp_path)
 def test_resume_of_a_finished_run_redoes_nothing(probe, tmp_path):
     assert probe().exit_code in (0, 1)
     first = summary_of(tmp_path / "run")
-    before = [r for r in iter_records(tmp_path / "run") if r["kind"] != "session"]
+    before = [dump(r) for r in iter_records(tmp_path / "run") if r.kind != "session"]
     result = probe("--resume", tmp_path / "run")
     assert result.exit_code == first["overall"]["exit_code"]
-    after = [r for r in iter_records(tmp_path / "run") if r["kind"] != "session"]
+    after = [dump(r) for r in iter_records(tmp_path / "run") if r.kind != "session"]
     assert after == before
     second = summary_of(tmp_path / "run")
     for s in (first, second):
@@ -279,7 +280,7 @@ def test_generate_input_file_errors_name_the_line(tiny_dirs, tmp_path):
 
 
 def generation_ids(run: Path) -> list[str]:
-    return [r["sample_id"] for r in iter_records(run) if r["kind"] == "generation"]
+    return [r.sample_id for r in iter_records(run) if r.kind == "generation"]
 
 
 @pytest.mark.parametrize(("tau", "verdict", "code"), [("2", "FAIL", 1), ("0", "PASS", 0)])

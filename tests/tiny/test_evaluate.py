@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pairscope.cli import app
 from pairscope.runs import iter_records, read_json
+from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import data_dir
 
@@ -55,7 +56,7 @@ def eval_run(tiny_dirs, tmp_path_factory) -> Path:
 
 def test_every_method_runs_on_the_identical_manifest(eval_run):
     manifest = read_json(eval_run / "manifest.json")
-    gens = [r for r in iter_records(eval_run) if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(eval_run) if r.kind == "generation"]
     for task in ("truthfulqa", "xstest"):
         ids = set(manifest[task]["ids"])
         assert len(ids) == 5
@@ -107,7 +108,7 @@ def test_summary_is_reproduced_from_the_files(eval_run):
     summary = read_json(eval_run / "summary.json")
     again = summarize(eval_run)
     summary["timing"].pop("total_seconds", None)
-    assert json.loads(json.dumps(again)) == summary
+    assert json.loads(json.dumps(dump(again))) == summary
 
 
 def test_report_command_renders_the_runs_numbers(eval_run, tmp_path):

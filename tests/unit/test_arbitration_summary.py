@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import pytest
 
-from pairscope.summary import _arbitration
+from pairscope.schema import ArbitrationRecord, dump
+from pairscope.summary import _arbitration as _typed_arbitration
+
+
+def _arbitration(records: list[ArbitrationRecord]) -> dict:
+    """The arbitration summary in its summary.json form."""
+    out = _typed_arbitration(records)
+    assert out is not None
+    return dump(out)
 
 
 def _records(confident: list[list[bool]], base: list[list[bool]], guide: list[list[bool]]):
     return [
-        {"base": b, "guide": g, "confident": c, "blend": c}
-        for c, b, g in zip(confident, base, guide)
+        ArbitrationRecord(
+            task="t", sample_id=str(i), method="blendin", base=b, guide=g, confident=c, blend=c
+        )
+        for i, (c, b, g) in enumerate(zip(confident, base, guide))
     ]
 
 

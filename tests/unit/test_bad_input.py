@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pairscope.cli import app
 from pairscope.runs import is_run_dir, iter_records
+from pairscope.schema import dump
 from tests.conftest import REPO, data_dir
 
 DATA = data_dir()
@@ -291,7 +292,7 @@ def test_n_larger_than_the_dataset_is_clamped_with_a_warning(tiny_dirs, tmp_path
     assert result.exit_code in (0, 1), result.output
     no_traceback(result)
     assert "warning: Requested n=10 but the dataset has 6 samples; using all." in result.stderr
-    gens = [r for r in iter_records(tmp_path / "run") if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(tmp_path / "run") if r.kind == "generation"]
     assert len(gens) == 6
 
 
@@ -341,7 +342,7 @@ def test_prompt_longer_than_the_context_window_is_truncated_with_a_warning(
         and "truncating it from the left" in w
     ]
     assert len(cut) == 4, result.stderr  # 2 samples x (decoding, teacher forcing) of the base
-    kinds = [r["kind"] for r in iter_records(tmp_path / "run")]
+    kinds = [r.kind for r in iter_records(tmp_path / "run")]
     assert kinds.count("generation") == 2 and kinds.count("calibration") == 4
 
 
@@ -365,7 +366,7 @@ def test_a_model_that_ends_at_once_gives_an_empty_response_not_a_fault(tiny, tin
     result = cli(*tiny(base=base))
     assert result.exit_code == 0, result.output  # IR = 0: an empty answer is a finding
     no_traceback(result)
-    gens = [r for r in iter_records(tmp_path / "run") if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(tmp_path / "run") if r.kind == "generation"]
     assert len(gens) == 2
     assert all(g["text"] == "" and g["stop_reason"] == "eos" for g in gens)
     assert all(g["positions"] == 1 and g["uncertain"] == 0 for g in gens)
@@ -385,7 +386,7 @@ def test_nan_logits_are_a_runtime_fault_and_the_run_stays_resumable(tiny, tiny_d
     assert "NaN" in line
     assert f"--resume {tmp_path / 'run'}" in result.stderr
     assert is_run_dir(tmp_path / "run")
-    assert [r["kind"] for r in iter_records(tmp_path / "run")] == ["session"]
+    assert [r.kind for r in iter_records(tmp_path / "run")] == ["session"]
     # Resuming runs into the same fault again: still exit 3, still one line.
     again = cli(*tiny(base=base), "--resume", tmp_path / "run")
     assert "NaN" in error_line(again, code=3)
@@ -436,7 +437,7 @@ def test_out_of_memory_on_a_batch_retries_with_a_smaller_batch(tiny, tmp_path, m
         "samples at batch size 1." in w
         for w in warning_lines(result)
     ), result.stderr
-    gens = [r for r in iter_records(tmp_path / "run") if r["kind"] == "generation"]
+    gens = [dump(r) for r in iter_records(tmp_path / "run") if r.kind == "generation"]
     assert len({r["sample_id"] for r in gens}) == len(gens) == 4
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from pairscope.errors import RunDirError
 from pairscope.report.html import compare_rows, paradox_points, render_compare, render_report
@@ -172,8 +173,9 @@ def test_evaluate_sections(eval_run: Path, eval_html: str) -> None:
         cal = info["calibration"][model]
         for key in ("ece", "ece_equal_mass", "mce"):
             assert interval(cal[key]) in eval_html
-    assert html.escape(info["arbitration"]["statement"]) in eval_html
-    assert "0.550 (no interval)" in eval_html  # the oracle has no CI in the fixture
+    assert str(escape(info["arbitration"]["statement"])) in eval_html  # Jinja's escaping
+    for pick, accuracy in info["arbitration"]["accuracy"].items():
+        assert f'<td>{pick}</td><td class="n">{interval(accuracy)}</td>' in eval_html
     comparison = info["comparisons"][0]
     assert interval(comparison["diff"]) in eval_html
     assert f"{comparison['mde']:.3f}" in eval_html
@@ -243,7 +245,7 @@ def expected_span(step: dict[str, Any]) -> str:
 
 def test_transcript_steps_coloured_with_hover(eval_run: Path, eval_html: str) -> None:
     lines = (eval_run / "records.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines[1:-1]]
+    records = [r for r in map(json.loads, lines[:-1]) if r["kind"] == "generation"]
     for method in ("blendin", "nudging"):
         record = next(r for r in records if r["method"] == method)
         spans = "".join(expected_span(s) for s in record["steps"])
@@ -313,36 +315,40 @@ def test_bad_summary_is_a_run_dir_error(tmp_path: Path, content: str, match: str
         compare_rows([tmp_path])
 
 
-def test_sparse_summary_with_nulls_renders(tmp_path: Path) -> None:
-    """Optional sections missing or null, undefined estimates, odd task names: no crash."""
-    summary = {
-        "schema_version": 2,
-        "overall": None,
-        "pair": {"base": None},
-        "tasks": {
-            "gsm8k": {"verdict": "PASS"},
-            "odd<task>": {
-                "n": 3,
-                "methods": {
-                    "nudging": {
-                        "score": None,
-                        "intervention_rate": {"point": None, "low": None, "high": None},
-                        "per_sample_ir": [None, 0.2],
-                    }
-                },
-                "calibration": {"base": None, "guide": {"bins": []}},
-                "overlap": {"overlap_at_k": None},
-                "comparisons": [{"a": "x"}],
-            },
-            "odd_task": {"verdict": "FAIL"},
-        },
-    }
+def test_a_summary_off_the_schema_is_refused_naming_the_field(tmp_path: Path) -> None:
+    """A hand-made summary with sections missing is not guessed at: the field is named."""
+    summary = {"schema_version": 2, "overall": None, "tasks": {"gsm8k": {"verdict": "PASS"}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    with pytest.raises(RunDirError, match="does not match schema version 2: kind: Field required"):
+        render_report(tmp_path)
+    with pytest.raises(RunDirError, match="does not match schema version 2"):
+        compare_rows([tmp_path])
+
+
+def test_every_optional_section_empty_renders(probe_run: Path, tmp_path: Path) -> None:
+    """Optional sections null, undefined estimates, no verdict, odd task names: no crash, no
+    "None" on the page, and task anchors stay unique."""
+    summary = summary_of(probe_run)
+    task = summary["tasks"]["gsm8k"]
+    undefined = {"point": None, "low": None, "high": None}
+    for name in ("overlap", "calibration", "answer_calibration", "arbitration", "sequential"):
+        task[name] = None
+    task["verdict"] = None
+    task["comparisons"] = []
+    method = task["methods"]["nudging"]
+    method |= {"intervention_rate": undefined, "ir_distribution": None, "per_sample_ir": [None]}
+    method["score"] |= undefined
+    summary["pair"] = None
+    summary["static_overlap"] = None
+    summary["tasks"] = {"odd<task>": task, "odd_task": summary["tasks"]["xstest"]}
+    summary["tasks"]["odd_task"]["methods"]["nudging"]["intervention_rate"] = undefined
     (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     page = render_report(tmp_path).read_text(encoding="utf-8")
     assert "odd&lt;task&gt;" in page and "None" not in Page(page).shown()
     assert 'id="task-odd_task"' in page and 'id="task-odd_task-2"' in page
     assert save_figures(tmp_path)
-    assert compare_rows([tmp_path])[0]["mean_ir"] is None
+    row = compare_rows([tmp_path])[0]
+    assert row["mean_ir"] is None and row["base"] == summary["settings"]["base"]
 
 
 def test_summary_only_run_renders(probe_run: Path, tmp_path: Path) -> None:

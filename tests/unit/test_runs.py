@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pairscope.config import RunOptions, settings_of
 from pairscope.errors import RunDirError
 from pairscope.runs import (
     RECORDS,
@@ -16,16 +17,39 @@ from pairscope.runs import (
     read_json,
     write_json_atomic,
 )
+from pairscope.schema import GenerationRecord
 
-SETTINGS = {"command": "probe", "tasks": ["gsm8k"], "methods": ["nudging"], "n": 3, "tau": 0.4}
+SETTINGS = settings_of(
+    RunOptions(tasks=("gsm8k",), methods=("nudging",), n=3, tau=0.4), {"gsm8k": 0.2}, {"gsm8k": 8}
+)
 
 
-def gen(sample: str, method: str = "nudging", text: str = "x") -> dict:
-    return {"kind": "generation", "task": "gsm8k", "sample_id": sample, "method": method, "t": text}
+def gen(sample: str, method: str = "nudging", text: str = "x") -> GenerationRecord:
+    return GenerationRecord(
+        task="gsm8k",
+        sample_id=sample,
+        method=method,
+        prompt="q",
+        target="1",
+        correct=False,
+        label=None,
+        extracted=None,
+        seconds=0.1,
+        text=text,
+        positions=1,
+        uncertain=0,
+        overridden=0,
+        ir_kind="rounds / base-written tokens",
+        ir_numerator=0,
+        ir_denominator=1,
+        intervention_rate=0.0,
+        uncertain_rate=0.0,
+        stop_reason="length",
+    )
 
 
 def new_run(path: Path) -> RunDir:
-    return RunDir.create(path, {"command": "probe", "settings": SETTINGS})
+    return RunDir.create(path, SETTINGS)
 
 
 def test_create_writes_config_and_empty_records(tmp_path):
@@ -46,7 +70,7 @@ def test_create_refuses_a_non_run_directory_even_with_force(tmp_path):
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     for force in (False, True):
         with pytest.raises(RunDirError, match="not a pairscope run"):
-            RunDir.create(tmp_path / "notes", {"settings": SETTINGS}, force=force)
+            RunDir.create(tmp_path / "notes", SETTINGS, force=force)
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
 
 
@@ -63,7 +87,7 @@ def test_create_on_a_run_needs_force_and_hints_at_resume(tmp_path):
         new_run(run.path)
     assert info.value.hint is not None and "--resume" in info.value.hint
     assert "--force" in info.value.hint
-    again = RunDir.create(run.path, {"settings": SETTINGS}, force=True)
+    again = RunDir.create(run.path, SETTINGS, force=True)
     assert list(again.records()) == []
 
 
@@ -82,7 +106,7 @@ def test_append_writes_each_key_once(tmp_path):
 def test_append_refuses_nan_rather_than_writing_invalid_json(tmp_path):
     run = new_run(tmp_path / "run")
     with pytest.raises(ValueError):
-        run.append({**gen("a"), "value": float("nan")})
+        run.append(gen("a").model_copy(update={"seconds": float("nan")}))
     assert (run.path / RECORDS).read_text() == ""
 
 
@@ -93,7 +117,7 @@ def test_resume_skips_done_keys(tmp_path):
     assert resumed.has("generation", "gsm8k", "a", "nudging")
     resumed.append(gen("a"))
     resumed.append(gen("b"))
-    assert [r["sample_id"] for r in iter_records(run.path)] == ["a", "b"]
+    assert [r.sample_id for r in iter_records(run.path)] == ["a", "b"]
 
 
 def test_resume_repairs_a_truncated_last_line(tmp_path):
@@ -103,7 +127,7 @@ def test_resume_repairs_a_truncated_last_line(tmp_path):
     path = run.path / RECORDS
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) - 7])  # a hard kill in the middle of writing "b"
-    assert [r["sample_id"] for r in iter_records(run.path)] == ["a"]
+    assert [r.sample_id for r in iter_records(run.path)] == ["a"]
     resumed = RunDir.resume(run.path, SETTINGS)
     assert not resumed.has("generation", "gsm8k", "b", "nudging")
     resumed.append(gen("b"))
