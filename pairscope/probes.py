@@ -3,7 +3,8 @@
 A probe is data (``probes/*.yaml``): where its benchmark lives (Hub id or a
 local file pinned by sha256), how dataset columns map to canonical field
 names, the prompt templates, stop strings, scorer and gate threshold. This
-module turns a probe and its dataset into :class:`Sample` objects and picks a
+module turns a probe and its dataset into :class:`Sample` objects, with the
+derived values of the probe's task (:data:`pairscope.tasks.TASKS`), and picks a
 seeded, stratified subset whose ids go into a :class:`Manifest`, so different
 model pairs are compared on identical samples.
 
@@ -23,9 +24,9 @@ import re
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ from pydantic import (
 
 from pairscope.errors import DataError, InputError, unknown
 from pairscope.runs import sha256_file
+from pairscope.tasks import TASKS
+from pairscope.tasks.base import Sample, derived_seed
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -75,9 +78,7 @@ DATA_DIR_ENV = "PAIRSCOPE_DATA_DIR"
 # install resolves them from the package's parent directory.
 BUILTIN_PROBES_DIR = Path(__file__).resolve().parent.parent / "probes"
 MANIFEST_VERSION = 1
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
 
 
 class SampleSizeWarning(UserWarning):
@@ -205,9 +206,9 @@ class ProbeSpec(_Strict):
     @field_validator("scorer")
     @classmethod
     def _scorer_known(cls, value: str, info: ValidationInfo) -> str:
-        task = _TASKS.get(value)
+        task = TASKS.get(value)
         if task is None:
-            raise ValueError(f"unknown scorer '{value}'; choose one of {sorted(_TASKS)}")
+            raise ValueError(f"unknown scorer '{value}'; choose one of {sorted(TASKS)}")
         fields = info.data.get("fields")
         missing = [f for f in task.required if fields is not None and f not in fields]
         if missing:
@@ -240,7 +241,7 @@ def _template_names(info: ValidationInfo) -> set[str] | None:
     fields, scorer = info.data.get("fields"), info.data.get("scorer")
     if fields is None or scorer is None:
         return None
-    return set(fields) | set(_TASKS[scorer].derived)
+    return set(fields) | set(TASKS[scorer].derived)
 
 
 def _check_known(where: str, names: Iterable[str], fields: Mapping[str, str] | None) -> None:
@@ -520,139 +521,10 @@ def _to_records(
 # ---------------------------------------------------------------- samples
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One rendered probe item.
-
-    Attributes:
-        id: Content hash: first 16 hex digits of the sha256 of the canonical JSON of
-            the mapped source fields (independent of prompt wording and of the source).
-        task: Probe name.
-        stratum: Values of the stratification fields joined with '|' ('all' if none).
-        fields: The canonical source fields.
-        base_prompt: Plain completion prompt; ends exactly where the response begins.
-        guide_user: The guide's user message (the engine applies the chat template).
-        reference: Teacher-forcing reference continuation of ``base_prompt``, or None.
-        target: What the scorer compares against (number, letter, 'safe'/'unsafe').
-        options: Option letters for multiple choice, in display order (else empty).
-        option_texts: Option texts aligned with ``options``.
-        answer_letter: The correct option's letter (multiple choice only).
-    """
-
-    id: str
-    task: str
-    stratum: str
-    fields: dict[str, Any] = field(hash=False)
-    base_prompt: str
-    guide_user: str
-    reference: str | None
-    target: str
-    options: tuple[str, ...] = ()
-    option_texts: tuple[str, ...] = ()
-    answer_letter: str | None = None
-    guide_system: str | None = None
-    guide_prefix: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = asdict(self)
-        data["options"] = list(self.options)
-        data["option_texts"] = list(self.option_texts)
-        return data
-
-
 def sample_id(fields: Mapping[str, Any]) -> str:
     """Content hash of the canonical fields (sorted keys, compact, UTF-8)."""
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def _derived_seed(*parts: object) -> int:
-    """A platform-independent integer seed from several parts (not Python's hash())."""
-    text = "|".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-@dataclass(frozen=True)
-class _Derived:
-    values: dict[str, Any]
-    options: tuple[str, ...] = ()
-    option_texts: tuple[str, ...] = ()
-    answer_letter: str | None = None
-
-
-def _derive_gsm8k(spec: ProbeSpec, sid: str, fields: Mapping[str, Any]) -> _Derived:
-    """Split a GSM8K answer into a clean solution and the final number.
-
-    The reference solution drops the ``<<...>>`` calculator notes and puts the
-    steps on one line ending each with a period, matching the few-shot style.
-    """
-    answer = str(fields["answer"])
-    body, sep, final = answer.rpartition("####")
-    if not sep:
-        body, final = "", answer
-    steps = []
-    for line in _CALCULATOR_NOTE.sub("", body).splitlines():
-        line = line.strip()
-        if line:
-            steps.append(line if line[-1] in ".!?" else line + ".")
-    final = final.strip().replace(",", "")
-    if not final:
-        raise DataError(f"Sample {sid} of probe '{spec.name}' has no final answer.")
-    return _Derived({"solution": " ".join(steps), "final_answer": final})
-
-
-def _derive_mc(spec: ProbeSpec, sid: str, fields: Mapping[str, Any]) -> _Derived:
-    """Letter the best answer and the incorrect answers in a seeded per-sample order.
-
-    The order depends on the probe's ``seed`` and the sample id only, so a sample's
-    prompt is the same whatever subset it is drawn in.
-    """
-    best = str(fields["best_answer"]).strip()
-    incorrect = fields["incorrect_answers"]
-    if isinstance(incorrect, str):
-        incorrect = [incorrect]
-    texts = [best]
-    for text in incorrect:
-        if text and text not in texts:
-            texts.append(text)
-    if not best or len(texts) < 2:
-        raise DataError(f"Sample {sid} of probe '{spec.name}' needs a best and a wrong answer.")
-    if len(texts) > len(LETTERS):
-        raise DataError(f"Sample {sid} of probe '{spec.name}' has more than 26 options.")
-    random.Random(_derived_seed(spec.seed, sid)).shuffle(texts)
-    letters = tuple(LETTERS[: len(texts)])
-    letter = letters[texts.index(best)]
-    rendered = "\n".join(f"{ltr}) {text}" for ltr, text in zip(letters, texts, strict=True))
-    return _Derived(
-        {"options": rendered, "answer_letter": letter, "answer_text": best},
-        options=letters,
-        option_texts=tuple(texts),
-        answer_letter=letter,
-    )
-
-
-def _derive_nothing(spec: ProbeSpec, sid: str, fields: Mapping[str, Any]) -> _Derived:
-    return _Derived({})
-
-
-@dataclass(frozen=True)
-class _Task:
-    required: tuple[str, ...]
-    derived: tuple[str, ...]
-    derive: Callable[[ProbeSpec, str, Mapping[str, Any]], _Derived]
-
-
-# Per-scorer field needs and derived template values; scoring.SCORERS has the same keys.
-_TASKS: dict[str, _Task] = {
-    "gsm8k": _Task(("question", "answer"), ("solution", "final_answer"), _derive_gsm8k),
-    "truthfulqa_mc1": _Task(
-        ("question", "best_answer", "incorrect_answers"),
-        ("options", "answer_letter", "answer_text"),
-        _derive_mc,
-    ),
-    "xstest": _Task(("prompt", "label"), (), _derive_nothing),
-}
 
 
 def build_samples(spec: ProbeSpec, records: Sequence[Mapping[str, Any]]) -> list[Sample]:
@@ -661,7 +533,7 @@ def build_samples(spec: ProbeSpec, records: Sequence[Mapping[str, Any]]) -> list
     Records with identical content have the same id; later copies are dropped with a
     warning, since they would be the same sample twice.
     """
-    task = _TASKS[spec.scorer]
+    task = TASKS[spec.scorer]
     fewshot = ""
     if spec.prompts.fewshot_template is not None:
         fewshot = "".join(
@@ -759,7 +631,7 @@ def select(
     chosen: set[str] = set()
     for stratum in sorted(groups):
         members = sorted(groups[stratum], key=lambda s: s.id)
-        rng = random.Random(_derived_seed(seed, stratum))
+        rng = random.Random(derived_seed(seed, stratum))
         chosen.update(s.id for s in rng.sample(members, alloc[stratum]))
     return [s for s in samples if s.id in chosen]
 
@@ -779,7 +651,7 @@ def interleave(samples: Sequence[Sample], seed: int, stratify: bool = True) -> l
     keyed: list[tuple[float, str, Sample]] = []
     for stratum, members in groups.items():
         members = sorted(members, key=lambda s: s.id)
-        rng = random.Random(_derived_seed(seed, "order", stratum))
+        rng = random.Random(derived_seed(seed, "order", stratum))
         rng.shuffle(members)
         offset = rng.random()
         keyed += [((j + offset) / len(members), s.id, s) for j, s in enumerate(members)]

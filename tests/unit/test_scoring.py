@@ -8,18 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pairscope import probes
+from pairscope import tasks
 from pairscope.errors import DataError, InputError
 from pairscope.probes import Sample, prepare_samples
-from pairscope.scoring import (
-    SCORERS,
-    extract_letter,
-    extract_number,
-    get_scorer,
-    normalise_text,
-    score,
-    score_file,
-)
+from pairscope.scoring import SCORERS, get_scorer, normalise_text, score, score_file
+from pairscope.tasks.gsm8k import extract_number
+from pairscope.tasks.truthfulqa_mc1 import extract_letter
 from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,7 +162,7 @@ def test_mc1_scoring_with_option_text_fallback() -> None:
 
 
 def test_registry_matches_probe_tasks_and_suggests() -> None:
-    assert set(SCORERS) == set(probes._TASKS)
+    assert set(SCORERS) == set(tasks.TASKS)
     assert get_scorer("gsm8k") is SCORERS["gsm8k"]
     with pytest.raises(InputError, match="Did you mean 'xstest'"):
         get_scorer("xtest")
