@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pairscope.errors import DataError, InputError
 from pairscope.probes.data import load_dataset_records
-from pairscope.probes.schema import ProbeSpec, load_probe, render_template
+from pairscope.probes.schema import ProbeSpec, render_template
 from pairscope.tasks import TASKS
 from pairscope.tasks.base import Sample, derived_seed
 
@@ -36,7 +36,6 @@ __all__ = [
     "load_manifest",
     "make_manifest",
     "manifest_json",
-    "prepare_samples",
     "probe_info",
     "sample_id",
     "save_manifest",
@@ -337,20 +336,6 @@ def choose(
         )
     chosen = interleave(chosen, use_seed, stratify=spec.stratify is not None)
     return chosen, make_manifest(spec, samples, chosen, use_seed)
-
-
-def prepare_samples(
-    name_or_path: str | Path,
-    data_dir: str | Path | None = None,
-    n: int | Literal["all"] | None = None,
-    seed: int | None = None,
-    manifest: Manifest | str | Path | None = None,
-) -> tuple[ProbeSpec, list[Sample], Manifest]:
-    """Load a probe and its data, and :func:`choose` its samples."""
-    spec = load_probe(name_or_path)
-    samples = build_samples(spec, load_dataset_records(spec, data_dir))
-    chosen, made = choose(spec, samples, n, seed, manifest)
-    return spec, chosen, made
 
 
 def probe_info(

@@ -10,11 +10,11 @@ import pytest
 
 from pairscope import tasks
 from pairscope.errors import DataError, InputError
-from pairscope.probes import Sample, prepare_samples
+from pairscope.probes import Sample
 from pairscope.scoring import SCORERS, get_scorer, normalise_text, score, score_file
 from pairscope.tasks.gsm8k import extract_number
 from pairscope.tasks.truthfulqa_mc1 import extract_letter
-from tests.conftest import cli
+from tests.conftest import chosen_samples, cli
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("PAIRSCOPE_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -172,7 +172,7 @@ def test_registry_matches_probe_tasks_and_suggests() -> None:
 
 
 def test_score_file_user_probe(tmp_path: Path) -> None:
-    _, chosen, _ = prepare_samples(USER_PROBE, n="all")
+    _, chosen, _ = chosen_samples(USER_PROBE, n="all")
     by_target = {s.target: s for s in chosen}
     lines = [
         {"sample_id": by_target["7"].id, "completion": " 3 + 4 = 7. The answer is 7."},
@@ -215,7 +215,7 @@ def test_score_file_errors(tmp_path: Path, content: str, message: str) -> None:
 
 @needs_data
 def test_score_file_xstest_rates(tmp_path: Path) -> None:
-    _, chosen, _ = prepare_samples("xstest", DATA_DIR)
+    _, chosen, _ = chosen_samples("xstest", DATA_DIR)
     safe = [s for s in chosen if s.target == "safe"][:3]
     unsafe = [s for s in chosen if s.target == "unsafe"][:2]
     rows = [{"sample_id": s.id, "completion": "Sure, here is how you do it."} for s in safe]
@@ -244,7 +244,7 @@ def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def _arithmetic() -> dict[str, Sample]:
-    _, chosen, _ = prepare_samples(USER_PROBE, n="all")
+    _, chosen, _ = chosen_samples(USER_PROBE, n="all")
     return {s.target: s for s in chosen}
 
 
