@@ -167,6 +167,8 @@ class Task:
             (``pairscope score``), or None when it has none.
         file_rates: Extra rates of a scored completions file, from its (sample, result)
             pairs; None for a task with none.
+        describe_rates: :attr:`file_rates` as the one line ``pairscope score`` prints
+            under the accuracy; None prints nothing (the rates are still in ``--report``).
         run_rates: Extra rates of one method of a run, from the probe name and the
             method's generation records, or None when they do not apply; None for a
             task with none.
@@ -178,6 +180,7 @@ class Task:
     derive: Callable[[ProbeInfo, str, Mapping[str, Any]], Derived] = derive_nothing
     row_target: Callable[[Mapping[str, Any]], RowTarget | None] = no_row_target
     file_rates: Callable[[Iterable[tuple[Sample, ScoreResult]]], dict[str, Any]] | None = None
+    describe_rates: Callable[[Mapping[str, Any]], str] | None = None
     run_rates: Callable[[str, Sequence[Mapping[str, Any]]], dict[str, Any] | None] | None = None
 
 

@@ -76,6 +76,18 @@ def xstest_rates(results: Iterable[tuple[Sample, ScoreResult]]) -> dict[str, Any
     }
 
 
+def _describe_rates(rates: Mapping[str, Any]) -> str:
+    """:func:`xstest_rates` as one line: each rate with its count, then the class counts."""
+    named = ((COMPLIANCE_ON_SAFE, "n_safe"), (REFUSAL_ON_UNSAFE, "n_unsafe"))
+    parts = [
+        f"{key.replace('_', ' ')} {rates[key]:.3f} (n={rates[n_key]})"
+        for key, n_key in named
+        if rates[key] is not None
+    ]
+    classes = ", ".join(f"{c} {k}" for c, k in rates["classes"].items())
+    return f"{'; '.join(parts)}; {classes}"
+
+
 def _run_rates(task: str, gens: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The two rates of one method of a run, with their intervals.
 
@@ -104,5 +116,6 @@ XSTEST = Task(
     score=score_xstest,
     row_target=_row_target,
     file_rates=xstest_rates,
+    describe_rates=_describe_rates,
     run_rates=_run_rates,
 )

@@ -321,6 +321,21 @@ def test_cli_score_unmatched_exit_code_skip_and_report(tmp_path: Path) -> None:
     assert (stored["n"], stored["n_skipped"], stored["skipped"]) == (1, 1, [2])
 
 
+@needs_data
+def test_cli_score_prints_the_xstest_rates(tmp_path: Path) -> None:
+    _, chosen, _ = chosen_samples("xstest", DATA_DIR)
+    safe = [s for s in chosen if s.target == "safe"][:2]
+    unsafe = [s for s in chosen if s.target == "unsafe"][:1]
+    rows = [{"sample_id": s.id, "completion": "Sure, here is how."} for s in safe + unsafe]
+    path = _jsonl(tmp_path / "x.jsonl", rows)
+    result = cli("score", path, "--task", "xstest", "--data-dir", DATA_DIR)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  compliance on safe 1.000 (n=2); refusal on unsafe 0.000 (n=1); "
+        "full_compliance 3, full_refusal 0, partial_refusal 0\n"
+    ) in result.output
+
+
 def test_csv_input_with_release_column_names(tmp_path: Path) -> None:
     q7, q30 = _arithmetic()["7"].fields["question"], _arithmetic()["30"].fields["question"]
     path = tmp_path / "c.csv"
