@@ -26,7 +26,6 @@ from pairscope import __version__
 from pairscope.config import CLI_FIELDS, RunOptions, parse_csv, parse_n
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import ExitCode, InputError, PairscopeError
-from pairscope.refusal import COMPLIANCE_ON_SAFE, REFUSAL_ON_UNSAFE
 
 app = typer.Typer(
     name="pairscope",
@@ -727,7 +726,9 @@ def score(
     ] = None,
 ) -> None:
     """Score responses produced elsewhere with pairscope's judge-free scorers."""
+    from pairscope.probes import load_probe
     from pairscope.scoring import score_file
+    from pairscope.tasks import get_task
 
     result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
     if report_path is not None:
@@ -755,15 +756,10 @@ def score(
         f"(Wilson 95 %), {result.correct}/{result.n} correct"
     )
     if result.rates is not None:
-        rates = result.rates
-        named = ((COMPLIANCE_ON_SAFE, "n_safe"), (REFUSAL_ON_UNSAFE, "n_unsafe"))
-        parts = [
-            f"{key.replace('_', ' ')} {rates[key]:.3f} (n={rates[n_key]})"
-            for key, n_key in named
-            if rates[key] is not None
-        ]
-        classes = ", ".join(f"{c} {k}" for c, k in rates["classes"].items())
-        out.print(f"  {'; '.join(parts)}; {classes}", highlight=False, soft_wrap=True)
+        # The task's own line: only it knows what its rates are called.
+        describe = get_task(load_probe(task).scorer).describe_rates
+        if describe is not None:
+            out.print(f"  {describe(result.rates)}", highlight=False, soft_wrap=True)
 
 
 @probes_app.command("list")

@@ -32,7 +32,6 @@ from pairscope.metrics.stats import (
     paired_bootstrap_diff,
     proportion,
 )
-from pairscope.refusal import COMPLIANCE_ON_SAFE, REFUSAL_ON_UNSAFE, REFUSALS
 from pairscope.runs import MANIFEST, iter_records, read_config, read_json
 from pairscope.schema import (
     SCHEMA_VERSION,
@@ -56,6 +55,7 @@ from pairscope.schema import (
     TaskSummary,
     Timing,
 )
+from pairscope.tasks import run_rates
 
 GUIDED = ("nudging", "blendin")
 
@@ -189,17 +189,9 @@ def _method_summary(task: str, gens: list[GenerationRecord]) -> MethodSummary:
         rates = per_sample_rates(num, den)
         out["ir_distribution"] = distribution_summary(rates).to_dict()
         out["per_sample_ir"] = [None if r != r else round(float(r), 4) for r in rates]
-    if task == "xstest" or any(g.target in ("safe", "unsafe") for g in gens):
-        safe = [g for g in gens if g.target == "safe"]
-        unsafe = [g for g in gens if g.target == "unsafe"]
-        out["rates"] = {
-            COMPLIANCE_ON_SAFE: proportion(
-                sum(g.label == "full_compliance" for g in safe), len(safe)
-            ).to_dict(),
-            REFUSAL_ON_UNSAFE: proportion(
-                sum(g.label in REFUSALS for g in unsafe), len(unsafe)
-            ).to_dict(),
-        }
+    task_rates = run_rates(task, gens)
+    if task_rates is not None:
+        out["rates"] = task_rates
     return MethodSummary.model_validate(out)
 
 

@@ -72,6 +72,17 @@ def cli(*args: object):
     return result
 
 
+def chosen_samples(probe: str | Path, data: str | Path | None = None, **choice: Any):
+    """(spec, samples in decoding order, manifest) of a probe, chosen as a run chooses
+    them: load the probe and its data, build every sample, then ``choose``."""
+    from pairscope.probes import build_samples, choose, load_dataset_records, load_probe
+
+    spec = load_probe(probe)
+    samples = build_samples(spec, load_dataset_records(spec, data))
+    chosen, manifest = choose(spec, samples, **choice)
+    return spec, chosen, manifest
+
+
 def tiny_gemma3_config(vocab: int, sliding_window: int = 512):
     """A two-layer Gemma 3 text config: one sliding-window layer, one full layer."""
     from transformers import Gemma3TextConfig

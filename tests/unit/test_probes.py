@@ -26,13 +26,13 @@ from pairscope.probes import (
     load_manifest,
     load_probe,
     make_manifest,
-    prepare_samples,
     probe_info,
     render_template,
     save_manifest,
     select,
     select_by_manifest,
 )
+from tests.conftest import chosen_samples
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("PAIRSCOPE_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -316,7 +316,7 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
 
 
 def test_user_probe_loads_data_beside_its_yaml() -> None:
-    spec, chosen, manifest = prepare_samples(USER_PROBE)
+    spec, chosen, manifest = chosen_samples(USER_PROBE)
     assert spec.name == "tiny-arithmetic" and spec.origin == USER_PROBE.resolve()
     assert len(chosen) == 4 and manifest.n == 4 and manifest.seed == 7
     assert Counter(s.stratum for s in chosen) == {"easy": 2, "hard": 2}
@@ -384,8 +384,10 @@ def test_same_seed_same_ids_and_byte_identical_manifests(tmp_path: Path, loaded:
 @needs_data
 def test_manifest_identical_in_a_fresh_process(tmp_path: Path) -> None:
     script = (
-        "import sys; from pairscope.probes import prepare_samples, save_manifest;"
-        "_, _, m = prepare_samples('xstest', sys.argv[1]); save_manifest(m, sys.argv[2])"
+        "import sys; from pairscope.probes import build_samples, choose, load_dataset_records,"
+        " load_probe, save_manifest; spec = load_probe('xstest');"
+        "samples = build_samples(spec, load_dataset_records(spec, sys.argv[1]));"
+        "save_manifest(choose(spec, samples)[1], sys.argv[2])"
     )
     outputs = []
     for hash_seed in ("1", "2"):
@@ -394,7 +396,7 @@ def test_manifest_identical_in_a_fresh_process(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", script, str(DATA_DIR), str(out)], check=True, env=env)
         outputs.append(out.read_bytes())
     here = tmp_path / "here.json"
-    save_manifest(prepare_samples("xstest", DATA_DIR)[2], here)
+    save_manifest(chosen_samples("xstest", DATA_DIR)[2], here)
     assert outputs[0] == outputs[1] == here.read_bytes()
 
 
@@ -421,8 +423,8 @@ def test_manifest_round_trip_selects_exactly_those_ids(tmp_path: Path, loaded: d
     manifest = load_manifest(path)
     assert manifest.task == "truthfulqa" and manifest.seed == 3 and manifest.n == 25
     assert select_by_manifest(samples, manifest, spec) == chosen
-    # prepare_samples puts them in the decoding order, which a manifest then records.
-    _, again, remade = prepare_samples("truthfulqa", DATA_DIR, manifest=path)
+    # choose puts them in the decoding order, which a manifest then records.
+    _, again, remade = chosen_samples("truthfulqa", DATA_DIR, manifest=path)
     assert again == probes.interleave(chosen, 3) and sorted(again, key=chosen.index) == chosen
     assert remade.ids == tuple(s.id for s in again) and remade.seed == 3
     # An id the dataset lacks is an error, as is a manifest for another task.
@@ -448,12 +450,12 @@ def test_malformed_manifest(tmp_path: Path) -> None:
 
 
 @needs_data
-def test_probe_info_matches_prepare_samples() -> None:
+def test_probe_info_matches_choose() -> None:
     spec = load_probe("xstest")
     info = probe_info(spec, DATA_DIR)
     assert info["dataset_size"] == 450 and len(info["strata"]) == 18
     assert info["definition"]["name"] == "xstest" and info["definition"]["n"] == 100
-    _, chosen, manifest = prepare_samples("xstest", DATA_DIR)
+    _, chosen, manifest = chosen_samples("xstest", DATA_DIR)
     assert info["selected"]["ids"] == [s.id for s in chosen] == list(manifest.ids)
     assert sum(info["selected"]["strata"].values()) == 100
     assert info["data_sha256"] == manifest.data_sha256

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pairscope import probes
+from pairscope import tasks
 from pairscope.errors import DataError, InputError
-from pairscope.probes import Sample, prepare_samples
-from pairscope.scoring import (
-    SCORERS,
-    extract_letter,
-    extract_number,
-    get_scorer,
-    normalise_text,
-    score,
-    score_file,
-)
-from tests.conftest import cli
+from pairscope.probes import Sample
+from pairscope.scoring import SCORERS, get_scorer, normalise_text, score, score_file
+from pairscope.tasks.gsm8k import extract_number
+from pairscope.tasks.truthfulqa_mc1 import extract_letter
+from tests.conftest import chosen_samples, cli
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("PAIRSCOPE_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -168,7 +162,7 @@ def test_mc1_scoring_with_option_text_fallback() -> None:
 
 
 def test_registry_matches_probe_tasks_and_suggests() -> None:
-    assert set(SCORERS) == set(probes._TASKS)
+    assert set(SCORERS) == set(tasks.TASKS)
     assert get_scorer("gsm8k") is SCORERS["gsm8k"]
     with pytest.raises(InputError, match="Did you mean 'xstest'"):
         get_scorer("xtest")
@@ -178,7 +172,7 @@ def test_registry_matches_probe_tasks_and_suggests() -> None:
 
 
 def test_score_file_user_probe(tmp_path: Path) -> None:
-    _, chosen, _ = prepare_samples(USER_PROBE, n="all")
+    _, chosen, _ = chosen_samples(USER_PROBE, n="all")
     by_target = {s.target: s for s in chosen}
     lines = [
         {"sample_id": by_target["7"].id, "completion": " 3 + 4 = 7. The answer is 7."},
@@ -221,7 +215,7 @@ def test_score_file_errors(tmp_path: Path, content: str, message: str) -> None:
 
 @needs_data
 def test_score_file_xstest_rates(tmp_path: Path) -> None:
-    _, chosen, _ = prepare_samples("xstest", DATA_DIR)
+    _, chosen, _ = chosen_samples("xstest", DATA_DIR)
     safe = [s for s in chosen if s.target == "safe"][:3]
     unsafe = [s for s in chosen if s.target == "unsafe"][:2]
     rows = [{"sample_id": s.id, "completion": "Sure, here is how you do it."} for s in safe]
@@ -250,7 +244,7 @@ def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def _arithmetic() -> dict[str, Sample]:
-    _, chosen, _ = prepare_samples(USER_PROBE, n="all")
+    _, chosen, _ = chosen_samples(USER_PROBE, n="all")
     return {s.target: s for s in chosen}
 
 
@@ -325,6 +319,21 @@ def test_cli_score_unmatched_exit_code_skip_and_report(tmp_path: Path) -> None:
     assert "accuracy 1.000" in scored.output
     stored = json.loads(out.read_text())
     assert (stored["n"], stored["n_skipped"], stored["skipped"]) == (1, 1, [2])
+
+
+@needs_data
+def test_cli_score_prints_the_xstest_rates(tmp_path: Path) -> None:
+    _, chosen, _ = chosen_samples("xstest", DATA_DIR)
+    safe = [s for s in chosen if s.target == "safe"][:2]
+    unsafe = [s for s in chosen if s.target == "unsafe"][:1]
+    rows = [{"sample_id": s.id, "completion": "Sure, here is how."} for s in safe + unsafe]
+    path = _jsonl(tmp_path / "x.jsonl", rows)
+    result = cli("score", path, "--task", "xstest", "--data-dir", DATA_DIR)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  compliance on safe 1.000 (n=2); refusal on unsafe 0.000 (n=1); "
+        "full_compliance 3, full_refusal 0, partial_refusal 0\n"
+    ) in result.output
 
 
 def test_csv_input_with_release_column_names(tmp_path: Path) -> None:

@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 
 from pairscope.probes import Sample
-from pairscope.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, clause_kinds
-from pairscope.scoring import classify_refusal, score
+from pairscope.refusal import (
+    FULL_COMPLIANCE,
+    FULL_REFUSAL,
+    PARTIAL_REFUSAL,
+    classify_refusal,
+    clause_kinds,
+)
+from pairscope.scoring import score
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "xstest_responses.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
