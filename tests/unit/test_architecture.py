@@ -13,7 +13,6 @@ MAX_LINES = 600
 # Modules over MAX_LINES, each capped at its present size until it is split (a ratchet:
 # growing one fails, and so does leaving one listed once it fits).
 OVERSIZE = {
-    "cli.py": (825, "one command per section, each thin; to split into a cli/ package"),
     "backends/served.py": (685, "model, forcer, stream and loading; HTTP and answers split out"),
     "check.py": (805, "one function per pre-flight item, each short"),
     "metrics/calibration.py": (629, "binned and smooth ECE with their bootstraps"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from pairscope.cli import _given, app
+from pairscope.cli import app, given_fields
 from pairscope.config import RunOptions
 from pairscope.errors import InputError
 
@@ -19,7 +19,7 @@ def options(command: str, *args: str) -> RunOptions:
     """What `pairscope COMMAND ARGS` would run with, from the real parser."""
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     ctx = cmd.make_context(command, list(args))
-    return RunOptions.from_cli(command, ctx.params, _given(ctx))  # type: ignore[arg-type]
+    return RunOptions.from_cli(command, ctx.params, given_fields(ctx))  # type: ignore[arg-type]
 
 
 def test_probe_options_map_every_renamed_parameter():

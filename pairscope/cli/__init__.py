@@ -1,0 +1,22 @@
+"""The command line: ``app`` is the Typer app (built in :mod:`pairscope.cli.app`), and each
+command lives in one module of this package. The table below registers them, in the
+order ``--help`` lists them."""
+
+from __future__ import annotations
+
+from pairscope.cli.app import app, given_fields, probes_app
+from pairscope.cli.data import probes_list, probes_show, score
+from pairscope.cli.generate import generate
+from pairscope.cli.run import check, compare, evaluate, probe, report
+
+__all__ = ["app", "given_fields", "main"]
+
+for _command in (generate, check, probe, evaluate, report, compare, score):
+    app.command()(_command)
+probes_app.command("list")(probes_list)
+probes_app.command("show")(probes_show)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,278 @@
+"""The command line's frame: the Typer app, the options shared by commands, and the one
+place errors become a message and an exit code.
+
+parse -> options -> one core call -> Rich output -> exit code. Heavy imports (torch,
+transformers) happen inside command bodies so `--help` is instant. Errors are caught
+in one place (:func:`guard`): a PairscopeError prints one line and its next step and
+exits with its code; anything else is a runtime failure (exit 3) with the traceback
+shown only when PAIRSCOPE_DEBUG=1. The commands live in the sibling modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from pairscope import __version__
+from pairscope.config import CLI_FIELDS
+from pairscope.errors import ExitCode, PairscopeError
+
+app = typer.Typer(
+    name="pairscope",
+    help=(
+        "Will this guide model steer this base model well at inference time, and how sure "
+        "are we? Probes intervention rate, vocabulary overlap and calibration on small "
+        "seeded benchmark samples and gates CI on the answer."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+probes_app = typer.Typer(help="List and inspect the probe sets.", no_args_is_help=True)
+app.add_typer(probes_app, name="probes")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# -- shared options, declared once ---------------------------------------------------------
+
+Base = Annotated[
+    str,
+    typer.Option(
+        "--base",
+        help="Base model: Hub id, local directory, .gguf file, or embedded:gemma-3-270m.",
+        rich_help_panel="Models",
+    ),
+]
+Guide = Annotated[
+    str,
+    typer.Option(
+        "--guide",
+        help="Guide model: Hub id, local directory, .gguf file, or embedded:smollm2-135m-instruct.",
+        rich_help_panel="Models",
+    ),
+]
+Device = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.", rich_help_panel="Models")]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="float32, bfloat16, float16 or auto (float32 on CPU, bfloat16 on CUDA).",
+        rich_help_panel="Models",
+    ),
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Allow a Hub model's own Python code to run (off unless you ask).",
+        rich_help_panel="Models",
+    ),
+]
+Tau = Annotated[
+    float,
+    typer.Option(
+        help="Uncertainty threshold: a base position is uncertain when its top-1 "
+        "probability is below tau. 0 never intervenes; above 1 always does.",
+        rich_help_panel="Decoding",
+    ),
+]
+Tokenization = Annotated[
+    str,
+    typer.Option(
+        help="How each model sees its context. canonical: the canonical tokenization of "
+        "prompt + response text at every step, as the methods' reference code sends it; "
+        "own: a model's own tokens stay its ids, as transformers generate() does.",
+        rich_help_panel="Decoding",
+    ),
+]
+TopK = Annotated[
+    int, typer.Option("--k", help="Top-k tokens blended per model.", rich_help_panel="Decoding")
+]
+Lam = Annotated[
+    float,
+    typer.Option(
+        "--lambda", help="BlendIn's lambda in the adaptive weight.", rich_help_panel="Decoding"
+    ),
+]
+BatchSize = Annotated[
+    int, typer.Option(help="Samples decoded together.", rich_help_panel="Decoding")
+]
+MaxNew = Annotated[
+    int | None,
+    typer.Option(
+        help="Cap on new tokens per response (default: the probe's own).",
+        rich_help_panel="Decoding",
+    ),
+]
+Tasks = Annotated[
+    str,
+    typer.Option(help="Comma-separated probes (names or YAML files).", rich_help_panel="Data"),
+]
+N = Annotated[
+    str,
+    typer.Option(
+        "--n",
+        help="Samples per task, or 'all'. Default: the probe's own (100). Larger than the "
+        "dataset is clamped with a warning.",
+        rich_help_panel="Data",
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        help="Sampling seed (default: each probe's own seed:, 0 for the built-in probes).",
+        rich_help_panel="Data",
+    ),
+]
+DataDir = Annotated[
+    str | None,
+    typer.Option(
+        help="Directory with the benchmark files (or set PAIRSCOPE_DATA_DIR); without it "
+        "data comes from the Hub.",
+        rich_help_panel="Data",
+    ),
+]
+Manifest = Annotated[
+    str | None,
+    typer.Option(
+        help="Reuse the exact samples of an earlier run (its manifest.json or run directory).",
+        rich_help_panel="Data",
+    ),
+]
+OutDir = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        help="Run directory to create (default reports/<command>-<time>).",
+        rich_help_panel="Output",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an earlier run in --out.", rich_help_panel="Output"),
+]
+Resume = Annotated[
+    str | None,
+    typer.Option(
+        help="Continue an interrupted run directory. Settings not given again are the "
+        "run's own; a setting given with another value is refused.",
+        rich_help_panel="Output",
+    ),
+]
+JsonOut = Annotated[
+    str | None,
+    typer.Option(
+        "--json", help="Write the summary JSON to PATH ('-' for stdout).", rich_help_panel="Output"
+    ),
+]
+
+
+def guard(func: F) -> F:
+    """Run a command body; turn every failure into one line and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _route_warnings()
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except PairscopeError as exc:
+            if os.environ.get("PAIRSCOPE_DEBUG"):
+                err.print_exception()
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            if exc.hint:
+                err.print(f"  {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None)
+            if run_dir is None:
+                err.print("[yellow]interrupted[/] before decoding started; nothing new was saved.")
+            else:
+                where = escape(str(run_dir))
+                command = getattr(exc, "command", "probe")
+                err.print(
+                    f"[yellow]interrupted:[/] finished samples are saved in {where}. "
+                    f"Continue with: pairscope {command} --resume {where}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except MemoryError:
+            err.print(
+                "[bold red]error:[/] out of memory. Try a smaller --batch-size; the run "
+                "is resumable with --resume.",
+                soft_wrap=True,
+            )
+            raise typer.Exit(int(ExitCode.RUNTIME)) from None
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are caught
+            if os.environ.get("PAIRSCOPE_DEBUG"):
+                err.print_exception()
+            err.print(
+                f"[bold red]runtime failure:[/] {type(exc).__name__}: {escape(str(exc))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            err.print(
+                "  Set PAIRSCOPE_DEBUG=1 for the traceback. A run directory stays "
+                "resumable with --resume.",
+                soft_wrap=True,
+            )
+            raise typer.Exit(int(ExitCode.RUNTIME)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# Warnings raised from pairscope's own files are shown (one line each); others are not.
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _route_warnings() -> None:
+    def show(message: Any, category: Any, filename: str, lineno: int, *a: Any, **k: Any) -> None:
+        if category.__module__.startswith("pairscope") or filename.startswith(_PACKAGE_DIR):
+            err.print(
+                f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+            )
+
+    warnings.showwarning = show
+
+
+def given_fields(ctx: typer.Context) -> frozenset[str]:
+    """The RunOptions fields set on the command line; on --resume the rest come from the run."""
+    given = set()
+    for param in ctx.command.params:
+        if param.name is None:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.add(CLI_FIELDS.get(param.name, param.name))
+    return frozenset(given)
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pairscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """pairscope: pre-deployment diagnostics for inference-time alignment pairs."""
