@@ -8,7 +8,6 @@ that computes a probe's shared prompt prefix once.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,6 @@ from pairscope.backends.base import ModelSource, Prompts
 from pairscope.decoding.stream import (
     MIN_SHARED_PREFIX,
     ModelStream,
-    cache_keyword,
     log_normalise,
     shared_prefix,
 )
@@ -70,11 +68,11 @@ class LocalForcer:
     """Teacher-forced log-probabilities of one local model over the prompts of one probe.
 
     The prompts of a probe share a long prefix (the few-shot block, a chat
-    template's system text). Its keys and values are computed once, when the
-    forcer is made, and every sample's pass starts from a copy of them; the rest of
-    the prompt and the reference are one forward pass. The most recent pass is
-    kept, so calibration and the arbitration check on the same reference, and
-    option letters after the same prompt, cost nothing more.
+    template's system text). It is computed once, by the same mechanism decoding
+    uses: a one-row :class:`ModelStream` holding the prefix, forked for every
+    sample, so the rest of the prompt and the reference are one more pass over that
+    cache. The most recent pass is kept, so calibration and the arbitration check on
+    the same reference, and option letters after the same prompt, cost nothing more.
     """
 
     MIN_PREFIX = MIN_SHARED_PREFIX
@@ -82,7 +80,7 @@ class LocalForcer:
     def __init__(self, lm: LocalModel, prompts: Sequence[Sequence[int]] = ()) -> None:
         self.lm = lm
         self.prefix: list[int] = []
-        self._cache: Any = None
+        self._shared: ModelStream | None = None
         # ((prompt, continuation), logprobs) of the most recent pass.
         self._last: tuple[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] | None = None
         if not prompts:
@@ -90,18 +88,8 @@ class LocalForcer:
         prefix = shared_prefix([list(p) for p in prompts])
         if len(prefix) >= self.MIN_PREFIX:
             self.prefix = prefix
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=lm.model.config)
-            ids = torch.tensor([self.prefix], device=lm.model.device)
-            with torch.inference_mode():
-                lm.model(
-                    input_ids=ids,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **{cache_keyword(lm.model): cache},
-                )
-            self._cache = cache
+            self._shared = ModelStream(lm.model, 1)
+            self._shared.forced(prefix, 1)
 
     def logprobs(self, prompt: Sequence[int], continuation: Sequence[int]) -> torch.Tensor:
         """``[len(continuation) + 1, vocab]``: row t is the distribution after
@@ -111,19 +99,11 @@ class LocalForcer:
             return self._last[1]
         if not prompt:
             raise RuntimeFault("Teacher forcing needs a non-empty prompt.")
-        ids, n = list(prompt) + list(continuation), len(self.prefix)
-        kwargs: dict[str, Any] = {"use_cache": False}
-        if self._cache is not None and len(prompt) > n and list(prompt[:n]) == self.prefix:
-            ids = ids[n:]
-            kwargs = {cache_keyword(self.lm.model): copy.deepcopy(self._cache), "use_cache": True}
-        model = self.lm.model
-        with torch.inference_mode():
-            out = model(
-                input_ids=torch.tensor([ids], device=model.device),
-                logits_to_keep=len(continuation) + 1,
-                **kwargs,
-            )
-        logp = log_normalise(out.logits[0].float())
+        n = len(self.prefix)
+        shared = self._shared is not None and len(prompt) > n and list(prompt[:n]) == self.prefix
+        stream = self._shared.fork(1) if shared and self._shared else ModelStream(self.lm.model, 1)
+        logits = stream.forced(list(prompt) + list(continuation), len(continuation) + 1)
+        logp = log_normalise(logits)
         self._last = (key, logp)
         return logp
 

@@ -232,18 +232,34 @@ class ModelStream:
         Returns:
             the scores of the named rows, in the order of ``targets``.
         """
-        order = list(targets)
-        if not order:
+        if not targets:
             return Scores(torch.empty((0, 0)))
+        return Scores.of_logits(self._advance(targets, 1)[:, -1, :])
+
+    def forced(self, ids: list[int], n: int) -> torch.Tensor:
+        """Teacher forcing on a one-row stream: bring the row to ``ids`` and return the
+        float32 logits ``[n, vocab]`` after each of the last ``n`` ids (row t predicts
+        what follows ``ids[: len(ids) - n + t + 1]``). The row keeps its cache, so a
+        forked copy of a shared prompt prefix is computed once for every sample."""
+        if len(self.rows) != 1:
+            raise ValueError("Teacher forcing runs on a one-row stream.")
+        return self._advance({0: ids}, n)[0]
+
+    @torch.inference_mode()
+    def _advance(self, targets: dict[int, list[int]], tail: int) -> torch.Tensor:
+        """One pass bringing the named rows to their target ids: the float32 logits
+        ``[len(targets), tail, vocab]`` after each row's last ``tail`` ids, in the order of
+        ``targets`` (each row is fed at least its last ``tail`` ids)."""
+        order = list(targets)
         self.passes += 1
         feeds: dict[int, tuple[int, list[int]]] = {}
         for r in order:
             row, want = self.rows[r], targets[r]
-            if not want:
+            if len(want) < tail or not want:
                 raise RuntimeFault("A model was asked to continue an empty context.")
-            # Keep the longest common prefix, but always feed at least one token:
-            # the logits of the last cached token are not kept.
-            keep = min(common_prefix(row.ids, want), len(want) - 1)
+            # Keep the longest common prefix, but always feed the last ``tail`` tokens:
+            # the logits of cached tokens are not kept.
+            keep = min(common_prefix(row.ids, want), len(want) - tail)
             if keep < len(row.ids):
                 dead = torch.tensor(row.slots[keep:], dtype=torch.long, device=self.device)
                 self.mask[r, dead] = 0
@@ -289,7 +305,7 @@ class ModelStream:
             **{self._cache_kw: cache},
             cache_position=torch.arange(start, start + width, device=self.device),
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=tail,
         )
         full_block = torch.zeros((batch, width), dtype=torch.long, device=self.device)
         full_block.index_copy_(0, index, block)
@@ -304,10 +320,10 @@ class ModelStream:
             row = self.rows[r]
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
-        logits = out.logits[:, -1, :].float()
+        logits = out.logits[:, -tail:, :].float()
         if order != computed:
             logits = logits.index_select(0, torch.tensor(order, device=self.device))
-        return Scores.of_logits(logits)
+        return logits
 
 
 def log_normaliser(logits: torch.Tensor) -> torch.Tensor:

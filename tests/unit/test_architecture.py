@@ -137,3 +137,14 @@ def test_modules_stay_readable():
     assert sorted(over) == sorted(OVERSIZE), "update OVERSIZE with the reason, or split"
     for name, n in over.items():
         assert n <= OVERSIZE[name][0], f"{name} grew to {n} lines"
+
+
+def test_one_prefix_cache_mechanism():
+    """Only the decoding stream builds a KV cache: teacher forcing reuses a shared prompt
+    prefix through a forked one-row stream, not a cache of its own."""
+    builders = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DynamicCache":
+                builders.add(str(path.relative_to(PACKAGE)))
+    assert builders == {"decoding/stream.py"}
