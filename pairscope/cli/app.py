@@ -176,6 +176,14 @@ JsonOut = Annotated[
         "--json", help="Write the summary JSON to PATH ('-' for stdout).", rich_help_panel="Output"
     ),
 ]
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        help="Intervention-rate threshold for every task (default: each probe's own, 0.20).",
+        rich_help_panel="Gate",
+    ),
+]
+Strict = Annotated[bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")]
 
 
 def guard(func: F) -> F:

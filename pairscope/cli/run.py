@@ -27,8 +27,10 @@ from pairscope.cli.app import (
     OutDir,
     Resume,
     Seed,
+    Strict,
     Tasks,
     Tau,
+    Threshold,
     Tokenization,
     TopK,
     TrustRemoteCode,
@@ -135,16 +137,8 @@ def probe(
             rich_help_panel="Decoding",
         ),
     ] = "nudging",
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Intervention-rate threshold for every task (default: each probe's own, 0.20).",
-            rich_help_panel="Gate",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")
-    ] = False,
+    threshold: Threshold = None,
+    strict: Strict = False,
     data_dir: DataDir = None,
     manifest: Manifest = None,
     out_dir: OutDir = None,
@@ -225,12 +219,8 @@ def evaluate(
             rich_help_panel="Decoding",
         ),
     ] = "auto",
-    threshold: Annotated[
-        float | None, typer.Option(help="Intervention-rate threshold.", rich_help_panel="Gate")
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")
-    ] = False,
+    threshold: Threshold = None,
+    strict: Strict = False,
     data_dir: DataDir = None,
     manifest: Manifest = None,
     out_dir: OutDir = None,
