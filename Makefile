@@ -48,7 +48,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check pairscope tests bench
+	$(VENV)/bin/ruff check pairscope tests bench scripts
 	$(VENV)/bin/mypy pairscope
 
 check: lint test
