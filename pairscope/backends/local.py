@@ -99,9 +99,11 @@ class LocalForcer:
             return self._last[1]
         if not prompt:
             raise RuntimeFault("Teacher forcing needs a non-empty prompt.")
-        n = len(self.prefix)
-        shared = self._shared is not None and len(prompt) > n and list(prompt[:n]) == self.prefix
-        stream = self._shared.fork(1) if shared and self._shared else ModelStream(self.lm.model, 1)
+        n, shared = len(self.prefix), self._shared
+        if shared is not None and len(prompt) > n and list(prompt[:n]) == self.prefix:
+            stream = shared.fork(1)
+        else:
+            stream = ModelStream(self.lm.model, 1)
         logits = stream.forced(list(prompt) + list(continuation), len(continuation) + 1)
         logp = log_normalise(logits)
         self._last = (key, logp)

@@ -147,7 +147,8 @@ class ModelStream:
             raise ValueError("Only a one-row stream can be forked.")
         out = copy.copy(self)
         out.cache = copy.deepcopy(self.cache)
-        out.cache.batch_repeat_interleave(batch)
+        if batch > 1:  # the deep copy already is the one row (teacher forcing forks one)
+            out.cache.batch_repeat_interleave(batch)
         out.mask = self.mask.repeat(batch, 1)
         out.pos = self.pos.repeat(batch, 1)
         row = self.rows[0]
@@ -255,7 +256,7 @@ class ModelStream:
         feeds: dict[int, tuple[int, list[int]]] = {}
         for r in order:
             row, want = self.rows[r], targets[r]
-            if len(want) < tail or not want:
+            if len(want) < tail:
                 raise RuntimeFault("A model was asked to continue an empty context.")
             # Keep the longest common prefix, but always feed the last ``tail`` tokens:
             # the logits of cached tokens are not kept.
