@@ -35,7 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 probes_app = typer.Typer(help="List and inspect the probe sets.", no_args_is_help=True)
 app.add_typer(probes_app, name="probes")
@@ -131,7 +131,7 @@ N = Annotated[
 Seed = Annotated[
     int | None,
     typer.Option(
-        help="Sampling seed (default: each probe's own seed:, 0 for the built-in probes).",
+        help="Sampling seed (default: the probe's own `seed:`, 0 for the built-in probes).",
         rich_help_panel="Data",
     ),
 ]
@@ -154,7 +154,7 @@ OutDir = Annotated[
     str | None,
     typer.Option(
         "--out",
-        help="Run directory to create (default reports/<command>-<time>).",
+        help="Run directory to create (default reports/COMMAND-TIME).",
         rich_help_panel="Output",
     ),
 ]

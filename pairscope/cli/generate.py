@@ -34,7 +34,10 @@ def generate(
     base: Base = "embedded:gemma-3-270m",
     guide: Guide = "embedded:smollm2-135m-instruct",
     method: Annotated[
-        str, typer.Option(help="base, guide, nudging, blendin or blend:<alpha>.")
+        str,
+        typer.Option(
+            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3)."
+        ),
     ] = "nudging",
     tau: Tau = TAU,
     k: TopK = TOP_K,

@@ -204,7 +204,10 @@ def evaluate(
     methods: Annotated[
         str,
         typer.Option(
-            help="Comma-separated methods: base, guide, nudging, blendin, blend:<alpha>.",
+            help=(
+                "Comma-separated methods: base, guide, nudging, blendin, "
+                "blend:ALPHA (a fixed weight, e.g. blend:0.3)."
+            ),
             rich_help_panel="Decoding",
         ),
     ] = "base,guide,nudging,blendin",
