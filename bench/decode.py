@@ -105,7 +105,7 @@ def hf_generate(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
 
 
 def pairscope_method(
-    method: str, share_prefix: bool = True, tokenization: str = "canonical"
+    method: str, share_prefix: bool = True, tokenization: str = "canonical", one_pass: bool = True
 ) -> Callable[[Pair, list[Request], int], int]:
     def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
         settings = DecodeSettings(
@@ -115,6 +115,8 @@ def pairscope_method(
             tokenization=tokenization,
         )
         engine = Engine(pair, settings)
+        # NUDGING's lockstep word loop instead of the one-pass schedule (same texts).
+        engine.one_pass_words = one_pass
         return sum(r.positions for r in engine.run(reqs))
 
     return run
@@ -178,6 +180,7 @@ METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
     "nudging": pairscope_method("nudging"),
     "nudging_own": pairscope_method("nudging", tokenization="own"),
     "nudging_unshared": pairscope_method("nudging", share_prefix=False),
+    "nudging_lockstep": pairscope_method("nudging", one_pass=False),
     "blendin": pairscope_method("blendin"),
     "blendin_own": pairscope_method("blendin", tokenization="own"),
     "naive": naive_blend,
@@ -219,6 +222,9 @@ RATIOS = [
     ("base_unshared", "generate"),
     ("nudging", "generate"),
     ("nudging_unshared", "generate"),
+    ("nudging_lockstep", "generate"),
+    # NUDGING's one-pass schedule against its lockstep word loop.
+    ("nudging", "nudging_lockstep"),
     ("blendin", "generate"),
     # What the canonical tokenization policy costs against the own policy.
     ("base", "base_own"),

@@ -16,6 +16,7 @@ import torch
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
 from pairscope.decoding.strategies import (
     Decision,
+    Nudging,
     Strategy,
     TopK,
     Word,
@@ -25,6 +26,7 @@ from pairscope.decoding.strategies import (
 from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
+from pairscope.decoding.words import OpenWord, WordSteps, extend_word
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
@@ -85,6 +87,7 @@ class _Row:
     plan: list[int] = field(default_factory=list)  # guide's own greedy ids not yet appended
     # The guide's distribution that chose each plan id (at the position before it).
     plan_logps: list[torch.Tensor] = field(default_factory=list)
+    open: OpenWord | None = None  # NUDGING's word still being written (decoding/words.py)
 
 
 # How far the driver's own greedy path is likely followed (it keeps its top-1 wherever
@@ -110,6 +113,17 @@ class Engine:
         # Per model tag: token id -> its string for overlap@k (normalised; a model-unique
         # key for strings that match nothing across models).
         self._strings: tuple[dict[int, str], dict[int, str]] = ({}, {})
+        # NUDGING with local models: one base and one guide pass a step (decoding/words.py).
+        nudging = self.strategy if isinstance(self.strategy, Nudging) else None
+        self._words = WordSteps(self, nudging) if nudging is not None else None
+
+    # NUDGING's one-pass schedule; off (the lockstep word loop) only to test and measure
+    # that it changes nothing but the passes.
+    one_pass_words = True
+
+    def _local(self) -> bool:
+        streams = (self.driver.stream, self.guide.stream if self.guide is not None else None)
+        return all(s is not None and s.sync_all_rows for s in streams)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -169,6 +183,9 @@ class Engine:
         )
 
     def _step(self, rows: list[_Row]) -> None:
+        if self._words is not None and self.one_pass_words and self._local():
+            self._words.step(rows)
+            return
         driver = self.driver
         # 1. Base next-token scores for every live row; top-1 probability and id in one
         #    host transfer (no full-vocabulary normalisation: see Scores).
@@ -463,23 +480,13 @@ class _Uncertain:
 
         def take(b: int, token: int, logp: torch.Tensor) -> bool:
             """Row b's next greedy id (chosen by ``logp``); True once its word is settled."""
+            word, plans = extend_word(vocab, toks[b], token, left[b])
             left[b] -= 1
-            t = toks[b]
-            if vocab.is_end(token) or vocab.is_special(token):
-                words[b] = Word(vocab.decode(t), tuple(t), True)
-                return True
-            word, complete = split_word(vocab.decode(t + [token]))
-            if not complete:
-                t.append(token)
-                if left[b] == 0:  # the word-length cap: what the guide wrote so far
-                    words[b] = Word(vocab.decode(t), tuple(t), False)
-                return left[b] == 0
-            if vocab.decode(t) == word:
-                # The id that starts the next word waits as the round's plan.
-                words[b] = Word(word, tuple(t), False)
+            if word is None:
+                return False
+            words[b] = word
+            if plans:  # the id that starts the next word waits as the round's plan
                 rows[b].plan, rows[b].plan_logps = [token], [logp]
-            else:
-                words[b] = Word(word, None, False)  # the word ends inside a token
             return True
 
         building: list[int] = []

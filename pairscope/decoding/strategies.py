@@ -256,24 +256,29 @@ class Nudging(Strategy):
         words = at.guide_words(self.max_word_tokens)
         out: dict[int, Decision] = {}
         for b in at.rows:
-            word, in_round = words[b], at.in_round(b)
             token, base_key, base_text = at.base_token(b)
-            choice = self.choose(in_round, word.text, word.ended, base_text)
-            if choice == "base":
-                out[b] = Decision(base_key, base_text or "", "base", False, base_id=token)
-            elif choice == "end" and not word.text:
-                out[b] = Decision(END, "", "guide", override=True)
-            else:
-                out[b] = Decision(
-                    word.text,
-                    word.text,
-                    "guide",
-                    override=True,
-                    guide_ids=word.ids,
-                    ends=choice == "end",
-                    round_start=not in_round,
-                )
+            out[b] = self.decide(words[b], at.in_round(b), token, base_key, base_text)
         return out
+
+    def decide(
+        self, word: Word, in_round: bool, token: int, base_key: MatchKey, base_text: str | None
+    ) -> Decision:
+        """The decision at an uncertain position, given the guide's next word there and
+        the base's top-1 (its id, match key and text)."""
+        choice = self.choose(in_round, word.text, word.ended, base_text)
+        if choice == "base":
+            return Decision(base_key, base_text or "", "base", False, base_id=token)
+        if choice == "end" and not word.text:
+            return Decision(END, "", "guide", override=True)
+        return Decision(
+            word.text,
+            word.text,
+            "guide",
+            override=True,
+            guide_ids=word.ids,
+            ends=choice == "end",
+            round_start=not in_round,
+        )
 
     @staticmethod
     def choose(in_round: bool, word: str, ended: bool, base_text: str | None) -> str:

@@ -1,0 +1,269 @@
+"""NUDGING's words on a one-pass-per-step schedule (local models).
+
+The lockstep word loop (``engine._Uncertain.guide_words``) finishes every uncertain
+row's word inside the step: a guide pass per token of the longest word, plus one that
+shows the word has ended, while every other row waits. On a CPU as on a GPU a pass
+costs about the same whatever its width, so that is about three guide passes a step.
+Here a step makes one base pass and at most one guide pass:
+
+* a row inside a word (an *open* word) gets one guide token per step;
+* the base reads the row's text plus its word so far (speculation). When the next
+  guide token shows the word has ended, the base's scores for the position after it
+  are already there, and the row goes on in the same step;
+* a speculation is used only where the text appended is exactly the word the base read
+  and the base did not write it (a guide word is foreign text to the base, re-encoded
+  under either policy, as the speculative read was). Otherwise the base's context is
+  put back as it was, and the next pass re-reads from there.
+
+The words, and Nudging's choices on them, are those of the lockstep loop, so texts and
+traces are the same (tested); only the schedule of the passes differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from pairscope.decoding.contexts import Context
+from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
+from pairscope.decoding.stream import TopLists, greedy
+from pairscope.decoding.types import Step
+from pairscope.decoding.vocab import END, TokenText
+
+if TYPE_CHECKING:
+    from pairscope.decoding.engine import Engine, _Row
+
+OVERLAP_K = 50
+
+
+def extend_word(
+    vocab: TokenText, toks: list[int], token: int, left: int
+) -> tuple[Word | None, bool]:
+    """A word after the guide's next greedy id ``token`` (``toks``: its ids so far, to
+    which an id that continues it is appended; ``left``: ids it may still take,
+    this one included).
+
+    Returns the settled word (None while it goes on) and whether ``token`` starts the
+    next word (it then waits as the round's plan)."""
+    if vocab.is_end(token) or vocab.is_special(token):
+        return Word(vocab.decode(toks), tuple(toks), True), False
+    word, complete = split_word(vocab.decode(toks + [token]))
+    if not complete:
+        toks.append(token)
+        if left <= 1:  # the word-length cap: what the guide wrote so far
+            return Word(vocab.decode(toks), tuple(toks), False), False
+        return None, False
+    if vocab.decode(toks) == word:
+        return Word(word, tuple(toks), False), True
+    return Word(word, None, False), False  # the word ends inside a token
+
+
+@dataclass
+class OpenWord:
+    """A row's word still being written, with the base position it is for."""
+
+    in_round: bool
+    p_base: float
+    base_token: int
+    base_tops: list[int]  # the base's top-k ids at the position (overlap@k)
+    left: int
+    toks: list[int] = field(default_factory=list)
+    facts: tuple[float, float, bool] | None = None  # p_guide, overlap@k, hit
+    spec: str | None = None  # the text after the row's own that the base read this step
+    saved: tuple[list[int], int, list[int], list[int]] | None = None
+
+
+def _save(ctx: Context) -> tuple[list[int], int, list[int], list[int]]:
+    return list(ctx.ids), ctx.synced, list(ctx.held), list(ctx.starts)
+
+
+def _restore(ctx: Context, saved: tuple[list[int], int, list[int], list[int]]) -> None:
+    ctx.ids, ctx.synced, ctx.held, ctx.starts = saved
+
+
+class WordSteps:
+    """One engine step of NUDGING on the one-pass schedule (see the module docstring)."""
+
+    def __init__(self, engine: Engine, strategy: Nudging) -> None:
+        self.engine = engine
+        self.strategy = strategy
+
+    def step(self, rows: list[_Row]) -> None:
+        engine, nudging = self.engine, self.strategy
+        driver, guide = engine.driver, engine.guide
+        assert guide is not None and guide.stream is not None
+        gvocab = guide.vocab
+        # 1. One base pass: rows outside a word read their text, rows inside one their
+        #    text and the word so far.
+        fed: list[int] = []
+        texts: list[str] = []
+        specs: dict[int, OpenWord] = {}
+        for b, row in enumerate(rows):
+            w = row.open
+            if w is None:
+                fed.append(b)
+                texts.append(row.text)
+                continue
+            w.spec = None
+            if w.toks and not row.driver.held and not engine._gctx(row).held:
+                spec = gvocab.decode(w.toks)
+                if spec and "\ufffd" not in spec:
+                    w.spec, w.saved = spec, _save(row.driver)
+                    specs[b] = w
+                    fed.append(b)
+                    texts.append(row.text + spec)
+        at = {b: i for i, b in enumerate(fed)}
+        p_top: list[float] = []
+        t_top: list[int] = []
+        base_tops: dict[int, list[int]] = {}
+        if fed:
+            ids = driver.targets([rows[b].driver for b in fed], texts)
+            scores = driver.stream.scores(dict(zip(fed, ids)))
+            p_top, t_top = scores.top1()
+            # The base's top-k at every uncertain position read (overlap@k), in one top-k.
+            wanted = [b for b in fed if nudging.uncertain(p_top[at[b]])]
+            if wanted:
+                tops = TopLists(scores.logprobs([at[b] for b in wanted]), OVERLAP_K).ids
+                base_tops = dict(zip(wanted, tops))
+        # 2. Rows outside a word that are uncertain open one.
+        fresh = [b for b in fed if rows[b].open is None and b in base_tops]
+        self._open(rows, fresh, p_top, t_top, at, base_tops, {})
+        # 3. One guide pass (every row synced): each open word takes its next token.
+        named = [b for b, row in enumerate(rows) if row.open is not None]
+        settled: dict[int, Word] = {}
+        plan_tops: dict[int, tuple[float, list[int]]] = {}
+        if named:
+            feed = {b: list(self._word(rows[b]).toks) for b in named}
+            glogp = engine._guide_sync(rows, named, feed)
+            best = greedy(glogp)
+            unnoted = [j for j, b in enumerate(named) if self._word(rows[b]).facts is None]
+            plans: list[int] = []
+            for j, b in enumerate(named):
+                w = self._word(rows[b])
+                word, starts_next = extend_word(gvocab, w.toks, best[j], w.left)
+                w.left -= 1
+                if word is not None:
+                    settled[b] = word
+                    if starts_next:
+                        rows[b].plan, rows[b].plan_logps = [best[j]], [glogp[j]]
+                        plans.append(j)
+            # The guide's top-k where it is read: the first position of a new word, and
+            # a plan's (the next word's first position), in one top-k.
+            read = unnoted + [j for j in plans if j not in unnoted]
+            if read:
+                gtops = TopLists(glogp[read], OVERLAP_K)
+                for n, j in enumerate(read):
+                    top = (gtops.probs[n][0], gtops.ids[n])
+                    if j in unnoted:
+                        self._note(self._word(rows[named[j]]), top)
+                    if j in plans:
+                        plan_tops[named[j]] = top
+        # 4. Settled words are appended; where the base read exactly that word, its
+        #    scores are the next position's and the row goes on.
+        goes_on: list[int] = []
+        for b, word in settled.items():
+            row = rows[b]
+            w = self._word(row)
+            row.open = None
+            before = row.text
+            decision = self._decide(w, word)
+            engine._append(row, engine._not_text(decision), self._trace(row, w, decision))
+            if (
+                w.spec is not None
+                and row.reason is None
+                and row.in_round  # the guide wrote it (foreign text to the base)
+                and row.text == before + w.spec
+            ):
+                goes_on.append(b)
+        for b, w in specs.items():  # every other speculation is put back
+            if b not in goes_on and w.saved is not None:
+                _restore(rows[b].driver, w.saved)
+        # 5. The base's own positions: confident rows append its token; a row that went
+        #    on and is uncertain opens its next word (read by the next pass).
+        for b in fed:
+            row = rows[b]
+            went_on = b in goes_on
+            if row.reason is not None or row.open is not None or (b in settled and not went_on):
+                continue
+            p = p_top[at[b]]
+            if nudging.uncertain(p):
+                continue
+            decision = engine._base_decision(t_top[at[b]], "base")
+            engine._append(
+                row, decision, Step(len(row.steps), p, None, None, "", "base", False, False)
+            )
+        later = [b for b in goes_on if rows[b].reason is None and b in base_tops]
+        self._open(rows, later, p_top, t_top, at, base_tops, plan_tops)
+
+    def _open(
+        self,
+        rows: list[_Row],
+        which: list[int],
+        p_top: list[float],
+        t_top: list[int],
+        at: dict[int, int],
+        base_tops: dict[int, list[int]],
+        plan_tops: dict[int, tuple[float, list[int]]],
+    ) -> None:
+        """Open a word at each of these rows' uncertain positions (their base scores are
+        this step's). A row inside a round starts from its plan, the guide's own id after
+        its last word; the guide's distribution that chose it is read there
+        (``plan_tops`` when this step's pass made it)."""
+        older: list[tuple[OpenWord, torch.Tensor]] = []
+        for b in which:
+            row = rows[b]
+            w = OpenWord(
+                in_round=row.in_round,
+                p_base=p_top[at[b]],
+                base_token=t_top[at[b]],
+                base_tops=base_tops[b],
+                left=self.strategy.max_word_tokens,
+            )
+            if row.in_round and row.plan:
+                w.toks = row.plan[:1]
+                if b in plan_tops:
+                    self._note(w, plan_tops[b])
+                else:
+                    older.append((w, row.plan_logps[0]))
+            row.plan, row.plan_logps = [], []  # a plan serves one word
+            row.open = w
+        if older:
+            tops = TopLists(torch.stack([logp for _, logp in older]), OVERLAP_K)
+            for n, (w, _) in enumerate(older):
+                self._note(w, (tops.probs[n][0], tops.ids[n]))
+
+    def _note(self, w: OpenWord, guide_top: tuple[float, list[int]]) -> None:
+        """The guide's top-1 probability and overlap@k at the word's position."""
+        overlap, hit = self.engine._overlap(w.base_tops, guide_top[1])
+        w.facts = (guide_top[0], overlap, hit)
+
+    @staticmethod
+    def _word(row: _Row) -> OpenWord:
+        assert row.open is not None
+        return row.open
+
+    def _decide(self, w: OpenWord, word: Word) -> Decision:
+        token = w.base_token
+        key = self.engine.driver.vocab.key(token)
+        text = key if isinstance(key, str) and key != END else None
+        return self.strategy.decide(word, w.in_round, token, key, text)
+
+    @staticmethod
+    def _trace(row: _Row, w: OpenWord, decision: Decision) -> Step:
+        """The trace of the word's position (as the lockstep loop's ``_Uncertain.step``)."""
+        p_guide, overlap, hit = w.facts if w.facts is not None else (None, None, None)
+        return Step(
+            len(row.steps),
+            w.p_base,
+            p_guide,
+            decision.alpha,
+            "",
+            decision.source,
+            True,
+            decision.override,
+            overlap,
+            hit,
+            decision.round_start,
+        )
