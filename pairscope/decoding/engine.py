@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 
@@ -26,7 +27,7 @@ from pairscope.decoding.strategies import (
 from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
-from pairscope.decoding.words import OpenWord, WordSteps, extend_word
+from pairscope.decoding.words import OpenWord, WordSteps, extend_word, uncertain_step
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
@@ -114,8 +115,8 @@ class Engine:
         # key for strings that match nothing across models).
         self._strings: tuple[dict[int, str], dict[int, str]] = ({}, {})
         # NUDGING with local models: one base and one guide pass a step (decoding/words.py).
-        nudging = self.strategy if isinstance(self.strategy, Nudging) else None
-        self._words = WordSteps(self, nudging) if nudging is not None else None
+        writes_words = self.strategy.writes_words
+        self._words = WordSteps(self, cast(Nudging, self.strategy)) if writes_words else None
 
     # NUDGING's one-pass schedule; off (the lockstep word loop) only to test and measure
     # that it changes nothing but the passes.
@@ -535,20 +536,8 @@ class _Uncertain:
 
     def step(self, row: int, p_base: float, decision: Decision) -> Step:
         """The trace of an uncertain position the strategy decided."""
-        p_guide, overlap, hit = self.facts.get(row, (None, None, None))
-        return Step(
-            len(self.batch[row].steps),
-            p_base,
-            p_guide,
-            decision.alpha,
-            "",
-            decision.source,
-            True,
-            decision.override,
-            overlap,
-            hit,
-            decision.round_start,
-        )
+        facts = self.facts.get(row)
+        return uncertain_step(len(self.batch[row].steps), p_base, facts, decision)
 
 
 def generate(

@@ -176,12 +176,15 @@ class Strategy:
     guide-only decoding, which has no uncertain positions); ``consults`` says
     whether the guide is needed at all; ``guide_lookahead`` is how many guide
     tokens a row may be fed past its text in one step; ``ir_kind`` names the
-    intervention rate its authors' code reports.
+    intervention rate its authors' code reports. ``writes_words``: the method appends
+    the guide's whole words (NUDGING), which the engine schedules one guide token a
+    step with local models (decoding/words.py) through :meth:`Nudging.decide`.
     """
 
     name = "base"
     drives = "base"
     consults = False
+    writes_words = False
     guide_lookahead = 1
     ir_kind: str | None = IR_UNCERTAIN
 
@@ -242,6 +245,7 @@ class Nudging(Strategy):
 
     name = "nudging"
     consults = True
+    writes_words = True
     ir_kind = IR_ROUNDS
 
     def __init__(self, tau: float = TAU, max_word_tokens: int = 16) -> None:

@@ -22,7 +22,7 @@ traces are the same (tested); only the schedule of the passes differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -32,8 +32,10 @@ from pairscope.decoding.stream import TopLists, greedy
 from pairscope.decoding.types import Step
 from pairscope.decoding.vocab import END, TokenText
 
-if TYPE_CHECKING:
-    from pairscope.decoding.engine import Engine, _Row
+# The engine and its rows (``engine.Engine``, ``engine._Row``) are typed Any here: the
+# engine imports this module, and the package keeps its imports free of cycles.
+Engine = Any
+_Row = Any
 
 OVERLAP_K = 50
 
@@ -252,18 +254,28 @@ class WordSteps:
 
     @staticmethod
     def _trace(row: _Row, w: OpenWord, decision: Decision) -> Step:
-        """The trace of the word's position (as the lockstep loop's ``_Uncertain.step``)."""
-        p_guide, overlap, hit = w.facts if w.facts is not None else (None, None, None)
-        return Step(
-            len(row.steps),
-            w.p_base,
-            p_guide,
-            decision.alpha,
-            "",
-            decision.source,
-            True,
-            decision.override,
-            overlap,
-            hit,
-            decision.round_start,
-        )
+        return uncertain_step(len(row.steps), w.p_base, w.facts, decision)
+
+
+def uncertain_step(
+    position: int,
+    p_base: float,
+    facts: tuple[float, float, bool] | None,
+    decision: Decision,
+) -> Step:
+    """The trace of an uncertain position a strategy decided (``facts``: the guide's
+    top-1 probability, overlap@k and whether its top-1 is in the base's top-k)."""
+    p_guide, overlap, hit = facts if facts is not None else (None, None, None)
+    return Step(
+        position,
+        p_base,
+        p_guide,
+        decision.alpha,
+        "",
+        decision.source,
+        True,
+        decision.override,
+        overlap,
+        hit,
+        decision.round_start,
+    )
