@@ -27,13 +27,18 @@ from pairscope.decoding.strategies import (
 from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
-from pairscope.decoding.words import OpenWord, WordSteps, extend_word, uncertain_step
+from pairscope.decoding.words import (
+    OVERLAP_K,
+    OpenWord,
+    WordSteps,
+    base_top1,
+    extend_word,
+    uncertain_step,
+)
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
 from pairscope.models import Pair
-
-OVERLAP_K = 50
 
 __all__ = ["DecodeSettings", "Engine", "Request", "generate", "split_word"]
 
@@ -400,9 +405,7 @@ class _Uncertain:
         return self._top_lists("base", k).top(self.at[row], self.engine.driver.vocab, k)
 
     def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
-        token = self.t_top[row]
-        key = self.engine.driver.vocab.key(token)
-        return token, key, key if isinstance(key, str) and key != END else None
+        return base_top1(self.engine.driver.vocab, self.t_top[row])
 
     def _base_all(self) -> torch.Tensor:
         if self._logp is None:

@@ -30,14 +30,21 @@ from pairscope.decoding.contexts import Context
 from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
 from pairscope.decoding.stream import TopLists, greedy
 from pairscope.decoding.types import Step
-from pairscope.decoding.vocab import END, TokenText
+from pairscope.decoding.vocab import END, MatchKey, TokenText
 
 # The engine and its rows (``engine.Engine``, ``engine._Row``) are typed Any here: the
 # engine imports this module, and the package keeps its imports free of cycles.
 Engine = Any
 _Row = Any
 
-OVERLAP_K = 50
+OVERLAP_K = 50  # overlap@k's k
+
+
+def base_top1(vocab: TokenText, token: int) -> tuple[int, MatchKey, str | None]:
+    """The base's top-1 as NUDGING's choice reads it: its id, its match key and its text
+    (None for an end token or a piece that matches nothing)."""
+    key = vocab.key(token)
+    return token, key, key if isinstance(key, str) and key != END else None
 
 
 def extend_word(
@@ -180,7 +187,8 @@ class WordSteps:
             ):
                 goes_on.append(b)
         for b, w in specs.items():  # every other speculation is put back
-            if b not in goes_on and w.saved is not None:
+            if b not in goes_on:
+                assert w.saved is not None
                 _restore(rows[b].driver, w.saved)
         # 5. The base's own positions: confident rows append its token; a row that went
         #    on and is uncertain opens its next word (read by the next pass).
@@ -247,9 +255,7 @@ class WordSteps:
         return row.open
 
     def _decide(self, w: OpenWord, word: Word) -> Decision:
-        token = w.base_token
-        key = self.engine.driver.vocab.key(token)
-        text = key if isinstance(key, str) and key != END else None
+        token, key, text = base_top1(self.engine.driver.vocab, w.base_token)
         return self.strategy.decide(word, w.in_round, token, key, text)
 
     @staticmethod
