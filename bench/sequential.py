@@ -1,12 +1,20 @@
 """Operating characteristics of the anytime-valid IR gate (pairscope/metrics/sequential.py).
 
+The simulation itself is ``pairscope/metrics/operating.py``.
+
 For synthetic pools of per-sample ``(u, d)`` whose pooled IR is set exactly (lengths
 20-256 like real responses, 30 % cut at ``max_new_tokens``), many streams resample the
-pool and are checked after every sample up to the budget. Printed per scenario: the
+pool and are checked after every sample up to the budget. Each scenario runs for both
+kinds of intervention rate: an uncertain rate (BlendIn's, ``u <= d``) and NUDGING's
+rounds / base-written tokens (``u <= d + 1`` and ``u + d <= max_new_tokens``, which
+lets the PASS side bet about twice as much). Printed per scenario: the
 share of streams declared FAIL and PASS (Wilson 95 % intervals), the samples to a
 decision (median and quartiles; undecided streams count as budget + 1), the share still
 undecided, and a floor for the median that no valid test of this kind can beat
-(the best constant bet, chosen knowing the pool). ``--json`` prints one JSON object.
+(the best constant bet, chosen knowing the pool). Then the same streams again, each
+stopped for futility as the probe stops it: the decisions that costs, the share
+stopped undecided, and the mean samples decoded without and with it.
+``--json`` prints one JSON object.
 
     python bench/sequential.py [--streams 2000] [--budget 100] [--theta 0.2] [--json]
 
@@ -28,14 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from pairscope.metrics.sequential import (
-    DEFAULT_ALPHA,
-    FAIL,
-    PASS,
+from pairscope.metrics.operating import (
     best_constant_bet_samples,
     simulate,
     synthetic_pool,
+    synthetic_rounds_pool,
 )
+from pairscope.metrics.sequential import DEFAULT_ALPHA, FAIL, FUTILITY_STREAMS, PASS, Support
 from pairscope.metrics.stats import wilson
 
 D_MAX = 256
@@ -46,47 +53,73 @@ def pool_row(
     u: np.ndarray,
     d: np.ndarray,
     theta: float,
-    d_max: int,
+    support: Support,
     *,
     streams: int,
     budget: int,
     seed: int,
-    slack: int = 0,
+    futility_streams: int,
 ) -> dict[str, Any]:
     """Simulate the test on one pool of per-sample ``(u, d)`` and summarise it."""
-    sim = simulate(u, d, theta, d_max, streams=streams, budget=budget, seed=seed,
-                   numerator_slack=slack)  # fmt: skip
+    sim = simulate(u, d, theta, support, streams=streams, budget=budget, seed=seed)
+    early = simulate(
+        u, d, theta, support, streams=streams, budget=budget, seed=seed, futility=True,
+        futility_streams=futility_streams,
+    )  # fmt: skip
     row: dict[str, Any] = {"scenario": name, "true_ir": sim.true_ir, "mean_d": float(d.mean())}
+    assert sim.spent is not None and early.spent is not None and early.futile is not None
+    row["futility"] = {
+        "decided": float(np.mean(early.decision != 0)),
+        "lost": float(np.mean((sim.decision != 0) & (early.decision == 0))),
+        "stopped": float(early.futile.mean()),
+        "mean_samples": float(early.spent.mean()),
+        "mean_samples_without": float(sim.spent.mean()),
+    }
     for label, code in (("fail", FAIL), ("pass", PASS)):
         count, share = sim.rate(code)
         row[label] = {"share": share, "wilson": list(wilson(count, streams))}
     q1, median, q3 = np.percentile(sim.decided_at, [25, 50, 75])
     exact = abs(sim.true_ir - theta) < 1e-12
     row |= {
-        "d_max": d_max,
+        "d_max": support.d_max,
+        "support": "rounds" if support.disjoint else "uncertain",
         "median_samples": float(median),
         "quartiles": [float(q1), float(q3)],
         "undecided": float(np.mean(sim.decided_at > budget)),
         "floor": None
         if exact
-        else best_constant_bet_samples(
-            u, d, theta, d_max, alpha_side=DEFAULT_ALPHA / 2, numerator_slack=slack
-        ),
+        else best_constant_bet_samples(u, d, theta, support, alpha_side=DEFAULT_ALPHA / 2),
     }
     return row
 
 
 def scenario(
-    name: str, target: float, theta: float, streams: int, budget: int, seed: int, **pool: Any
+    name: str,
+    target: float,
+    theta: float,
+    streams: int,
+    budget: int,
+    seed: int,
+    futility_streams: int,
+    rounds: bool = False,
+    **pool: Any,
 ) -> dict[str, Any]:
-    u, d = synthetic_pool(target, d_max=D_MAX, seed=seed, **pool)
-    return pool_row(name, u, d, theta, D_MAX, streams=streams, budget=budget, seed=seed + 1)
+    """One synthetic pool: an uncertain rate's counts, or NUDGING's (``rounds``)."""
+    make = synthetic_rounds_pool if rounds else synthetic_pool
+    u, d = make(target, d_max=D_MAX, seed=seed, **pool)
+    support = Support(D_MAX, slack=1, disjoint=True) if rounds else Support(D_MAX)
+    return pool_row(
+        name, u, d, theta, support, streams=streams, budget=budget, seed=seed + 1,
+        futility_streams=futility_streams,
+    )  # fmt: skip
 
 
-def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[str, Any]]:
+def run_pools(
+    run_dir: str, streams: int, budget: int, seed: int, futility_streams: int
+) -> list[dict[str, Any]]:
     """One row per task of a run: its own samples as the pool."""
-    from pairscope.decoding.types import IR_ROUNDS
     from pairscope.runs import read_summary
+    from pairscope.summary import ir_support
 
     summary = read_summary(Path(run_dir))
     rows = []
@@ -94,14 +127,22 @@ def run_pools(run_dir: str, streams: int, budget: int, seed: int) -> list[dict[s
         method = info.methods[info.gate_method]
         counts = np.array(method.ir_counts, dtype=int).reshape(-1, 2)
         u, d = counts[:, 0], counts[:, 1]
-        d_max = summary.settings.max_new_tokens[task]
-        d_max = max(d_max, int(d.max()), int(u.max()))
+        support = ir_support(
+            counts.tolist(), summary.settings.max_new_tokens[task], method.ir_definition
+        )
         theta = info.threshold
         name = f"{task} ({u.size} samples, IR {u.sum() / d.sum():.3f}, θ {theta:g})"
-        slack = 1 if method.ir_definition == IR_ROUNDS else 0
         rows.append(
             pool_row(
-                name, u, d, theta, d_max, streams=streams, budget=budget, seed=seed + i, slack=slack
+                name,
+                u,
+                d,
+                theta,
+                support,
+                streams=streams,
+                budget=budget,
+                seed=seed + i,
+                futility_streams=futility_streams,
             )  # fmt: skip
         )
     return rows
@@ -114,21 +155,37 @@ def main() -> None:
     parser.add_argument("--theta", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", help="A --fixed probe run directory: use its samples.")
+    parser.add_argument(
+        "--futility-streams",
+        type=int,
+        default=500,
+        help=f"Continuations behind each futility check (default %(default)s; the probe "
+        f"uses {FUTILITY_STREAMS}).",
+    )
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     args = parser.parse_args()
     theta, started = args.theta, time.perf_counter()
     if args.run:
-        rows = run_pools(args.run, args.streams, args.budget, args.seed)
+        rows = run_pools(args.run, args.streams, args.budget, args.seed, args.futility_streams)
         _print(rows, args, time.perf_counter() - started, f"pools from {args.run}")
         return
-    plans: list[tuple[str, float, dict[str, Any]]] = [
-        (f"IR = θ − {delta:g}", theta - delta, {}) for delta in (0.1, 0.05)
-    ]
-    plans.append(("IR = θ", theta, {}))
-    plans += [(f"IR = θ + {delta:g}", theta + delta, {}) for delta in (0.05, 0.1)]
-    plans.append(("IR = θ − 0.1, 80 % of responses at the cap", theta - 0.1, {"at_cap": 0.8}))
+    plans: list[tuple[str, float, dict[str, Any]]] = []
+    for kind, rounds in (("uncertain rate", False), ("NUDGING rounds", True)):
+        shifts = [(f"IR = θ − {delta:g}", -delta) for delta in (0.1, 0.05)]
+        shifts += [("IR = θ", 0.0)] + [(f"IR = θ + {delta:g}", delta) for delta in (0.05, 0.1)]
+        plans += [(f"{kind}, {name}", theta + shift, {"rounds": rounds}) for name, shift in shifts]
+    plans.append(("uncertain rate, IR = θ − 0.1, 80 % at the cap", theta - 0.1, {"at_cap": 0.8}))
     rows = [
-        scenario(name, target, theta, args.streams, args.budget, args.seed + 10 * i, **pool)
+        scenario(
+            name,
+            target,
+            theta,
+            args.streams,
+            args.budget,
+            args.seed + 10 * i,
+            args.futility_streams,
+            **pool,
+        )  # fmt: skip
         for i, (name, target, pool) in enumerate(plans)
     ]
     _print(rows, args, time.perf_counter() - started, f"θ = {theta}, d_max = {D_MAX}")
@@ -144,8 +201,8 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: float,
         f"{what}; α = {DEFAULT_ALPHA} (half each side), budget {args.budget} samples, "
         f"{args.streams} resampled streams per row"
     )
-    header = f"{'scenario':44} {'FAIL declared':>22} {'PASS declared':>22} {'median [IQR]':>14}"
-    print(header + f" {'undecided':>9} {'floor':>6}")
+    header = f"{'scenario':50} {'FAIL declared':>22} {'PASS declared':>22} {'median [IQR]':>14}"
+    print(header + f" {'undecided':>9} {'floor':>6}  futility: {'lost':>5} {'stopped':>7} samples")
     for r in rows:
         cells = []
         for label in ("fail", "pass"):
@@ -154,10 +211,18 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: float,
         q1, q3 = r["quartiles"]
         spread = f"{r['median_samples']:.0f} [{q1:.0f}, {q3:.0f}]"
         floor = "-" if r["floor"] is None else f"{r['floor']:.0f}"
+        f = r["futility"]
+        saved = f"{f['mean_samples_without']:.1f} -> {f['mean_samples']:.1f}"
         print(
-            f"{r['scenario']:44} {cells[0]:>22} {cells[1]:>22} {spread:>14} "
-            f"{r['undecided']:>9.4f} {floor:>6}"
+            f"{r['scenario']:50} {cells[0]:>22} {cells[1]:>22} {spread:>14} "
+            f"{r['undecided']:>9.4f} {floor:>6}            {f['lost']:>5.3f} {f['stopped']:>7.3f} "
+            f"{saved}"
         )
+    print(
+        "futility: the same streams stopped for futility (checked every 16 samples from 30 on): "
+        "'lost', decisions they forfeit; 'stopped', the share stopped undecided; "
+        "'samples', mean samples decoded without -> with"
+    )
     print(f"({elapsed:.1f} s)")
 
 

@@ -353,14 +353,15 @@ def _generate_sequential(
 
     After each batch the gate method's samples are fed, in order, to the anytime-valid
     test (:func:`pairscope.summary.sequential_test`, the same replay the summary
-    does); decoding stops once it has declared PASS or FAIL and at least
-    ``--min-calibration-samples`` samples are decoded (with calibration on, for a task
-    whose samples calibration can read: a reference answer or options). The
+    does); decoding stops once it has declared PASS or FAIL, or once a decision
+    within the budget has become unlikely (:meth:`SequentialTest.futile`: WARN), and
+    at least ``--min-calibration-samples`` samples are decoded (with calibration on,
+    for a task whose samples calibration can read: a reference answer or options). The
     samples decoded after the deciding one still count: they are the next in the
     fixed order, and the verdict, once declared, never changes. Returns the samples
     used, a prefix of ``samples``.
     """
-    from pairscope.summary import gate_method, sequential_test
+    from pairscope.summary import gate_method, sequential_test, stop_phrase
 
     gate = gate_method(list(opts.methods))
     # Calibration reads only samples with a reference answer or options (not XSTest's).
@@ -374,10 +375,10 @@ def _generate_sequential(
             if test is None:
                 used = len(samples)  # no valid test at this threshold: spend the budget
                 break
-            if test.verdict is not None:
+            futile, chance = test.futile(len(samples) - used)
+            if test.verdict is not None or futile:
                 progress.phase(
-                    f"{task}: {test.verdict.value} declared after {test.decided_at} samples "
-                    f"(anytime-valid test); {used} of {len(samples)} decoded"
+                    f"{task}: {stop_phrase(test, chance)}; {used} of {len(samples)} decoded"
                 )
                 break
         chunk = samples[used : max(used + opts.batch_size, need)]

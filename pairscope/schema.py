@@ -293,7 +293,9 @@ class SequentialSummary(Contract):
     e_pass: float | None
     budget: int
     used: int
-    stop_reason: Literal["decided", "budget", "incomplete", "fixed"]
+    stop_reason: Literal["decided", "budget", "futile", "incomplete", "fixed"]
+    # "futile": the estimated chance of a decision within the budget when it stopped.
+    decision_chance: float | None = None
     used_for_verdict: bool
     reason: str
 

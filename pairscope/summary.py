@@ -23,7 +23,7 @@ from pairscope.metrics.intervention import (
     verdict,
 )
 from pairscope.metrics.overlap import overlap_summary
-from pairscope.metrics.sequential import SequentialTest
+from pairscope.metrics.sequential import SequentialTest, Support
 from pairscope.metrics.stats import (
     Estimate,
     bootstrap_ratio,
@@ -77,20 +77,42 @@ def sequential_test(
     """The anytime-valid test of the pooled IR against ``threshold``, fed ``counts`` in order.
 
     ``counts`` are the samples' (IR numerator, denominator) in the run's fixed order.
-    NUDGING's rounds can outnumber its base-written tokens by one: every round but
-    the first of a response starts after a base-written token. None when no such
-    test exists: a threshold of 0 or 1, or a method with no intervention rate.
+    NUDGING's rounds can outnumber its base-written tokens by one (every round but
+    the first of a response starts after a base-written token), and a round's first
+    word and a base-written token are different positions of the response, so
+    rounds + base-written tokens <= ``max_new_tokens``. None when no such test
+    exists: a threshold of 0 or 1, or a method with no intervention rate.
     """
-    from pairscope.decoding.types import IR_ROUNDS
-
     if ir_kind is None or not 0.0 < threshold < 1.0:
         return None
-    d_max = max([max_new_tokens, *(int(d) for _, d in counts), *(int(u) for u, _ in counts)])
-    slack = 1 if ir_kind == IR_ROUNDS else 0
-    test = SequentialTest(threshold, d_max, numerator_slack=slack)
+    test = SequentialTest(threshold, ir_support(counts, max_new_tokens, ir_kind))
     for u, d in counts:
         test.update(u, d)
     return test
+
+
+def stop_phrase(test: SequentialTest, chance: float) -> str:
+    """Why a sequential task stops decoding now: its verdict, or futility (``chance``: of a
+    decision within the budget)."""
+    if test.verdict is not None:
+        return f"{test.verdict.value} declared after {test.decided_at} samples (anytime-valid test)"
+    return (
+        f"undecided after {test.n} samples, and a decision within the budget has an "
+        f"estimated chance of {chance:.1%}: stopping early (WARN)"
+    )
+
+
+def ir_support(
+    counts: list[tuple[int, int]] | list[list[int]], max_new_tokens: int, ir_kind: str
+) -> Support:
+    """Where one sample's IR counts can lie, for a method's kind of intervention rate
+    (:func:`sequential_test`); ``d_max`` is ``max_new_tokens``, or the largest count
+    seen should a record exceed it."""
+    from pairscope.decoding.types import IR_ROUNDS
+
+    rounds = ir_kind == IR_ROUNDS
+    sizes = [int(u) + int(d) if rounds else max(int(u), int(d)) for u, d in counts]
+    return Support(max([max_new_tokens, *sizes]), slack=int(rounds), disjoint=rounds)
 
 
 def summarize(run_dir: Path) -> Summary:
@@ -271,6 +293,7 @@ def _sequential_summary(
         return None
     interval = test.interval()
     span = f"[{interval.low:.3f}, {interval.high:.3f}]"
+    chance: float | None = None
     if test.verdict is not None:
         side = "above" if test.verdict is Verdict.FAIL else "below"
         fail = test.verdict is Verdict.FAIL
@@ -282,11 +305,17 @@ def _sequential_summary(
             f"samples; {used} decoded, anytime-valid interval {span}"
         )
     else:
-        stop = "budget" if used >= budget else "incomplete"
+        futile, chance = test.futile(budget - used)
+        stop = "budget" if used >= budget else "futile" if futile and on else "incomplete"
         reason = (
             f"anytime-valid test undecided after {used} of {budget} samples "
             f"(interval {span} contains {test.theta:.2f})"
         )
+        if stop == "futile":
+            reason += (
+                f"; a decision within the budget had an estimated chance of {chance:.1%}, "
+                "so the probe stopped early"
+            )
     if not on:
         stop = "fixed"
     return SequentialSummary.model_validate(
@@ -295,6 +324,7 @@ def _sequential_summary(
             "budget": budget,
             "used": used,
             "stop_reason": stop,
+            **({"decision_chance": chance} if stop == "futile" else {}),
             "used_for_verdict": on,
             "verdict": test.final_verdict().value,
             "reason": reason,

@@ -13,16 +13,18 @@ IR ``r = E[u] / E[d]`` exceeds θ exactly when ``E[u − θ·d] > 0``, and
 
     x_i = (u_i − θ·d_i) / d_max   lies in   [−θ, h],
 
-with ``h = 1 − θ`` when ``u_i <= d_i`` (a numerator that counts a subset of the
-denominator's positions), ``h = 1 − θ + s / d_max`` when ``u_i <= d_i + s``
-(NUDGING: every round but a response's first follows a base-written token, so
-``s = 1``) and ``h = numerator_max / d_max`` otherwise. Rescaled,
-``y_i = (x_i + θ) / (h + θ)`` lies in [0, 1] and ``r > θ`` exactly when
-``E[y] > m`` with ``m = θ / (h + θ)`` (``y = x + θ`` and ``m = θ`` in the first
-case). As the bootstrap does, the test treats samples as i.i.d. draws from the
-task, so the ``y_i`` are i.i.d. and bounded: the paper's setting, with no further
-assumption. A random subset of the dataset in random order is such a sequence; a
-manifest ordered by stratum is not, and must be shuffled before it is fed.
+where ``h`` is the largest value ``(u − θ·d) / d_max`` takes on the sample space
+(:class:`Support`): ``h = 1 − θ`` when ``u <= d`` (a numerator that counts a subset
+of the denominator's positions); for NUDGING, whose rounds and base-written tokens
+are different positions of one response (``u + d <= d_max``) and whose every round
+but a response's first follows a base-written token (``u <= d + 1``), the most
+adverse sample has about half its positions rounds, and ``h`` is about
+``(1 − θ) / 2``. Rescaled, ``y_i = (x_i + θ) / (h + θ)`` lies in [0, 1] and
+``r > θ`` exactly when ``E[y] > m`` with ``m = θ / (h + θ)``. As the bootstrap
+does, the test treats samples as i.i.d. draws from the task, so the ``y_i`` are
+i.i.d. and bounded: the paper's setting, with no further assumption. A random
+subset of the dataset in random order is such a sequence; a manifest ordered by
+stratum is not, and must be shuffled before it is fed.
 
 **The two tests.** Betting on ``E[y] > m`` and on ``E[y] < m``,
 
@@ -48,11 +50,30 @@ fast PASS can be declared; 0.9 still keeps a tenth of the capital after the
 worst possible sample.
 
 **What bounds the PASS side.** Every e-value for ``E[x] >= 0`` over all
-distributions on ``[−θ, h]`` is dominated by some ``1 − λx`` with ``0 <= λ <= 1/h``
-(it must stay non-negative at ``x = h``, a sample with IR 1 at full length), so PASS
+distributions on the sample space is dominated by some ``1 − λx`` with
+``0 <= λ <= 1/h`` (it must stay non-negative at ``x = h``, the most adverse sample
+possible: for an uncertain rate, IR 1 at full length), so PASS
 needs about ``log(1/α_pass) / max_λ E[log(1 − λx)]`` samples on average however the
 bets are chosen. With θ = 0.2 this is far slower than FAIL (whose bets may reach
-``1/θ``); :func:`best_constant_bet_samples` gives that floor for a pool of samples.
+``1/θ``), and about twice as fast for NUDGING's rounds as for an uncertain rate,
+whose ``h`` is twice as large;
+:func:`pairscope.metrics.operating.best_constant_bet_samples` gives that floor for
+a pool of samples.
+
+**Stopping for futility.** A task whose IR sits close to θ may need many times
+the budget to be decided (the embedded pair's GSM8K, IR 0.169 against 0.20,
+about 565 samples), and decoding the rest of the budget then buys a WARN that was
+clear long before. :meth:`SequentialTest.decision_chance` estimates the chance
+that the test still decides within the samples left: streams continue the test
+from its current state on future samples drawn from the samples seen, each
+stream from its own Bayesian-bootstrap reweighting of them (Dirichlet(1, ..., 1)
+weights, so the streams carry the uncertainty about the pool as well as the
+luck of the draw). After at least ``FUTILITY_MIN_SAMPLES`` samples, a chance
+below ``FUTILITY_CHANCE`` stops the task undecided (WARN). Stopping can only
+turn a declaration that might have come into none, so the error guarantee above
+is untouched (Ville's inequality holds at any stopping time); what it costs is
+power, measured by :func:`pairscope.metrics.operating.simulate` with
+``futility=True``.
 
 **The interval.** :meth:`SequentialTest.interval` reports the set of θ' on a
 grid (step 0.001) that neither test has rejected at any time so far (a running
@@ -66,7 +87,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -74,11 +94,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from pairscope.errors import InputError
 from pairscope.metrics.intervention import Verdict
-from pairscope.metrics.stats import Estimate, FloatArray, json_float, to_vector
+from pairscope.metrics.stats import Estimate, FloatArray, json_float
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_TRUNCATION = 0.9
 GRID_STEP = 0.001
+# Stopping for futility (module doc): undecided after at least FUTILITY_MIN_SAMPLES,
+# with an estimated chance below FUTILITY_CHANCE of a decision within the budget.
+FUTILITY_CHANCE = 0.02
+FUTILITY_MIN_SAMPLES = 30
+FUTILITY_STREAMS = 2000
 
 # Decisions in vectorised form.
 UNDECIDED, FAIL, PASS = 0, 1, -1
@@ -102,6 +127,60 @@ class BettingState:
     def start(cls, shape: tuple[int, ...] = ()) -> BettingState:
         zero = np.zeros(shape)
         return cls(0, zero, zero.copy(), zero.copy(), zero.copy())
+
+    def at(self, i: int) -> BettingState:
+        """The state of entry ``i`` alone (one stream of a simulation)."""
+        return BettingState(self.t, self.total[i], self.sq_dev[i], self.log_up[i], self.log_down[i])
+
+    def broadcast(self, shape: tuple[int, ...]) -> BettingState:
+        """Copies of a single state, one per entry of ``shape`` (streams that go on from it)."""
+
+        def spread(a: FloatArray) -> FloatArray:
+            return np.broadcast_to(a, shape).copy()
+
+        return BettingState(
+            self.t, spread(self.total), spread(self.sq_dev), spread(self.log_up),
+            spread(self.log_down),
+        )  # fmt: skip
+
+
+def continuation_chance(
+    state: BettingState,
+    seen: FloatArray,
+    remaining: int,
+    m: FloatArray,
+    alpha_fail: float,
+    alpha_pass: float,
+    c: float,
+    *,
+    streams: int = FUTILITY_STREAMS,
+    seed: int = 0,
+) -> float:
+    """The share of ``streams`` that, going on from ``state`` (one undecided test) for
+    ``remaining`` samples drawn from the Bayesian bootstrap of ``seen``, reach a decision."""
+    if remaining <= 0 or seen.size == 0:
+        return 0.0
+    future = _bootstrap_draws(seen, streams, remaining, seed)
+    state = state.broadcast((streams,))
+    decided = np.zeros(streams, dtype=bool)
+    for t in range(remaining):
+        state = step(state, future[:, t], m, alpha_fail, alpha_pass, c)
+        decided |= decisions(state, alpha_fail, alpha_pass) != UNDECIDED
+    return float(decided.mean())
+
+
+def _bootstrap_draws(values: FloatArray, streams: int, size: int, seed: int) -> FloatArray:
+    """``(streams, size)`` future samples: each stream draws from ``values`` with its own
+    Dirichlet(1, ..., 1) weights (the Bayesian bootstrap)."""
+    rng = np.random.default_rng(seed)
+    n = values.size
+    cum = np.cumsum(rng.dirichlet(np.ones(n), size=streams), axis=1)
+    cum[:, -1] = 1.0
+    # One sorted array for all streams: stream s's cumulative weights shifted by s.
+    rows = np.arange(streams)[:, None]
+    queries = (rng.random((streams, size)) + rows).ravel()
+    at = np.searchsorted((cum + rows).ravel(), queries, side="right")
+    return values[(at - (rows * n).ravel().repeat(size)).reshape(streams, size)]
 
 
 def _cap(c: float, gap: FloatArray) -> FloatArray:
@@ -156,29 +235,98 @@ def decisions(state: BettingState, alpha_fail: float, alpha_pass: float) -> NDAr
     return np.where(fail, FAIL, np.where(passed, PASS, UNDECIDED))
 
 
-def scaled(
-    u: ArrayLike,
-    d: ArrayLike,
-    theta: ArrayLike,
-    d_max: float,
-    numerator_max: float | None,
-    slack: float = 0.0,
-) -> tuple[FloatArray, FloatArray]:
-    """``(y, m)``: samples mapped into [0, 1] and the null mean, for each θ (module doc).
+@dataclass(frozen=True)
+class Support:
+    """Where one sample's IR counts ``(u, d)`` can lie; the test's range follows from it.
 
-    ``slack``: with no ``numerator_max``, a numerator is at most ``d + slack``.
+    Attributes:
+        d_max: Largest possible denominator (the task's ``max_new_tokens``).
+        numerator_max: Largest possible numerator; None when it never exceeds the
+            denominator plus ``slack``.
+        slack: With no ``numerator_max``, a numerator is at most ``d + slack``: 0 for
+            uncertain positions out of positions; 1 for NUDGING, whose rounds each
+            follow a base-written token but the first.
+        disjoint: The numerator and the denominator count different positions of one
+            response of at most ``d_max`` positions, so ``u + d <= d_max`` (NUDGING:
+            a round's first word and a base-written token are never the same position).
+
+    Example:
+        >>> Support(256).high(0.2)  # an uncertain rate: IR 1 at full length
+        0.8
+        >>> round(float(Support(256, slack=1, disjoint=True).high(0.2)), 4)  # NUDGING
+        0.4023
     """
-    theta = np.asarray(theta, dtype=np.float64)
-    if numerator_max is None:
-        high = 1.0 - theta + slack / d_max
-    else:
-        high = np.full_like(theta, numerator_max / d_max)
-    width = high + theta
-    x = (np.asarray(u, dtype=np.float64) - theta * np.asarray(d, dtype=np.float64)) / d_max
-    return (x + theta) / width, theta / width
+
+    d_max: int
+    numerator_max: int | None = None
+    slack: int = 0
+    disjoint: bool = False
+
+    def __post_init__(self) -> None:
+        d_max = self.d_max
+        if isinstance(d_max, bool) or not float(d_max).is_integer() or d_max < 1:
+            raise InputError(f"d_max must be a positive whole number; got {d_max!r}.")
+        if self.numerator_max is not None and self.numerator_max < 1:
+            raise InputError(f"numerator_max must be positive; got {self.numerator_max!r}.")
+        if self.slack < 0:
+            raise InputError(f"numerator slack must be >= 0; got {self.slack!r}.")
+
+    def _ceiling(self, d: FloatArray) -> FloatArray:
+        """The largest numerator possible beside denominator ``d``."""
+        cap = self.d_max - d if self.disjoint else np.full_like(d, np.inf)
+        if self.numerator_max is None:
+            return np.minimum(d + self.slack, cap)
+        return np.minimum(float(self.numerator_max), cap)
+
+    def high(self, theta: ArrayLike) -> Any:
+        """``h``: the largest ``(u − θ·d) / d_max`` on the support, for each θ.
+
+        ``u − θ·d`` is concave and piecewise linear in ``d`` along the upper edge, so
+        its maximum lies at an end of ``[0, d_max]`` or where two bounds on ``u`` meet.
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        top = float(self.d_max)
+        corners = [0.0, top]
+        if self.disjoint and self.numerator_max is None:
+            corners.append((top - self.slack) / 2)  # u = d + slack meets u = d_max − d
+        elif self.disjoint:
+            corners.append(top - float(self.numerator_max or 0))  # u = numerator_max meets it
+        if self.numerator_max is not None:
+            corners.append(float(self.numerator_max))
+        d = np.clip(np.array(corners), 0.0, top)
+        value = self._ceiling(d)[:, None] - d[:, None] * theta.reshape(1, -1)
+        out = (value.max(axis=0) / top).reshape(theta.shape)
+        return float(out) if out.ndim == 0 else out
+
+    def check(self, u: float, d: float) -> None:
+        """Refuse counts outside the support: they would break the test's guarantee."""
+        if not (math.isfinite(u) and math.isfinite(d)) or u < 0 or d < 0:
+            raise InputError(f"IR counts must be non-negative numbers; got u={u}, d={d}.")
+        if d > self.d_max:
+            raise InputError(f"Denominator {d:g} exceeds d_max = {self.d_max}.")
+        if self.numerator_max is None and u > d + self.slack:
+            raise InputError(
+                f"Numerator {u:g} exceeds denominator {d:g} + {self.slack}; "
+                "pass numerator_max or a numerator slack when "
+                "the numerator can exceed the denominator."
+            )
+        if self.numerator_max is not None and u > self.numerator_max:
+            raise InputError(f"Numerator {u:g} exceeds numerator_max = {self.numerator_max:g}.")
+        if self.disjoint and u + d > self.d_max:
+            raise InputError(
+                f"Numerator {u:g} and denominator {d:g} count {u + d:g} positions, "
+                f"more than d_max = {self.d_max}."
+            )
+
+    def scaled(self, u: ArrayLike, d: ArrayLike, theta: ArrayLike) -> tuple[Any, Any]:
+        """``(y, m)``: samples mapped into [0, 1] and the null mean, for each θ (module doc)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        width = self.high(theta) + theta
+        x = np.asarray(u, dtype=np.float64) - theta * np.asarray(d, dtype=np.float64)
+        return (x / self.d_max + theta) / width, theta / width
 
 
-def _check_alpha(alpha: float, fail_share: float) -> tuple[float, float]:
+def check_alpha(alpha: float, fail_share: float) -> tuple[float, float]:
     if not 0.0 < alpha < 1.0:
         raise InputError(f"alpha must be between 0 and 1 (exclusive); got {alpha!r}.")
     if not 0.0 < fail_share < 1.0:
@@ -199,19 +347,15 @@ class SequentialTest:
 
     Args:
         theta: IR threshold, in (0, 1).
-        d_max: Largest possible denominator of one sample (``max_new_tokens``).
+        support: Where one sample's counts can lie (:class:`Support`; an int is the
+            ``d_max`` of an uncertain rate, ``u <= d <= d_max``).
         alpha: Total error probability, split between FAIL and PASS.
-        numerator_max: Largest possible numerator of one sample; None when the
-            numerator never exceeds the denominator plus ``numerator_slack``.
-        numerator_slack: With no ``numerator_max``, a numerator is at most
-            ``d + numerator_slack``. 0 for uncertain positions out of positions; 1 for
-            NUDGING, whose rounds each follow a base-written token but the first.
         fail_share: Share of ``alpha`` spent on FAIL (the rest on PASS).
         truncation: ``c`` in (0, 1), the bets' cap (module doc).
         grid_max: Largest θ' on the interval's grid.
 
     Example:
-        >>> test = SequentialTest(theta=0.2, d_max=192)
+        >>> test = SequentialTest(theta=0.2, support=Support(d_max=192))
         >>> for u, d in finished_samples:  # doctest: +SKIP
         ...     if test.update(u, d) is not None:
         ...         break
@@ -220,49 +364,38 @@ class SequentialTest:
     def __init__(
         self,
         theta: float,
-        d_max: int,
+        support: Support | int,
         alpha: float = DEFAULT_ALPHA,
         *,
-        numerator_max: int | None = None,
-        numerator_slack: int = 0,
         fail_share: float = 0.5,
         truncation: float = DEFAULT_TRUNCATION,
         grid_max: float = 1.0,
     ) -> None:
         if not 0.0 < theta < 1.0:
             raise InputError(f"theta must be between 0 and 1 (exclusive); got {theta!r}.")
-        if isinstance(d_max, bool) or not float(d_max).is_integer() or d_max < 1:
-            raise InputError(f"d_max must be a positive whole number; got {d_max!r}.")
-        if numerator_max is not None and numerator_max < 1:
-            raise InputError(f"numerator_max must be positive; got {numerator_max!r}.")
-        if numerator_slack < 0:
-            raise InputError(f"numerator_slack must be >= 0; got {numerator_slack!r}.")
+        if not isinstance(support, Support):
+            support = Support(support)
         if not 0.0 < truncation < 1.0:
             raise InputError(f"truncation must be in (0, 1); got {truncation!r}.")
         if grid_max <= 0:
             raise InputError(f"grid_max must be positive; got {grid_max!r}.")
         self.theta = float(theta)
-        self.d_max = int(d_max)
+        self.support = support
         self.alpha = float(alpha)
-        self.numerator_max = None if numerator_max is None else float(numerator_max)
-        self.numerator_slack = int(numerator_slack)
-        self.alpha_fail, self.alpha_pass = _check_alpha(alpha, fail_share)
+        self.alpha_fail, self.alpha_pass = check_alpha(alpha, fail_share)
         self.truncation = float(truncation)
-        self._m = scaled(
-            0.0, 0.0, self.theta, self.d_max, self.numerator_max, self.numerator_slack
-        )[1]
+        self._m = support.scaled(0.0, 0.0, self.theta)[1]
         self._state = BettingState.start()
         steps = int(round(grid_max / GRID_STEP))
         self._grid = np.arange(steps + 1) * GRID_STEP
-        if self.numerator_max is None:
+        if support.numerator_max is None:
             self._grid = self._grid[self._grid <= 1.0]
-        self._grid_m = scaled(
-            0.0, 0.0, self._grid, self.d_max, self.numerator_max, self.numerator_slack
-        )[1]
+        self._grid_m = support.scaled(0.0, 0.0, self._grid)[1]
         self._grid_state = BettingState.start(self._grid.shape)
         self._alive = np.ones(self._grid.shape, dtype=bool)
         self._sum_u = 0.0
         self._sum_d = 0.0
+        self._ys: list[float] = []
         self._verdict: Verdict | None = None
         self._decided_at: int | None = None
 
@@ -297,28 +430,18 @@ class SequentialTest:
         samples still narrow :meth:`interval` but never change it), else None.
 
         Raises:
-            InputError: counts out of range (negative, ``d > d_max``, ``u > d``, or
-                ``u > numerator_max``), which would break the test's guarantee.
+            InputError: counts outside the support (negative, ``d > d_max``, ``u > d``
+                plus its slack, ...), which would break the test's guarantee.
         """
         u, d = float(u), float(d)
-        if not (math.isfinite(u) and math.isfinite(d)) or u < 0 or d < 0:
-            raise InputError(f"IR counts must be non-negative numbers; got u={u}, d={d}.")
-        if d > self.d_max:
-            raise InputError(f"Denominator {d:g} exceeds d_max = {self.d_max}.")
-        if self.numerator_max is None and u > d + self.numerator_slack:
-            raise InputError(
-                f"Numerator {u:g} exceeds denominator {d:g} + {self.numerator_slack}; "
-                "pass numerator_max or numerator_slack when "
-                "the numerator can exceed the denominator."
-            )
-        if self.numerator_max is not None and u > self.numerator_max:
-            raise InputError(f"Numerator {u:g} exceeds numerator_max = {self.numerator_max:g}.")
+        self.support.check(u, d)
         self._sum_u += u
         self._sum_d += d
-        y = scaled(u, d, self.theta, self.d_max, self.numerator_max, self.numerator_slack)[0]
+        y = self.support.scaled(u, d, self.theta)[0]
+        self._ys.append(float(y))
         args = (self.alpha_fail, self.alpha_pass, self.truncation)
         self._state = step(self._state, y, self._m, *args)
-        grid_y = scaled(u, d, self._grid, self.d_max, self.numerator_max, self.numerator_slack)[0]
+        grid_y = self.support.scaled(u, d, self._grid)[0]
         self._grid_state = step(self._grid_state, grid_y, self._grid_m, *args)
         self._alive &= decisions(self._grid_state, self.alpha_fail, self.alpha_pass) == UNDECIDED
         if self._verdict is None:
@@ -327,6 +450,28 @@ class SequentialTest:
                 self._verdict = Verdict.FAIL if decision == FAIL else Verdict.PASS
                 self._decided_at = self.n
         return self._verdict
+
+    def decision_chance(
+        self, remaining: int, *, streams: int = FUTILITY_STREAMS, seed: int = 0
+    ) -> float:
+        """Estimated chance that PASS or FAIL is declared within ``remaining`` more samples.
+
+        1 once declared, 0 with nothing left or nothing seen. Deterministic for a given
+        ``seed``, so a summary recomputes exactly what the probe saw (module doc).
+        """
+        if self._verdict is not None:
+            return 1.0
+        args = (self.alpha_fail, self.alpha_pass, self.truncation)
+        return continuation_chance(
+            self._state, np.asarray(self._ys), remaining, self._m, *args,
+            streams=streams, seed=seed,
+        )  # fmt: skip
+
+    def futile(self, remaining: int) -> tuple[bool, float]:
+        """Whether to stop undecided now (module doc), and the chance it rests on."""
+        chance = self.decision_chance(remaining)
+        eligible = self._verdict is None and self.n >= FUTILITY_MIN_SAMPLES and remaining > 0
+        return eligible and chance < FUTILITY_CHANCE, chance
 
     @property
     def point(self) -> float:
@@ -364,157 +509,12 @@ class SequentialTest:
         }
 
 
-# -- operating characteristics -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """Decisions of many streams, each checked after every sample up to the budget.
-
-    Attributes:
-        decision: Per stream, ``FAIL`` (1), ``PASS`` (−1) or ``UNDECIDED`` (0).
-        decided_at: Per stream, the sample count at the decision; ``budget + 1`` if none.
-        true_ir: The pool's pooled IR, ``Σu / Σd``.
-    """
-
-    decision: NDArray[np.int_]
-    decided_at: NDArray[np.int_]
-    true_ir: float
-    budget: int
-
-    @property
-    def streams(self) -> int:
-        return int(self.decision.size)
-
-    def rate(self, decision: int) -> tuple[int, float]:
-        """How many streams reached ``decision``, and their share."""
-        count = int(np.sum(self.decision == decision))
-        return count, count / self.streams
-
-    def median_samples(self) -> float:
-        """Median samples to a decision (undecided streams count as ``budget + 1``)."""
-        return float(np.median(self.decided_at))
-
-
-def simulate(
-    numerators: ArrayLike,
-    denominators: ArrayLike,
-    theta: float,
-    d_max: int,
-    *,
-    streams: int = 2000,
-    budget: int = 100,
-    alpha: float = DEFAULT_ALPHA,
-    numerator_max: int | None = None,
-    numerator_slack: int = 0,
-    fail_share: float = 0.5,
-    truncation: float = DEFAULT_TRUNCATION,
-    seed: int = 0,
-) -> Simulation:
-    """Run :class:`SequentialTest`'s decision rule on ``streams`` resampled streams at once.
-
-    Each stream draws ``budget`` samples with replacement from the pool of
-    ``(numerators[i], denominators[i])`` pairs; all streams share the step
-    functions :class:`SequentialTest` uses, vectorised across streams.
-    """
-    u = to_vector(numerators, "numerators")
-    d = to_vector(denominators, "denominators")
-    if u.shape != d.shape:
-        raise InputError(f"numerators and denominators differ ({u.size} vs {d.size}).")
-    alpha_fail, alpha_pass = _check_alpha(alpha, fail_share)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, u.size, size=(budget, streams))
-    y_pool, m = scaled(u, d, theta, d_max, numerator_max, numerator_slack)
-    state = BettingState.start((streams,))
-    decision = np.zeros(streams, dtype=np.int_)
-    decided_at = np.full(streams, budget + 1, dtype=np.int_)
-    for t in range(budget):
-        state = step(state, y_pool[draws[t]], m, alpha_fail, alpha_pass, truncation)
-        now = decisions(state, alpha_fail, alpha_pass)
-        new = (decision == UNDECIDED) & (now != UNDECIDED)
-        decision[new] = now[new]
-        decided_at[new] = t + 1
-    return Simulation(decision, decided_at, float(u.sum() / d.sum()), budget)
-
-
-def best_constant_bet_samples(
-    numerators: ArrayLike,
-    denominators: ArrayLike,
-    theta: float,
-    d_max: int,
-    *,
-    alpha_side: float = DEFAULT_ALPHA / 2,
-    numerator_max: int | None = None,
-    numerator_slack: int = 0,
-) -> float:
-    """A floor on the samples one side needs: ``log(1/α_side) / g*``.
-
-    ``g*`` is the best growth rate any bet can reach on this pool, the constant
-    bet in the true direction chosen knowing the pool, over the whole range that
-    keeps every factor non-negative. Returns ``inf`` when the pool's IR is θ.
-    """
-    u = to_vector(numerators, "numerators")
-    d = to_vector(denominators, "denominators")
-    y, m = scaled(u, d, theta, d_max, numerator_max, numerator_slack)
-    gap = y - m
-    direction = 1.0 if gap.mean() > 0 else -1.0
-    top = 1.0 / m if direction > 0 else 1.0 / (1.0 - m)
-    lams = np.linspace(0.0, top, 2001)[1:-1]
-    growth = np.log1p(direction * lams[:, None] * gap[None, :]).mean(axis=1)
-    best = float(growth.max())
-    return math.log(1.0 / alpha_side) / best if best > 0 else math.inf
-
-
-def synthetic_pool(
-    target_ir: float,
-    *,
-    size: int = 1000,
-    d_min: int = 20,
-    d_max: int = 256,
-    at_cap: float = 0.3,
-    median_length: float = 110.0,
-    concentration: float = 8.0,
-    seed: int = 0,
-) -> tuple[NDArray[np.int_], NDArray[np.int_]]:
-    """Synthetic per-sample ``(u, d)`` with pooled IR ``Σu / Σd`` exactly ``target_ir``.
-
-    Lengths look like responses: a share ``at_cap`` is cut at ``d_max``
-    (``max_new_tokens``), the rest are log-normal around ``median_length`` within
-    ``[d_min, d_max]``. Each sample's own rate is Beta with mean ``target_ir`` and
-    the given concentration (spread like per-sample IRs of real probes), and its
-    numerator Binomial(d, rate). The numerators are then nudged by ±1 (staying in
-    ``[0, d]``) until the pooled IR is exact.
-    """
-    if not 0.0 < target_ir < 1.0:
-        raise InputError(f"target_ir must be in (0, 1); got {target_ir!r}.")
-    rng = np.random.default_rng(seed)
-    lengths = np.round(rng.lognormal(math.log(median_length), 0.5, size))
-    d = np.where(rng.random(size) < at_cap, d_max, np.clip(lengths, d_min, d_max)).astype(int)
-    rates = rng.beta(target_ir * concentration, (1.0 - target_ir) * concentration, size)
-    u = rng.binomial(d, rates).astype(int)
-    ratio = Fraction(target_ir).limit_denominator(1000)
-    # Make Σd a multiple of the ratio's denominator, so Σu can hit it exactly.
-    while int(d.sum()) % ratio.denominator:
-        i = int(rng.integers(size))
-        if d[i] < d_max:
-            d[i] += 1
-    want = int(d.sum()) * ratio.numerator // ratio.denominator
-    while int(u.sum()) != want:
-        i = int(rng.integers(size))
-        if u.sum() < want and u[i] < d[i]:
-            u[i] += 1
-        elif u.sum() > want and u[i] > 0:
-            u[i] -= 1
-    return u, d
-
-
 __all__ = [
     "BettingState",
     "SequentialTest",
-    "Simulation",
-    "best_constant_bet_samples",
+    "Support",
+    "check_alpha",
+    "continuation_chance",
     "decisions",
-    "simulate",
     "step",
-    "synthetic_pool",
 ]

@@ -35,6 +35,12 @@ def stop_text(seq: SequentialSummary) -> str:
         )
     if seq.stop_reason == "budget":
         return f"undecided when the budget of {seq.budget} samples was spent (WARN)"
+    if seq.stop_reason == "futile":
+        chance = "" if seq.decision_chance is None else f" ({seq.decision_chance:.1%})"
+        return (
+            f"undecided after {seq.used} samples, with little chance{chance} of a decision "
+            f"within the budget of {seq.budget}: stopped early (WARN)"
+        )
     if seq.stop_reason == "incomplete":
         return f"{seq.used} of {seq.budget} samples decoded so far (resume to go on)"
     decided = (

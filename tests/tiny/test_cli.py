@@ -330,6 +330,26 @@ def test_an_unsettled_task_spends_its_budget_and_warns(probe, tmp_path):
     assert task["n"] == 2
 
 
+def test_a_task_the_budget_cannot_settle_stops_early_and_warns(probe, tmp_path):
+    # IR exactly 1 (tau 2) against a threshold of 0.99: each sample adds about 1 % to
+    # FAIL's evidence, so 60 samples cannot settle it, and the probe stops for futility
+    # at the first batch boundary past 30 samples instead of spending the budget.
+    args = ("--method", "blendin", "--tau", "2", "--threshold", "0.99", "--batch-size", "8")
+    result = probe(*args, n="60", fixed=False)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    task = summary_of(run)["tasks"]["xstest"]
+    seq = task["sequential"]
+    assert task["verdict"] == "WARN" and seq["stop_reason"] == "futile"
+    assert task["n"] == seq["used"] == 32 and task["budget"] == 60
+    assert seq["decision_chance"] < 0.02 and seq["decided_at"] is None
+    assert len(generation_ids(run)) == 32
+    assert "stopping early (WARN)" in result.stderr
+    assert "stopped early (WARN)" in " ".join(result.stdout.split())
+    page = " ".join((run / "report.html").read_text(encoding="utf-8").split())
+    assert "undecided after 32 of 60, stopped early" in page
+
+
 def test_min_calibration_samples_keeps_decoding_after_the_decision(probe, tmp_path):
     args = ("--method", "blendin", "--tau", "2", "--batch-size", "2")
     args += ("--min-calibration-samples", "20")

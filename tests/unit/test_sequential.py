@@ -14,15 +14,13 @@ import pytest
 
 from pairscope.errors import InputError
 from pairscope.metrics.intervention import Verdict
-from pairscope.metrics.sequential import (
-    FAIL,
-    PASS,
-    UNDECIDED,
-    SequentialTest,
+from pairscope.metrics.operating import (
     best_constant_bet_samples,
     simulate,
     synthetic_pool,
+    synthetic_rounds_pool,
 )
+from pairscope.metrics.sequential import FAIL, PASS, UNDECIDED, SequentialTest, Support
 from pairscope.metrics.stats import wilson
 
 THETA, D_MAX, STREAMS, BUDGET = 0.2, 256, 2000, 100
@@ -35,20 +33,38 @@ def extremes_pool() -> tuple[np.ndarray, np.ndarray]:
     return u, np.full(5, D_MAX)
 
 
+def rounds_extremes_pool() -> tuple[np.ndarray, np.ndarray]:
+    """NUDGING counts at the ends of their support: half the positions rounds at full
+    length (next to the most adverse sample, ``u = d + 1``, ``u + d = d_max``) or no
+    round at all, pooled IR 0.2."""
+    return np.array([D_MAX // 2, 0, 0]), np.array([D_MAX // 2, D_MAX, D_MAX])
+
+
+UNCERTAIN, ROUNDS = Support(D_MAX), Support(D_MAX, slack=1, disjoint=True)
 POOLS = {
-    "response-like lengths": lambda: synthetic_pool(THETA, seed=11),
-    "short responses": lambda: synthetic_pool(
-        THETA, d_max=D_MAX, median_length=30, at_cap=0.0, seed=12
+    "response-like lengths": (lambda: synthetic_pool(THETA, seed=11), UNCERTAIN),
+    "short responses": (
+        lambda: synthetic_pool(THETA, d_max=D_MAX, median_length=30, at_cap=0.0, seed=12),
+        UNCERTAIN,
     ),
-    "range extremes": extremes_pool,
+    "range extremes": (extremes_pool, UNCERTAIN),
+    "NUDGING, response-like lengths": (lambda: synthetic_rounds_pool(THETA, seed=13), ROUNDS),
+    "NUDGING, short responses": (
+        lambda: synthetic_rounds_pool(THETA, median_length=30, at_cap=0.0, seed=14),
+        ROUNDS,
+    ),
+    "NUDGING, range extremes": (rounds_extremes_pool, ROUNDS),
 }
 
 
 @pytest.mark.parametrize("name", POOLS)
 def test_wrong_decisions_at_theta_are_rare(name):
-    u, d = POOLS[name]()
+    make, support = POOLS[name]
+    u, d = make()
     assert u.sum() / d.sum() == THETA
-    sim = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=1)
+    for i in range(u.size):
+        support.check(float(u[i]), float(d[i]))  # every sample lies in the support
+    sim = simulate(u, d, THETA, support, streams=STREAMS, budget=BUDGET, seed=1)
     wrong = int(np.sum(sim.decision != UNDECIDED))
     low, high = wilson(wrong, STREAMS)
     print(
@@ -63,7 +79,7 @@ def test_checking_after_every_sample_breaks_a_fixed_n_interval():
     """The same streams, gated by a normal-approximation 95 % interval looked at after
     every sample, decide wrongly far more than 5 % of the time: the simulation detects
     a procedure that is not anytime-valid."""
-    u, d = POOLS["response-like lengths"]()
+    u, d = POOLS["response-like lengths"][0]()
     rng = np.random.default_rng(1)
     draws = rng.integers(0, u.size, size=(STREAMS, BUDGET))
     su, sd = np.cumsum(u[draws], axis=1), np.cumsum(d[draws], axis=1)
@@ -82,10 +98,10 @@ def test_checking_after_every_sample_breaks_a_fixed_n_interval():
 @pytest.mark.parametrize(("delta", "expected"), [(0.1, FAIL), (-0.1, PASS)])
 def test_samples_to_a_decision(delta, expected):
     u, d = synthetic_pool(THETA + delta, seed=21)
-    sim = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=2)
+    sim = simulate(u, d, THETA, UNCERTAIN, streams=STREAMS, budget=BUDGET, seed=2)
     right, share = sim.rate(expected)
     wrong, _ = sim.rate(-expected)
-    floor = best_constant_bet_samples(u, d, THETA, D_MAX)
+    floor = best_constant_bet_samples(u, d, THETA, UNCERTAIN)
     median = sim.median_samples()
     print(
         f"\nIR = θ {delta:+g}: {share:.4f} decided right, {wrong} wrong, median samples "
@@ -102,14 +118,61 @@ def test_samples_to_a_decision(delta, expected):
         assert floor > 40
         assert median <= 1.15 * floor
         u, d = synthetic_pool(THETA + delta, at_cap=0.8, seed=22)
-        fast = simulate(u, d, THETA, D_MAX, streams=STREAMS, budget=BUDGET, seed=3)
+        fast = simulate(u, d, THETA, UNCERTAIN, streams=STREAMS, budget=BUDGET, seed=3)
         print(f"  80 % of responses at the cap: median samples {fast.median_samples():.0f}")
         assert fast.median_samples() < 45
 
 
+@pytest.mark.parametrize(("delta", "expected"), [(0.1, FAIL), (-0.1, PASS)])
+def test_samples_to_a_decision_for_nudging_rounds(delta, expected):
+    """NUDGING's counts have a smaller support (u <= d + 1, u + d <= d_max), so PASS may
+    bet about twice as much as for an uncertain rate and decides within 40 samples too."""
+    u, d = synthetic_rounds_pool(THETA + delta, seed=21)
+    sim = simulate(u, d, THETA, ROUNDS, streams=STREAMS, budget=BUDGET, seed=2)
+    _, share = sim.rate(expected)
+    wrong, _ = sim.rate(-expected)
+    floor = best_constant_bet_samples(u, d, THETA, ROUNDS)
+    print(
+        f"\nNUDGING, IR = θ {delta:+g}: {share:.4f} decided right, {wrong} wrong, "
+        f"median samples {sim.median_samples():.0f} (floor {floor:.0f})"
+    )
+    assert wrong == 0 and share >= 0.9
+    assert sim.median_samples() < 40
+    if expected == PASS:
+        # The same pool under the uncertain rate's wider support is much slower.
+        wide = simulate(u, d, THETA, Support(D_MAX, slack=1), streams=STREAMS, seed=2)
+        assert wide.median_samples() > 1.3 * sim.median_samples()
+
+
+def test_the_support_bound_is_the_largest_value_on_it():
+    """``h`` equals the maximum of (u − θd)/d_max over every integer sample in the support
+    (up to the half position a continuous corner can add), and maps it into [0, 1]."""
+    top = 64
+    for support in (
+        Support(top),
+        Support(top, slack=1),
+        Support(top, slack=1, disjoint=True),
+        Support(top, numerator_max=40),
+        Support(top, numerator_max=40, disjoint=True),
+    ):
+        for theta in (0.05, 0.2, 0.5, 0.9):
+            best, ys = -math.inf, []
+            for d in range(top + 1):
+                for u in range(2 * top + 2):
+                    try:
+                        support.check(float(u), float(d))
+                    except InputError:
+                        continue
+                    best = max(best, (u - theta * d) / top)
+                    ys.append(float(support.scaled(u, d, theta)[0]))
+            high = support.high(theta)
+            assert best <= high + 1e-12 and high - best <= 1.0 / top, (support, theta)
+            assert min(ys) >= -1e-12 and max(ys) <= 1.0 + 1e-12
+
+
 def test_the_streaming_test_matches_the_vectorised_simulation():
     u, d = synthetic_pool(0.3, seed=5)
-    sim = simulate(u, d, THETA, D_MAX, streams=20, budget=BUDGET, seed=9)
+    sim = simulate(u, d, THETA, UNCERTAIN, streams=20, budget=BUDGET, seed=9)
     draws = np.random.default_rng(9).integers(0, u.size, size=(BUDGET, 20))
     for s in range(20):
         test = SequentialTest(THETA, D_MAX)
@@ -171,18 +234,26 @@ def test_counts_outside_the_range_are_refused():
         with pytest.raises(InputError):
             test.update(u, d)
     assert test.n == 0
-    rounds = SequentialTest(THETA, 100, numerator_max=100)
+    rounds = SequentialTest(THETA, Support(100, numerator_max=100))
     rounds.update(3, 1)  # NUDGING: rounds can outnumber base-written tokens
     with pytest.raises(InputError):
         rounds.update(101, 100)
-    for bad in (dict(theta=0.0), dict(theta=1.0), dict(alpha=0.0), dict(d_max=0)):
+    nudging = SequentialTest(THETA, Support(100, slack=1, disjoint=True))
+    nudging.update(50, 49)  # u = d + 1 and u + d < d_max
+    for u, d in ((52, 50), (50, 51)):  # u > d + 1; u + d > d_max
         with pytest.raises(InputError):
-            SequentialTest(**({"theta": THETA, "d_max": 100} | bad))
+            nudging.update(u, d)
+    for bad in (dict(theta=0.0), dict(theta=1.0), dict(alpha=0.0), dict(support=0)):
+        with pytest.raises(InputError):
+            SequentialTest(**({"theta": THETA, "support": 100} | bad))
+    for fields in (dict(numerator_max=0), dict(slack=-1), dict(d_max=2.5)):
+        with pytest.raises(InputError):
+            Support(**({"d_max": 100} | fields))
 
 
 def test_numerator_above_denominator_widens_the_range():
     """With numerator_max the mapped values still lie in [0, 1] and FAIL still works."""
-    test = SequentialTest(THETA, 50, numerator_max=50)
+    test = SequentialTest(THETA, Support(50, numerator_max=50))
     for _ in range(60):
         test.update(30, 40)
     assert test.verdict is Verdict.FAIL
@@ -197,10 +268,10 @@ def test_the_summary_replays_the_test_in_order_with_nudgings_bounds() -> None:
     from pairscope.summary import sequential_test
 
     # NUDGING: one round more than base-written tokens is possible (u <= d + 1).
-    counts = [(60, 59), (1, 0)] * 4
+    counts = [(30, 29), (1, 0)] * 4
     test = sequential_test(counts, 0.2, 64, IR_ROUNDS)
     assert test is not None and test.verdict is not None and test.verdict.value == "FAIL"
-    assert test.n == 8 and test.numerator_slack == 1
+    assert test.n == 8 and test.support == Support(64, slack=1, disjoint=True)
     with pytest.raises(InputError):
         sequential_test(counts, 0.2, 64, IR_UNCERTAIN)  # u > d is impossible there
     with pytest.raises(InputError):
@@ -213,8 +284,88 @@ def test_the_summary_replays_the_test_in_order_with_nudgings_bounds() -> None:
     # No test where it cannot be valid.
     assert sequential_test(counts, 1.0, 64, IR_ROUNDS) is None
     # The tighter bound is valid: at u = d + 1 every mapped value stays in [0, 1].
-    from pairscope.metrics.sequential import scaled
-
-    y, m = scaled([0, 1, 65, 0], [64, 0, 64, 0], 0.2, 64, None, slack=1)
+    y, m = Support(64, slack=1).scaled([0, 1, 65, 0], [64, 0, 64, 0], 0.2)
     assert 0.0 <= y.min() and y.max() <= 1.0 + 1e-12 and 0.0 < float(m) < 1.0
     assert sequential_test(counts, 0.2, 64, None) is None
+
+
+# -- stopping for futility ----------------------------------------------------------------
+
+
+FUTILITY_STREAMS = 300
+
+
+@pytest.mark.parametrize("target", [0.1, 0.15, 0.2, 0.25, 0.3])
+def test_futility_stops_close_calls_early_and_rarely_costs_a_decision(target):
+    """Every stream sees the same draws with and without stopping for futility: a stream
+    that decides with it decides the same way at the same sample without it, so the
+    error rate cannot grow; the decisions it forfeits are few, and near θ it saves
+    most of the budget."""
+    u, d = synthetic_rounds_pool(target, seed=31)
+    plain = simulate(u, d, THETA, ROUNDS, streams=FUTILITY_STREAMS, seed=4)
+    early = simulate(
+        u, d, THETA, ROUNDS, streams=FUTILITY_STREAMS, seed=4, futility=True,
+        futility_streams=500,
+    )  # fmt: skip
+    assert early.futile is not None and early.spent is not None and plain.spent is not None
+    made = early.decision != UNDECIDED
+    assert np.array_equal(early.decision[made], plain.decision[made])
+    assert np.array_equal(early.decided_at[made], plain.decided_at[made])
+    assert not np.any(made & early.futile)
+    lost = float(np.mean((plain.decision != UNDECIDED) & ~made))
+    saved = 1.0 - early.spent.mean() / plain.spent.mean()
+    print(
+        f"\nIR {target}: decided {np.mean(plain.decision != 0):.3f} -> {np.mean(made):.3f} "
+        f"(lost {lost:.3f}); stopped for futility {early.futile.mean():.3f}; "
+        f"mean samples {plain.spent.mean():.1f} -> {early.spent.mean():.1f}"
+    )
+    assert lost <= 0.03
+    if abs(target - THETA) < 0.06:  # close calls: most streams stop early
+        assert early.futile.mean() >= 0.5 and saved >= 0.2
+    stop = early.spent[early.futile]
+    assert np.all(stop >= 30) and np.all(stop % 16 == 0)  # checked at batch boundaries only
+
+
+def test_decision_chance_reads_the_samples_seen():
+    far = SequentialTest(THETA, ROUNDS)
+    near = SequentialTest(THETA, ROUNDS)
+    u, d = synthetic_rounds_pool(0.12, seed=7)
+    v, e = synthetic_rounds_pool(THETA, seed=8)
+    for i in range(20):
+        far.update(u[i], d[i])
+        near.update(v[i], e[i])
+    assert far.verdict is None and near.verdict is None
+    assert far.decision_chance(80) > 0.5 > near.decision_chance(80)
+    assert near.decision_chance(80) == near.decision_chance(80)  # deterministic
+    assert near.decision_chance(0) == 0.0 and SequentialTest(THETA, 100).decision_chance(50) == 0
+    assert near.futile(80) == (False, near.decision_chance(80))  # 20 samples: too few yet
+    for i in range(20, 60):
+        near.update(v[i], e[i])
+    stop, chance = near.futile(40)
+    print(f"\nat IR = θ after 60 samples: chance of a decision in 40 more {chance:.3f}")
+    assert stop and chance < 0.05
+    decided = SequentialTest(THETA, 100)
+    for _ in range(30):
+        decided.update(100, 100)
+    assert decided.verdict is Verdict.FAIL and decided.futile(70) == (False, 1.0)
+
+
+def test_the_summary_names_a_futile_stop() -> None:
+    from pairscope.decoding.types import IR_ROUNDS
+    from pairscope.summary import _sequential_summary, sequential_test
+
+    v, e = synthetic_rounds_pool(THETA, seed=8)
+    counts = [(int(v[i]), int(e[i])) for i in range(48)]
+    test = sequential_test(counts, THETA, D_MAX, IR_ROUNDS)
+    assert test is not None and test.verdict is None
+    futile = _sequential_summary(test, True, 100, 48)
+    assert futile is not None and futile.stop_reason == "futile" and futile.verdict == "WARN"
+    assert futile.decision_chance is not None and futile.decision_chance < 0.05
+    assert "estimated chance" in futile.reason and "stopped early" in futile.reason
+    spent = _sequential_summary(test, True, 48, 48)
+    fixed = _sequential_summary(test, False, 100, 48)
+    assert spent is not None and spent.stop_reason == "budget" and spent.decision_chance is None
+    assert fixed is not None and fixed.stop_reason == "fixed"
+    short = sequential_test(counts[:20], THETA, D_MAX, IR_ROUNDS)
+    early = _sequential_summary(short, True, 100, 20)
+    assert early is not None and early.stop_reason == "incomplete"

@@ -1,0 +1,265 @@
+"""Operating characteristics of the sequential IR gate (:mod:`pairscope.metrics.sequential`).
+
+How often and how early the test decides, by simulation: many streams resample a
+pool of per-sample ``(u, d)`` counts and run the test's own step functions,
+vectorised across streams, checked after every sample up to a budget, with or
+without stopping for futility; the floor no valid test of this kind beats on
+average; and synthetic pools whose pooled IR is set exactly (an uncertain rate's
+counts and NUDGING's). ``bench/sequential.py`` and the tests use them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from pairscope.errors import InputError
+from pairscope.metrics.sequential import (
+    DEFAULT_ALPHA,
+    DEFAULT_TRUNCATION,
+    FUTILITY_CHANCE,
+    FUTILITY_MIN_SAMPLES,
+    FUTILITY_STREAMS,
+    UNDECIDED,
+    BettingState,
+    Support,
+    check_alpha,
+    continuation_chance,
+    decisions,
+    step,
+)
+from pairscope.metrics.stats import to_vector
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Decisions of many streams, each checked after every sample up to the budget.
+
+    Attributes:
+        decision: Per stream, ``FAIL`` (1), ``PASS`` (−1) or ``UNDECIDED`` (0).
+        decided_at: Per stream, the sample count at the decision; ``budget + 1`` if none.
+        true_ir: The pool's pooled IR, ``Σu / Σd``.
+        futile: Per stream, whether it stopped undecided for futility (None: not checked).
+        spent: Per stream, the samples it decoded: up to its decision, its futility
+            stop, or the whole budget.
+    """
+
+    decision: NDArray[np.int_]
+    decided_at: NDArray[np.int_]
+    true_ir: float
+    budget: int
+    futile: NDArray[np.bool_] | None = None
+    spent: NDArray[np.int_] | None = None
+
+    @property
+    def streams(self) -> int:
+        return int(self.decision.size)
+
+    def rate(self, decision: int) -> tuple[int, float]:
+        """How many streams reached ``decision``, and their share."""
+        count = int(np.sum(self.decision == decision))
+        return count, count / self.streams
+
+    def median_samples(self) -> float:
+        """Median samples to a decision (undecided streams count as ``budget + 1``)."""
+        return float(np.median(self.decided_at))
+
+
+def simulate(
+    numerators: ArrayLike,
+    denominators: ArrayLike,
+    theta: float,
+    support: Support | int,
+    *,
+    streams: int = 2000,
+    budget: int = 100,
+    alpha: float = DEFAULT_ALPHA,
+    fail_share: float = 0.5,
+    truncation: float = DEFAULT_TRUNCATION,
+    seed: int = 0,
+    futility: bool = False,
+    check_every: int = 16,
+    futility_streams: int = FUTILITY_STREAMS,
+) -> Simulation:
+    """Run :class:`SequentialTest`'s decision rule on ``streams`` resampled streams at once.
+
+    Each stream draws ``budget`` samples with replacement from the pool of
+    ``(numerators[i], denominators[i])`` pairs; all streams share the step
+    functions :class:`SequentialTest` uses, vectorised across streams. With
+    ``futility``, an undecided stream is also checked every ``check_every`` samples
+    (a probe's batch) as :meth:`SequentialTest.futile` checks it, with
+    ``futility_streams`` continuations, and stops undecided when it is futile
+    (``Simulation.futile`` marks those streams).
+    """
+    u = to_vector(numerators, "numerators")
+    d = to_vector(denominators, "denominators")
+    if u.shape != d.shape:
+        raise InputError(f"numerators and denominators differ ({u.size} vs {d.size}).")
+    alpha_fail, alpha_pass = check_alpha(alpha, fail_share)
+    args = (alpha_fail, alpha_pass, truncation)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, u.size, size=(budget, streams))
+    support = support if isinstance(support, Support) else Support(support)
+    y_pool, m = support.scaled(u, d, theta)
+    state = BettingState.start((streams,))
+    decision = np.zeros(streams, dtype=np.int_)
+    decided_at = np.full(streams, budget + 1, dtype=np.int_)
+    stopped = np.zeros(streams, dtype=bool)
+    spent = np.full(streams, budget, dtype=np.int_)
+    for t in range(budget):
+        state = step(state, y_pool[draws[t]], m, *args)
+        now = decisions(state, *args[:2])
+        new = (decision == UNDECIDED) & (now != UNDECIDED) & ~stopped
+        decision[new] = now[new]
+        decided_at[new] = t + 1
+        spent[new] = t + 1
+        seen, left = t + 1, budget - t - 1
+        if futility and seen >= FUTILITY_MIN_SAMPLES and seen % check_every == 0 and left:
+            for s in np.flatnonzero((decision == UNDECIDED) & ~stopped):
+                chance = continuation_chance(
+                    state.at(int(s)), y_pool[draws[:seen, s]], left, m, *args,
+                    streams=futility_streams,
+                )  # fmt: skip
+                if chance < FUTILITY_CHANCE:
+                    stopped[s], spent[s] = True, seen
+    truth = float(u.sum() / d.sum())
+    return Simulation(decision, decided_at, truth, budget, stopped if futility else None, spent)
+
+
+def best_constant_bet_samples(
+    numerators: ArrayLike,
+    denominators: ArrayLike,
+    theta: float,
+    support: Support | int,
+    *,
+    alpha_side: float = DEFAULT_ALPHA / 2,
+) -> float:
+    """A floor on the samples one side needs: ``log(1/α_side) / g*``.
+
+    ``g*`` is the best growth rate any bet can reach on this pool, the constant
+    bet in the true direction chosen knowing the pool, over the whole range that
+    keeps every factor non-negative. Returns ``inf`` when the pool's IR is θ.
+    """
+    u = to_vector(numerators, "numerators")
+    d = to_vector(denominators, "denominators")
+    support = support if isinstance(support, Support) else Support(support)
+    y, m = support.scaled(u, d, theta)
+    gap = y - m
+    direction = 1.0 if gap.mean() > 0 else -1.0
+    top = 1.0 / m if direction > 0 else 1.0 / (1.0 - m)
+    lams = np.linspace(0.0, top, 2001)[1:-1]
+    growth = np.log1p(direction * lams[:, None] * gap[None, :]).mean(axis=1)
+    best = float(growth.max())
+    return math.log(1.0 / alpha_side) / best if best > 0 else math.inf
+
+
+def _lengths(
+    rng: np.random.Generator, size: int, d_min: int, d_max: int, at_cap: float, median: float
+) -> NDArray[np.int_]:
+    """Response lengths: a share ``at_cap`` cut at ``d_max``, the rest log-normal around
+    ``median`` within ``[d_min, d_max]``."""
+    lengths = np.round(rng.lognormal(math.log(median), 0.5, size))
+    return np.where(rng.random(size) < at_cap, d_max, np.clip(lengths, d_min, d_max)).astype(int)
+
+
+def _check_target(target_ir: float) -> Fraction:
+    if not 0.0 < target_ir < 1.0:
+        raise InputError(f"target_ir must be in (0, 1); got {target_ir!r}.")
+    return Fraction(target_ir).limit_denominator(1000)
+
+
+def synthetic_pool(
+    target_ir: float,
+    *,
+    size: int = 1000,
+    d_min: int = 20,
+    d_max: int = 256,
+    at_cap: float = 0.3,
+    median_length: float = 110.0,
+    concentration: float = 8.0,
+    seed: int = 0,
+) -> tuple[NDArray[np.int_], NDArray[np.int_]]:
+    """Synthetic per-sample ``(u, d)`` of an uncertain rate (``u <= d``), pooled IR exactly
+    ``target_ir``.
+
+    Lengths look like responses: a share ``at_cap`` is cut at ``d_max``
+    (``max_new_tokens``), the rest are log-normal around ``median_length`` within
+    ``[d_min, d_max]``. Each sample's own rate is Beta with mean ``target_ir`` and
+    the given concentration (spread like per-sample IRs of real probes), and its
+    numerator Binomial(d, rate). The numerators are then nudged by ±1 (staying in
+    ``[0, d]``) until the pooled IR is exact.
+    """
+    ratio = _check_target(target_ir)
+    rng = np.random.default_rng(seed)
+    d = _lengths(rng, size, d_min, d_max, at_cap, median_length)
+    rates = rng.beta(target_ir * concentration, (1.0 - target_ir) * concentration, size)
+    u = rng.binomial(d, rates).astype(int)
+    # Make Σd a multiple of the ratio's denominator, so Σu can hit it exactly.
+    while int(d.sum()) % ratio.denominator:
+        i = int(rng.integers(size))
+        if d[i] < d_max:
+            d[i] += 1
+    want = int(d.sum()) * ratio.numerator // ratio.denominator
+    while int(u.sum()) != want:
+        i = int(rng.integers(size))
+        if u.sum() < want and u[i] < d[i]:
+            u[i] += 1
+        elif u.sum() > want and u[i] > 0:
+            u[i] -= 1
+    return u, d
+
+
+def synthetic_rounds_pool(
+    target_ir: float,
+    *,
+    size: int = 1000,
+    d_min: int = 20,
+    d_max: int = 256,
+    at_cap: float = 0.3,
+    median_length: float = 110.0,
+    concentration: float = 8.0,
+    seed: int = 0,
+) -> tuple[NDArray[np.int_], NDArray[np.int_]]:
+    """Synthetic NUDGING counts (rounds ``u``, base-written tokens ``d``), pooled IR
+    ``Σu / Σd`` exactly ``target_ir``, inside ``Support(d_max, slack=1, disjoint=True)``.
+
+    A response has a length in positions as in :func:`synthetic_pool`; each position
+    starts a round with the sample's own probability (Beta around
+    ``target_ir / (1 + target_ir)``), a round is one word (one position), and every
+    other position is base-written, so ``u + d`` is the length. Positions are then
+    moved between rounds and base-written tokens (keeping ``u <= d + 1``) until the
+    pooled IR is exact.
+    """
+    ratio = _check_target(target_ir)
+    rng = np.random.default_rng(seed)
+    length = _lengths(rng, size, d_min, d_max, at_cap, median_length)
+    share = target_ir / (1.0 + target_ir)
+    rates = rng.beta(share * concentration, (1.0 - share) * concentration, size)
+    u = np.minimum(rng.binomial(length, rates), (length + 1) // 2).astype(int)
+    # Σu / Σd = p / q exactly when Σu = p·L / (p + q) for the total length L.
+    parts = ratio.numerator + ratio.denominator
+    while int(length.sum()) % parts:
+        i = int(rng.integers(size))
+        if length[i] < d_max:
+            length[i] += 1
+    want = int(length.sum()) * ratio.numerator // parts
+    while int(u.sum()) != want:
+        i = int(rng.integers(size))
+        if u.sum() < want and 2 * u[i] + 1 <= length[i]:  # keeps u <= d + 1
+            u[i] += 1
+        elif u.sum() > want and u[i] > 0:
+            u[i] -= 1
+    return u, length - u
+
+
+__all__ = [
+    "Simulation",
+    "best_constant_bet_samples",
+    "simulate",
+    "synthetic_pool",
+    "synthetic_rounds_pool",
+]
