@@ -131,7 +131,7 @@ N = Annotated[
 Seed = Annotated[
     int | None,
     typer.Option(
-        help="Sampling seed (default: the probe's own `seed:`, 0 for the built-in probes).",
+        help="Sampling seed (default: the probe file's `seed:` entry; 0 for the built-in probes).",
         rich_help_panel="Data",
     ),
 ]
