@@ -219,7 +219,8 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: float,
             f"{saved}"
         )
     print(
-        "futility: the same streams stopped for futility (checked every 16 samples from 30 on): "
+        "futility: the same streams stopped for futility (checked after 30 samples, then every 16, "
+        "as a probe of batch 16 checks them): "
         "'lost', decisions they forfeit; 'stopped', the share stopped undecided; "
         "'samples', mean samples decoded without -> with"
     )

@@ -90,8 +90,10 @@ def simulate(
     Each stream draws ``budget`` samples with replacement from the pool of
     ``(numerators[i], denominators[i])`` pairs; all streams share the step
     functions :class:`SequentialTest` uses, vectorised across streams. With
-    ``futility``, an undecided stream is also checked every ``check_every`` samples
-    (a probe's batch) as :meth:`SequentialTest.futile` checks it, with
+    ``futility``, an undecided stream is also checked as :meth:`SequentialTest.futile`
+    checks it, at the probe's batch boundaries for a task calibration reads: after
+    ``FUTILITY_MIN_SAMPLES`` (the first chunk, ``--min-calibration-samples``) and then
+    every ``check_every`` samples (``--batch-size``), with
     ``futility_streams`` continuations, and stops undecided when it is futile
     (``Simulation.futile`` marks those streams).
     """
@@ -118,7 +120,8 @@ def simulate(
         decided_at[new] = t + 1
         spent[new] = t + 1
         seen, left = t + 1, budget - t - 1
-        if futility and seen >= FUTILITY_MIN_SAMPLES and seen % check_every == 0 and left:
+        due = seen >= FUTILITY_MIN_SAMPLES and (seen - FUTILITY_MIN_SAMPLES) % check_every == 0
+        if futility and due and left:
             for s in np.flatnonzero((decision == UNDECIDED) & ~stopped):
                 chance = continuation_chance(
                     state.at(int(s)), y_pool[draws[:seen, s]], left, m, *args,

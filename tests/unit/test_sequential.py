@@ -323,7 +323,7 @@ def test_futility_stops_close_calls_early_and_rarely_costs_a_decision(target):
     if abs(target - THETA) < 0.06:  # close calls: most streams stop early
         assert early.futile.mean() >= 0.5 and saved >= 0.2
     stop = early.spent[early.futile]
-    assert np.all(stop >= 30) and np.all(stop % 16 == 0)  # checked at batch boundaries only
+    assert np.all((stop - 30) % 16 == 0)  # at the probe's batch boundaries: 30, 46, 62, ...
 
 
 def test_decision_chance_reads_the_samples_seen():
