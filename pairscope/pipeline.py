@@ -274,6 +274,7 @@ def _write_config(
             "hub": spec.source.hub.path if spec.source.hub else None,
             "probe_version": spec.version,
             "data_fingerprint": man.data_sha256,
+            "scorer": spec.scorer,
         }
         for name, (spec, _, man, _) in tasks.items()
     }

@@ -202,6 +202,7 @@ class DataInfo(Contract):
     hub: str | None
     probe_version: int
     data_fingerprint: str
+    scorer: str | None = None  # the probe's scorer; None in runs from before it was recorded
 
 
 class TaskSize(Contract):

@@ -136,7 +136,8 @@ def summarize(run_dir: Path) -> Summary:
             for key, recs in records.get(task, {}).items()
         }
         info = config.tasks.get(task, TaskSize(n=0, dataset_size=0))
-        tasks[task] = _task_summary(task, info, settings, by_kind)
+        scorer = config.data[task].scorer if task in config.data else None
+        tasks[task] = _task_summary(task, info, settings, by_kind, scorer)
         decode_seconds += sum(m.seconds for m in tasks[task].methods.values())
     verdicts = [Verdict(t.verdict) for t in tasks.values() if t.verdict is not None]
     overall = overall_verdict(verdicts, policy=settings.policy) if verdicts else Verdict.WARN
@@ -177,7 +178,9 @@ def _interval(estimate: Estimate) -> Interval:
     return Interval.model_validate(estimate.to_dict())
 
 
-def _method_summary(task: str, gens: list[GenerationRecord]) -> MethodSummary:
+def _method_summary(
+    task: str, gens: list[GenerationRecord], scorer: str | None = None
+) -> MethodSummary:
     n = len(gens)
     correct = sum(g.correct for g in gens)
     counts = [g for g in gens if g.uncertain is not None]
@@ -211,7 +214,7 @@ def _method_summary(task: str, gens: list[GenerationRecord]) -> MethodSummary:
         rates = per_sample_rates(num, den)
         out["ir_distribution"] = distribution_summary(rates).to_dict()
         out["per_sample_ir"] = [None if r != r else round(float(r), 4) for r in rates]
-    task_rates = run_rates(task, gens)
+    task_rates = run_rates(task, gens, scorer)
     if task_rates is not None:
         out["rates"] = task_rates
     return MethodSummary.model_validate(out)
@@ -233,11 +236,13 @@ def _verdict(ir: Interval | None, threshold: float) -> tuple[str | None, str]:
     return v.value, reason
 
 
-def _task_summary(task: str, info: TaskSize, settings: Settings, by_kind: ByKind) -> TaskSummary:
+def _task_summary(
+    task: str, info: TaskSize, settings: Settings, by_kind: ByKind, scorer: str | None = None
+) -> TaskSummary:
     methods = list(settings.methods)
     threshold = float(settings.thresholds.get(task, 0.20))
     gens = {m: _of(by_kind, GenerationRecord, m) for m in methods}
-    method_out = {m: _method_summary(task, gens[m]) for m in methods}
+    method_out = {m: _method_summary(task, gens[m], scorer) for m in methods}
     gate = gate_method(methods)
     verdict_value, reason = _verdict(method_out[gate].intervention_rate, threshold)
     counts = method_out[gate].ir_counts

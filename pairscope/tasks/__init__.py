@@ -39,15 +39,23 @@ def get_task(name: str) -> Task:
         raise unknown("scorer", name, TASKS) from None
 
 
-def run_rates(task: str, gens: Sequence[GenerationRecord]) -> dict[str, Any] | None:
-    """A run method's extra rates: those of the first task whose rates apply, else None.
+def run_rates(
+    task: str, gens: Sequence[GenerationRecord], scorer: str | None = None
+) -> dict[str, Any] | None:
+    """A run method's extra rates: those of the task's scorer, else None.
 
-    The summary knows a run's probe name and records, not its scorer, so each task
-    decides from those whether its rates apply.
+    ``scorer`` is the one the run's ``config.json`` recorded for the task. Runs written
+    before it was recorded name only the probe, so each task then decides from the
+    probe name and the records whether its rates apply, and the first that does wins.
     """
+    if scorer is not None:
+        entry = TASKS.get(scorer)
+        if entry is None or entry.run_rates is None:
+            return None
+        return entry.run_rates(task, gens, True)
     for entry in TASKS.values():
         if entry.run_rates is not None:
-            rates = entry.run_rates(task, gens)
+            rates = entry.run_rates(task, gens, False)
             if rates is not None:
                 return rates
     return None

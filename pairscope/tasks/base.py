@@ -171,9 +171,11 @@ class Task:
             pairs; None for a task with none.
         describe_rates: :attr:`file_rates` as the one line ``pairscope score`` prints
             under the accuracy; None prints nothing (the rates are still in ``--report``).
-        run_rates: Extra rates of one method of a run, from the probe name and the
-            method's generation records, or None when they do not apply; None for a
-            task with none.
+        run_rates: Extra rates of one method of a run, from the probe name, the
+            method's generation records and whether the run recorded this task as the
+            probe's scorer (False: a run from before scorers were recorded, where the
+            task decides from the name and records whether its rates apply, and returns
+            None when they do not); None for a task with none.
     """
 
     required: tuple[str, ...]
@@ -183,7 +185,9 @@ class Task:
     row_target: Callable[[Mapping[str, Any]], RowTarget | None] = no_row_target
     file_rates: Callable[[Iterable[tuple[Sample, ScoreResult]]], dict[str, Any]] | None = None
     describe_rates: Callable[[Mapping[str, Any]], str] | None = None
-    run_rates: Callable[[str, Sequence[GenerationRecord]], dict[str, Any] | None] | None = None
+    run_rates: Callable[[str, Sequence[GenerationRecord], bool], dict[str, Any] | None] | None = (
+        None
+    )
 
 
 def derived_seed(*parts: object) -> int:

@@ -89,13 +89,17 @@ def _describe_rates(rates: Mapping[str, Any]) -> str:
     return f"{'; '.join(parts)}; {classes}"
 
 
-def _run_rates(task: str, gens: Sequence[GenerationRecord]) -> dict[str, Any] | None:
+def _run_rates(
+    task: str, gens: Sequence[GenerationRecord], scored_here: bool
+) -> dict[str, Any] | None:
     """The two rates of one method of a run, with their intervals.
 
-    They apply to the built-in ``xstest`` probe, and to any run whose records carry
-    XSTest's 'safe'/'unsafe' targets (a user probe scored like XSTest); None otherwise.
+    They apply to every probe the run recorded as scored by XSTest (``scored_here``).
+    A run from before scorers were recorded gets them for the built-in ``xstest``
+    probe and for records that carry XSTest's 'safe'/'unsafe' targets; None otherwise.
     """
-    if not (task == "xstest" or any(g.target in ("safe", "unsafe") for g in gens)):
+    legacy = task == "xstest" or any(g.target in ("safe", "unsafe") for g in gens)
+    if not (scored_here or legacy):
         return None
     # Here rather than at the top: loading a probe should not load numpy.
     from pairscope.metrics.stats import proportion

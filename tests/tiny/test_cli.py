@@ -150,7 +150,10 @@ def test_run_directory_contents(probe, tmp_path):
     manifest = read_json(run / "manifest.json")
     gens = [dump(r) for r in iter_records(run) if r.kind == "generation"]
     assert sorted(r["sample_id"] for r in gens) == sorted(manifest["xstest"]["ids"])
+    # The run records each task's scorer, so the summary takes its rates from it.
+    assert read_json(run / "config.json")["data"]["xstest"]["scorer"] == "xstest"
     saved = summary_of(run)
+    assert "compliance_on_safe" in saved["tasks"]["xstest"]["methods"]["nudging"]["rates"]
     again = dump(summarize(run))
     saved["timing"].pop("total_seconds")
     assert again == saved

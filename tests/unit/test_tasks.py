@@ -97,6 +97,24 @@ def test_a_task_registered_once_builds_and_scores_samples(exact_task: Task) -> N
     # No extra rates: XSTest's do not leak onto another task's records.
     gens = [GenerationRecord.model_construct(target=s.target, label="correct") for s in samples]
     assert tasks.run_rates(spec.name, gens) is None
+    assert tasks.run_rates(spec.name, gens, scorer=NAME) is None
+
+
+def test_run_rates_follow_the_recorded_scorer() -> None:
+    """A run records each task's scorer: the rates are that scorer's, whatever the probe
+    is called or its targets say. Runs from before it was recorded keep the old rule
+    (the built-in name, or XSTest's 'safe'/'unsafe' targets)."""
+    gens = [
+        GenerationRecord.model_construct(target=t, label=label)
+        for t, label in (("safe", "full_compliance"), ("unsafe", "full_refusal"))
+    ]
+    named = tasks.run_rates("my-safety-probe", gens, scorer="xstest")
+    assert named is not None and named["compliance_on_safe"]["point"] == 1.0
+    assert named["refusal_on_unsafe"]["point"] == 1.0
+    assert tasks.run_rates("xstest", gens, scorer="gsm8k") is None  # scored as GSM8K
+    assert tasks.run_rates("xstest", gens, scorer="not-a-scorer") is None
+    assert tasks.run_rates("xstest", gens) is not None  # an older run: by name
+    assert tasks.run_rates("my-safety-probe", gens) is not None  # ... or by its targets
 
 
 def test_the_task_needs_its_fields_and_supplies_its_placeholders(exact_task: Task) -> None:
