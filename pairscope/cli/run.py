@@ -184,7 +184,9 @@ def probe(
     stops as soon as an anytime-valid test (95 %, valid although it looks after every
     sample) declares the pooled intervention rate above the threshold (FAIL) or below
     it (PASS); --n is the budget, and a task still undecided when it is spent is WARN.
-    --fixed always spends the budget and gates on the bootstrap interval instead.
+    A task the budget cannot settle stops early as WARN: from 30 samples on, once a
+    decision within the budget is estimated under 2 % likely. --fixed always spends the
+    budget and gates on the bootstrap interval instead.
 
     Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
     130 interrupted (resume with --resume RUN_DIR).

@@ -54,3 +54,11 @@ def test_placeholders_survive_markup() -> None:
     assert "blend:ALPHA" in _help(["evaluate", "--help"], 200)
     assert "blend:ALPHA" in _help(["generate", "--help"], 200)
     assert "reports/COMMAND-TIME" in _help(["probe", "--help"], 200)
+
+
+def test_probe_help_states_the_futility_rule_the_code_applies() -> None:
+    from pairscope.metrics.sequential import FUTILITY_CHANCE, FUTILITY_MIN_SAMPLES
+
+    text = " ".join(_help(["probe", "--help"], 200).split())
+    assert f"from {FUTILITY_MIN_SAMPLES} samples on" in text
+    assert f"under {FUTILITY_CHANCE * 100:g} % likely" in text
