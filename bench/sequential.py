@@ -40,7 +40,6 @@ from pairscope.metrics.operating import (
     best_constant_bet_samples,
     simulate,
     synthetic_pool,
-    synthetic_rounds_pool,
 )
 from pairscope.metrics.sequential import DEFAULT_ALPHA, FAIL, FUTILITY_STREAMS, PASS, Support
 from pairscope.metrics.stats import wilson
@@ -105,8 +104,7 @@ def scenario(
     **pool: Any,
 ) -> dict[str, Any]:
     """One synthetic pool: an uncertain rate's counts, or NUDGING's (``rounds``)."""
-    make = synthetic_rounds_pool if rounds else synthetic_pool
-    u, d = make(target, d_max=D_MAX, seed=seed, **pool)
+    u, d = synthetic_pool(target, rounds=rounds, d_max=D_MAX, seed=seed, **pool)
     support = Support(D_MAX, slack=1, disjoint=True) if rounds else Support(D_MAX)
     return pool_row(
         name, u, d, theta, support, streams=streams, budget=budget, seed=seed + 1,

@@ -169,15 +169,10 @@ def _lengths(
     return np.where(rng.random(size) < at_cap, d_max, np.clip(lengths, d_min, d_max)).astype(int)
 
 
-def _check_target(target_ir: float) -> Fraction:
-    if not 0.0 < target_ir < 1.0:
-        raise InputError(f"target_ir must be in (0, 1); got {target_ir!r}.")
-    return Fraction(target_ir).limit_denominator(1000)
-
-
 def synthetic_pool(
     target_ir: float,
     *,
+    rounds: bool = False,
     size: int = 1000,
     d_min: int = 20,
     d_max: int = 256,
@@ -186,65 +181,37 @@ def synthetic_pool(
     concentration: float = 8.0,
     seed: int = 0,
 ) -> tuple[NDArray[np.int_], NDArray[np.int_]]:
-    """Synthetic per-sample ``(u, d)`` of an uncertain rate (``u <= d``), pooled IR exactly
-    ``target_ir``.
+    """Synthetic per-sample ``(u, d)`` with pooled IR ``Σu / Σd`` exactly ``target_ir``.
 
     Lengths look like responses: a share ``at_cap`` is cut at ``d_max``
     (``max_new_tokens``), the rest are log-normal around ``median_length`` within
-    ``[d_min, d_max]``. Each sample's own rate is Beta with mean ``target_ir`` and
-    the given concentration (spread like per-sample IRs of real probes), and its
-    numerator Binomial(d, rate). The numerators are then nudged by ±1 (staying in
-    ``[0, d]``) until the pooled IR is exact.
+    ``[d_min, d_max]``. Each sample's own rate is Beta with the given concentration
+    (spread like per-sample IRs of real probes).
+
+    * An uncertain rate (``u <= d``): ``d`` is the length, the rate's mean is
+      ``target_ir`` and ``u`` is Binomial(d, rate).
+    * NUDGING's counts (``rounds``; rounds ``u``, base-written tokens ``d``, inside
+      ``Support(d_max, slack=1, disjoint=True)``): each position of the length starts a
+      round with the sample's own probability (mean ``target_ir / (1 + target_ir)``),
+      a round is one word (one position), every other position is base-written, and
+      ``u <= d + 1``.
+
+    Then the numerators are moved by ±1 (NUDGING: positions move between rounds and
+    base-written tokens), staying in the support, until the pooled IR is exact.
     """
-    ratio = _check_target(target_ir)
-    rng = np.random.default_rng(seed)
-    d = _lengths(rng, size, d_min, d_max, at_cap, median_length)
-    rates = rng.beta(target_ir * concentration, (1.0 - target_ir) * concentration, size)
-    u = rng.binomial(d, rates).astype(int)
-    # Make Σd a multiple of the ratio's denominator, so Σu can hit it exactly.
-    while int(d.sum()) % ratio.denominator:
-        i = int(rng.integers(size))
-        if d[i] < d_max:
-            d[i] += 1
-    want = int(d.sum()) * ratio.numerator // ratio.denominator
-    while int(u.sum()) != want:
-        i = int(rng.integers(size))
-        if u.sum() < want and u[i] < d[i]:
-            u[i] += 1
-        elif u.sum() > want and u[i] > 0:
-            u[i] -= 1
-    return u, d
-
-
-def synthetic_rounds_pool(
-    target_ir: float,
-    *,
-    size: int = 1000,
-    d_min: int = 20,
-    d_max: int = 256,
-    at_cap: float = 0.3,
-    median_length: float = 110.0,
-    concentration: float = 8.0,
-    seed: int = 0,
-) -> tuple[NDArray[np.int_], NDArray[np.int_]]:
-    """Synthetic NUDGING counts (rounds ``u``, base-written tokens ``d``), pooled IR
-    ``Σu / Σd`` exactly ``target_ir``, inside ``Support(d_max, slack=1, disjoint=True)``.
-
-    A response has a length in positions as in :func:`synthetic_pool`; each position
-    starts a round with the sample's own probability (Beta around
-    ``target_ir / (1 + target_ir)``), a round is one word (one position), and every
-    other position is base-written, so ``u + d`` is the length. Positions are then
-    moved between rounds and base-written tokens (keeping ``u <= d + 1``) until the
-    pooled IR is exact.
-    """
-    ratio = _check_target(target_ir)
+    if not 0.0 < target_ir < 1.0:
+        raise InputError(f"target_ir must be in (0, 1); got {target_ir!r}.")
+    ratio = Fraction(target_ir).limit_denominator(1000)
     rng = np.random.default_rng(seed)
     length = _lengths(rng, size, d_min, d_max, at_cap, median_length)
-    share = target_ir / (1.0 + target_ir)
-    rates = rng.beta(share * concentration, (1.0 - share) * concentration, size)
-    u = np.minimum(rng.binomial(length, rates), (length + 1) // 2).astype(int)
-    # Σu / Σd = p / q exactly when Σu = p·L / (p + q) for the total length L.
-    parts = ratio.numerator + ratio.denominator
+    mean = target_ir / (1.0 + target_ir) if rounds else target_ir
+    rates = rng.beta(mean * concentration, (1.0 - mean) * concentration, size)
+    u = rng.binomial(length, rates).astype(int)
+    if rounds:
+        u = np.minimum(u, (length + 1) // 2)
+    # Σu / Σd = p / q exactly when Σu = p·Σd / q, and for NUDGING (d = length − u) when
+    # Σu = p·L / (p + q) for the total length L: make the total a multiple of that.
+    parts = ratio.denominator + (ratio.numerator if rounds else 0)
     while int(length.sum()) % parts:
         i = int(rng.integers(size))
         if length[i] < d_max:
@@ -252,11 +219,12 @@ def synthetic_rounds_pool(
     want = int(length.sum()) * ratio.numerator // parts
     while int(u.sum()) != want:
         i = int(rng.integers(size))
-        if u.sum() < want and 2 * u[i] + 1 <= length[i]:  # keeps u <= d + 1
+        room = 2 * u[i] + 1 <= length[i] if rounds else u[i] < length[i]  # keeps u in support
+        if u.sum() < want and room:
             u[i] += 1
         elif u.sum() > want and u[i] > 0:
             u[i] -= 1
-    return u, length - u
+    return u, (length - u if rounds else length)
 
 
 __all__ = [
@@ -264,5 +232,4 @@ __all__ = [
     "best_constant_bet_samples",
     "simulate",
     "synthetic_pool",
-    "synthetic_rounds_pool",
 ]

@@ -18,7 +18,6 @@ from pairscope.metrics.operating import (
     best_constant_bet_samples,
     simulate,
     synthetic_pool,
-    synthetic_rounds_pool,
 )
 from pairscope.metrics.sequential import FAIL, PASS, UNDECIDED, SequentialTest, Support
 from pairscope.metrics.stats import wilson
@@ -48,9 +47,9 @@ POOLS = {
         UNCERTAIN,
     ),
     "range extremes": (extremes_pool, UNCERTAIN),
-    "NUDGING, response-like lengths": (lambda: synthetic_rounds_pool(THETA, seed=13), ROUNDS),
+    "NUDGING, response-like lengths": (lambda: synthetic_pool(THETA, rounds=True, seed=13), ROUNDS),
     "NUDGING, short responses": (
-        lambda: synthetic_rounds_pool(THETA, median_length=30, at_cap=0.0, seed=14),
+        lambda: synthetic_pool(THETA, rounds=True, median_length=30, at_cap=0.0, seed=14),
         ROUNDS,
     ),
     "NUDGING, range extremes": (rounds_extremes_pool, ROUNDS),
@@ -127,7 +126,7 @@ def test_samples_to_a_decision(delta, expected):
 def test_samples_to_a_decision_for_nudging_rounds(delta, expected):
     """NUDGING's counts have a smaller support (u <= d + 1, u + d <= d_max), so PASS may
     bet about twice as much as for an uncertain rate and decides within 40 samples too."""
-    u, d = synthetic_rounds_pool(THETA + delta, seed=21)
+    u, d = synthetic_pool(THETA + delta, rounds=True, seed=21)
     sim = simulate(u, d, THETA, ROUNDS, streams=STREAMS, budget=BUDGET, seed=2)
     _, share = sim.rate(expected)
     wrong, _ = sim.rate(-expected)
@@ -301,7 +300,7 @@ def test_futility_stops_close_calls_early_and_rarely_costs_a_decision(target):
     that decides with it decides the same way at the same sample without it, so the
     error rate cannot grow; the decisions it forfeits are few, and near θ it saves
     most of the budget."""
-    u, d = synthetic_rounds_pool(target, seed=31)
+    u, d = synthetic_pool(target, rounds=True, seed=31)
     plain = simulate(u, d, THETA, ROUNDS, streams=FUTILITY_STREAMS, seed=4)
     early = simulate(
         u, d, THETA, ROUNDS, streams=FUTILITY_STREAMS, seed=4, futility=True,
@@ -329,8 +328,8 @@ def test_futility_stops_close_calls_early_and_rarely_costs_a_decision(target):
 def test_decision_chance_reads_the_samples_seen():
     far = SequentialTest(THETA, ROUNDS)
     near = SequentialTest(THETA, ROUNDS)
-    u, d = synthetic_rounds_pool(0.12, seed=7)
-    v, e = synthetic_rounds_pool(THETA, seed=8)
+    u, d = synthetic_pool(0.12, rounds=True, seed=7)
+    v, e = synthetic_pool(THETA, rounds=True, seed=8)
     for i in range(20):
         far.update(u[i], d[i])
         near.update(v[i], e[i])
@@ -354,7 +353,7 @@ def test_the_summary_names_a_futile_stop() -> None:
     from pairscope.decoding.types import IR_ROUNDS
     from pairscope.summary import _sequential_summary, sequential_test
 
-    v, e = synthetic_rounds_pool(THETA, seed=8)
+    v, e = synthetic_pool(THETA, rounds=True, seed=8)
     counts = [(int(v[i]), int(e[i])) for i in range(48)]
     test = sequential_test(counts, THETA, D_MAX, IR_ROUNDS)
     assert test is not None and test.verdict is None
