@@ -35,6 +35,7 @@ import torch
 
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.decoding.strategies import Blend, merge_topk
+from pairscope.decoding.stream import Scores
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.models import Pair, load_pair
 from pairscope.probes import build_samples, load_dataset_records, load_probe, select
@@ -122,6 +123,38 @@ def pairscope_method(
     return run
 
 
+def passes_only(guide: bool, normalise: bool) -> Callable[[Pair, list[Request], int], int]:
+    """A floor, not a decoder: the base's passes (and, with ``guide``, one guide pass per
+    step) on pairscope's own streams and prompts, each model feeding back its own argmax,
+    with no decision, no text and no bookkeeping. ``normalise`` adds the base's exact
+    log-normaliser, which every step needs for the top-1 probability it records. A
+    loop that reads the guide at every step cannot beat the matching floor."""
+
+    def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
+        engine = Engine(pair, DecodeSettings(method="blendin", batch_size=len(reqs)))
+        rows = [engine._new_row(i, r) for i, r in enumerate(reqs)]
+        views = [(engine.driver, [list(r.driver.ids) for r in rows])]
+        if guide:
+            assert engine.guide is not None and rows[0].guide is not None
+            views.append((engine.guide, [list(r.guide.ids) for r in rows]))  # type: ignore[union-attr]
+        for view, ids in views:
+            view.open(ids, 1, True)
+        with torch.inference_mode():
+            for _ in range(new_tokens):
+                for n, (view, ids) in enumerate(views):
+                    assert view.stream is not None
+                    logits = view.stream._advance(dict(enumerate(ids)), 1)[:, -1]
+                    if normalise and n == 0:
+                        best = Scores.of_logits(logits).top1()[1]
+                    else:
+                        best = logits.argmax(-1).tolist()
+                    for row, token in zip(ids, best):
+                        row.append(int(token))
+        return new_tokens * len(reqs)
+
+    return run
+
+
 def last_logprobs(lm: Any, rows: list[list[int]]) -> torch.Tensor:
     """Next-token logprobs [rows, vocab] from one uncached pass over left-padded rows."""
     ids, mask = left_pad(rows, lm.tokenizer.pad_token_id or 0, lm.device)
@@ -184,6 +217,10 @@ METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
     "blendin": pairscope_method("blendin"),
     "blendin_own": pairscope_method("blendin", tokenization="own"),
     "naive": naive_blend,
+    # Floors (see passes_only): the passes alone, and with the normaliser the trace needs.
+    "floor_base": passes_only(guide=False, normalise=False),
+    "floor_base_norm": passes_only(guide=False, normalise=True),
+    "floor_both_norm": passes_only(guide=True, normalise=True),
 }
 
 
@@ -231,6 +268,14 @@ RATIOS = [
     ("nudging", "nudging_own"),
     ("blendin", "blendin_own"),
     ("blendin", "naive"),
+    # Floors against generate(): the best any loop of that shape could reach.
+    ("floor_base", "generate"),
+    ("floor_base_norm", "generate"),
+    ("floor_both_norm", "generate"),
+    # How close each method comes to its floor.
+    ("base", "floor_base_norm"),
+    ("blendin", "floor_both_norm"),
+    ("nudging", "floor_both_norm"),
 ]
 
 

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from pairscope.decoding.vocab import TokenText
+from pairscope.decoding.vocab import token_text
 from pairscope.errors import InputError, unknown
 
 POLICIES = ("canonical", "own")
@@ -65,7 +65,7 @@ class ModelView:
         self.lm = lm
         self.tag = tag
         self.policy = check_policy(policy)
-        self.vocab = TokenText(lm.tokenizer, lm.eos_ids, tag)
+        self.vocab = token_text(lm.tokenizer, lm.eos_ids, tag)
         self.stream: Any = None
         self._prefix: Any = None
 

@@ -443,7 +443,7 @@ class TopLists:
     def top(self, i: int, vocab: TokenText, k: int) -> TopK:
         """Row ``i``'s top-``k`` (``k`` at most this list's), merged by match key."""
         ids, probs = self.ids[i][:k], self.probs[i][:k]
-        return merge_topk(ids, probs, [vocab.key(t) for t in ids])
+        return merge_topk(ids, probs, vocab.keys(ids))
 
 
 def top_k(logprobs: torch.Tensor, vocab: TokenText, k: int) -> TopK:

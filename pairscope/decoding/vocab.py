@@ -11,7 +11,8 @@ SentencePiece BPE; tests build a tiny tokenizer of each family.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 END = "\x00<END>"  # one shared end symbol for every model's end tokens
@@ -53,6 +54,8 @@ class TokenText:
         self._special |= frozenset(int(i) for i, t in added.items() if getattr(t, "special", False))
         self._anchor_ids, self._anchor_text = _anchor(tokenizer, self._special)
         self._text: dict[int, str] = {}
+        self._keys: dict[int, MatchKey] = {}
+        self._batch = _batch_decoder(tokenizer)
 
     @property
     def special_ids(self) -> frozenset[int]:
@@ -60,15 +63,27 @@ class TokenText:
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text ``ids`` add to a sequence (special tokens add nothing)."""
-        ids = [int(i) for i in ids if int(i) not in self._special]
-        if not ids:
-            return ""
-        full = str(
-            self._tokenizer.decode(self._anchor_ids + ids, clean_up_tokenization_spaces=False)
-        )
-        if self._anchor_text and full.startswith(self._anchor_text):
-            return full[len(self._anchor_text) :]
-        return str(self._tokenizer.decode(ids, clean_up_tokenization_spaces=False))
+        return self.decode_many([ids])[0]
+
+    def decode_many(self, seqs: Iterable[Iterable[int]]) -> list[str]:
+        """:meth:`decode` of several id sequences, in one call to a fast tokenizer's
+        batch decoder where it has one (the same text: see :func:`_batch_decoder`)."""
+        kept = [[int(i) for i in ids if int(i) not in self._special] for ids in seqs]
+        todo = [n for n, ids in enumerate(kept) if ids]
+        out = [""] * len(kept)
+        fulls = self._raw([self._anchor_ids + kept[n] for n in todo])
+        cut = len(self._anchor_text)
+        for n, full in zip(todo, fulls):
+            if self._anchor_text and full.startswith(self._anchor_text):
+                out[n] = full[cut:]
+            else:
+                out[n] = self._raw([kept[n]])[0]
+        return out
+
+    def _raw(self, seqs: list[list[int]]) -> list[str]:
+        if self._batch is not None and len(seqs) > 1:
+            return [str(t) for t in self._batch(seqs)]
+        return [str(self._tokenizer.decode(s, clean_up_tokenization_spaces=False)) for s in seqs]
 
     def text(self, token_id: int) -> str:
         """What one token adds to the text ("" for special tokens)."""
@@ -91,6 +106,22 @@ class TokenText:
         return token_id in self._special
 
     def key(self, token_id: int) -> MatchKey:
+        """The token's match key (memoised)."""
+        key = self._keys.get(token_id)
+        if key is None:
+            key = self._keys[token_id] = self._key(token_id)
+        return key
+
+    def keys(self, ids: Sequence[int]) -> list[MatchKey]:
+        """:meth:`key` of each id; the texts not yet known are decoded in one batch."""
+        memo = self._keys
+        missing = [i for i in dict.fromkeys(ids) if i not in memo and i not in self._text]
+        if len(missing) > 1:
+            for token, text in zip(missing, self.decode_many([[i] for i in missing])):
+                self._text[token] = text
+        return [memo[i] if i in memo else self.key(i) for i in ids]
+
+    def _key(self, token_id: int) -> MatchKey:
         if token_id in self._end:
             return END
         text = self.text(token_id)
@@ -106,6 +137,44 @@ class TokenText:
         if waiting and len(held) < MAX_HELD_BYTES:
             return None
         return text
+
+
+_SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], TokenText]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def token_text(tokenizer: Any, end_ids: frozenset[int], tag: int) -> TokenText:
+    """The :class:`TokenText` of a tokenizer, shared by every engine over it (its memos
+    then carry from one batch, task and method to the next). A tokenizer that gained
+    tokens gets a fresh one."""
+    try:
+        shelf = _SHARED.setdefault(tokenizer, {})
+    except TypeError:  # not weakly referable: one of its own
+        return TokenText(tokenizer, end_ids, tag)
+    key = (frozenset(end_ids), tag, len(tokenizer))
+    found = shelf.get(key)
+    if found is None:
+        found = shelf[key] = TokenText(tokenizer, end_ids, tag)
+    return found
+
+
+def _batch_decoder(tokenizer: Any) -> Any:
+    """A fast tokenizer's batch decoder, where ``tokenizer.decode(ids,
+    clean_up_tokenization_spaces=False)`` is exactly the backend's ``decode(ids,
+    skip_special_tokens=False)`` (a transformers ``TokenizersBackend`` whose ``_decode``
+    no subclass overrides); None otherwise, and each sequence is decoded alone."""
+    try:
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # pragma: no cover - an older transformers
+        return None
+    plain = isinstance(tokenizer, TokenizersBackend) and (
+        type(tokenizer)._decode is TokenizersBackend._decode
+    )
+    batch = getattr(getattr(tokenizer, "_tokenizer", None), "decode_batch", None)
+    if not plain or batch is None:
+        return None
+    return lambda seqs: batch(seqs, skip_special_tokens=False)
 
 
 def end_ids(generation_eos: Any, tokenizer: Any) -> frozenset[int]:

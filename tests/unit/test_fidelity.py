@@ -145,6 +145,23 @@ def test_ascii_byte_fallback_pieces_are_whole_characters(family):
     assert vocab.release(euro) == "€"
 
 
+def test_batched_keys_equal_one_id_at_a_time_for_every_id(family):
+    # The batch decoder (one call for a top-k list's new ids) must give each id exactly
+    # the key the one-sequence decode gives: every id of the vocabulary, specials,
+    # byte pieces and stripped-space pieces included, and sequences of several ids.
+    name, tok = family
+    ends = frozenset({tok.eos_token_id})
+    batched = TokenText(tok, ends, 0)
+    alone = TokenText(tok, ends, 0)
+    assert batched._batch is not None, "a fast tokenizer gets the batch decoder"
+    alone._batch = None
+    ids = list(range(len(tok)))[::-1]
+    assert batched.keys(ids) == [alone.key(i) for i in ids]
+    assert [batched.text(i) for i in ids] == [alone.text(i) for i in ids]
+    seqs = [tok.encode(t, add_special_tokens=False) for t in (" the 100.", "€ é", "x\n\n5")]
+    assert batched.decode_many(seqs) == [alone.decode(s) for s in seqs]
+
+
 def test_special_tokens_are_never_text_and_template_ends_are_end(family):
     name, tok = family
     tok.chat_template = CHAT_TEMPLATE
