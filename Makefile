@@ -61,7 +61,7 @@ bench-quick: install
 
 # The cheap-forward regime (a GPU's): 2-layer random stand-ins of the embedded pair.
 bench-standin: install
-	$(PY) bench/decode.py --stand-in --batches 1,16 --methods generate,base,nudging,blendin
+	$(PY) bench/decode.py --stand-in --batches 1,16 --methods generate,base,nudging,blendin,floor_both_norm
 
 # What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
 bench-tokenization: install

@@ -123,34 +123,43 @@ def pairscope_method(
     return run
 
 
-def passes_only(guide: bool, normalise: bool) -> Callable[[Pair, list[Request], int], int]:
+def floor_ids(
+    pair: Pair, reqs: list[Request], new_tokens: int, guide: bool, normalise: bool
+) -> list[list[int]]:
     """A floor, not a decoder: the base's passes (and, with ``guide``, one guide pass per
     step) on pairscope's own streams and prompts, each model feeding back its own argmax,
     with no decision, no text and no bookkeeping. ``normalise`` adds the base's exact
-    log-normaliser, which every step needs for the top-1 probability it records. A
-    loop that reads the guide at every step cannot beat the matching floor."""
+    log-normaliser, which every step needs for the top-1 probability it records. A loop
+    that reads the guide at every step cannot beat the matching floor. Returns the ids
+    the base appended to each row (its greedy path)."""
+    engine = Engine(pair, DecodeSettings(method="blendin", batch_size=len(reqs)))
+    rows = [engine._new_row(i, r) for i, r in enumerate(reqs)]
+    views = [(engine.driver, [list(r.driver.ids) for r in rows])]
+    if guide:
+        assert engine.guide is not None
+        views.append((engine.guide, [list(engine._gctx(r).ids) for r in rows]))
+    lengths = [len(ids) for ids in views[0][1]]
+    for view, ids in views:
+        view.open(ids, 1, True)
+    with torch.inference_mode():
+        for _ in range(new_tokens):
+            for n, (view, ids) in enumerate(views):
+                assert view.stream is not None
+                logits = view.stream._advance(dict(enumerate(ids)), 1)[:, -1]
+                if normalise and n == 0:
+                    best = Scores.of_logits(logits).top1()[1]
+                else:
+                    best = [int(t) for t in logits.argmax(-1).tolist()]
+                for row, token in zip(ids, best):
+                    row.append(token)
+    return [ids[n:] for ids, n in zip(views[0][1], lengths)]
+
+
+def passes_only(guide: bool, normalise: bool) -> Callable[[Pair, list[Request], int], int]:
+    """:func:`floor_ids` as a benchmark method (its count of base positions)."""
 
     def run(pair: Pair, reqs: list[Request], new_tokens: int) -> int:
-        engine = Engine(pair, DecodeSettings(method="blendin", batch_size=len(reqs)))
-        rows = [engine._new_row(i, r) for i, r in enumerate(reqs)]
-        views = [(engine.driver, [list(r.driver.ids) for r in rows])]
-        if guide:
-            assert engine.guide is not None and rows[0].guide is not None
-            views.append((engine.guide, [list(r.guide.ids) for r in rows]))  # type: ignore[union-attr]
-        for view, ids in views:
-            view.open(ids, 1, True)
-        with torch.inference_mode():
-            for _ in range(new_tokens):
-                for n, (view, ids) in enumerate(views):
-                    assert view.stream is not None
-                    logits = view.stream._advance(dict(enumerate(ids)), 1)[:, -1]
-                    if normalise and n == 0:
-                        best = Scores.of_logits(logits).top1()[1]
-                    else:
-                        best = logits.argmax(-1).tolist()
-                    for row, token in zip(ids, best):
-                        row.append(int(token))
-        return new_tokens * len(reqs)
+        return sum(len(ids) for ids in floor_ids(pair, reqs, new_tokens, guide, normalise))
 
     return run
 
@@ -251,7 +260,7 @@ def measure(
     }
 
 
-QUICK_METHODS = "generate,base,nudging,blendin,naive"
+QUICK_METHODS = "generate,base,nudging,blendin,naive,floor_both_norm"
 
 # (numerator, denominator) method pairs whose rate ratio the benchmark reports.
 RATIOS = [

@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 common=(--device "$DEVICE" --dtype "$DTYPE" --new-tokens "$NEW")
-methods=generate,base,nudging,blendin
+methods=generate,base,nudging,blendin,floor_both_norm
 
 echo "== embedded pair"
 $PY bench/decode.py "${common[@]}" --batches 1,16 --methods "$methods,naive" \

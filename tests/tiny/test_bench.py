@@ -17,16 +17,19 @@ def test_bench_decode_reports_a_ratio_per_method_and_repeat(tiny_dirs, tmp_path)
     args = [sys.executable, str(REPO / "bench" / "decode.py"), "--json", "--out", str(out)]
     args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
     args += ["--batches", "1,3", "--new-tokens", "6", "--naive-tokens", "2", "--repeats", "2"]
-    args += ["--methods", "generate,base,nudging,blendin,naive", "--data-dir", str(data_dir())]
+    methods = "generate,base,nudging,blendin,naive,floor_base,floor_base_norm,floor_both_norm"
+    args += ["--methods", methods, "--data-dir", str(data_dir())]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert len(result["rows"]) == 2 * 2 * 5  # batches x repeats x methods
+    assert len(result["rows"]) == 2 * 2 * 8  # batches x repeats x methods
     assert all(r["tokens"] > 0 and r["tokens_per_second"] > 0 for r in result["rows"])
     for batch in (1, 3):
         for key in ("base_vs_generate", "nudging_vs_generate", "blendin_vs_generate"):
             assert result["ratios"][f"{key}@{batch}"] > 0
         assert f"blendin_vs_naive@{batch}" in result["ratios"]
+        for key in ("floor_both_norm_vs_generate", "blendin_vs_floor_both_norm"):
+            assert result["ratios"][f"{key}@{batch}"] > 0
         # The ratio is the median of the per-repeat ratios, measured back to back.
         rows = {
             (r["method"], r["repeat"]): r["tokens_per_second"]
@@ -37,3 +40,31 @@ def test_bench_decode_reports_a_ratio_per_method_and_repeat(tiny_dirs, tmp_path)
         assert result["ratios"][f"blendin_vs_generate@{batch}"] == pytest.approx(
             sum(pairs) / 2, abs=2e-3
         )
+
+
+def test_the_floor_runs_the_base_greedy_path(tiny_pair):
+    # The floors time the passes a decoder cannot avoid, so they must be those passes:
+    # on pairscope's cached streams, each row's ids are the base's greedy path, checked
+    # against an uncached pass over the whole context at every token.
+    import torch
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import decode
+
+    from pairscope.decoding.engine import DecodeSettings, Engine, Request
+
+    texts = ["Tom has 3 apples and buys 5 more.", "The answer is", "Sam reads 12 pages a day."]
+    reqs = [Request(t, t, (), 7) for t in texts]
+    engine = Engine(tiny_pair, DecodeSettings(method="blendin", batch_size=3))
+    prompts = [engine._new_row(i, r).driver.ids for i, r in enumerate(reqs)]
+    model = tiny_pair.base.model
+    expected = []
+    with torch.inference_mode():
+        for prompt in prompts:
+            ids = list(prompt)
+            for _ in range(7):
+                logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+                ids.append(int(logits.argmax()))
+            expected.append(ids[len(prompt) :])
+    for guide, normalise in ((False, False), (False, True), (True, True)):
+        assert decode.floor_ids(tiny_pair, reqs, 7, guide, normalise) == expected
