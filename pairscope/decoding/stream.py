@@ -363,11 +363,16 @@ def log_normalise(logits: torch.Tensor) -> torch.Tensor:
 class Scores:
     """Next-token scores of the rows of one pass, normalised only where they are read.
 
-    ``logits`` is ``[R, vocab]``; ``norm`` each row's log-normaliser ``[R, 1]`` (None:
-    the logits are log-probabilities already, as a served model's are). The top-1
-    probability needs no full-vocabulary subtraction (``max(l - n) == max(l) - n``
-    exactly, rounding being monotonic), and log-probabilities are made only for the
-    rows a decision reads, with the same arithmetic as a full normalisation.
+    ``logits`` is ``[R, vocab]``. Scores made by :meth:`of_logits` are raw logits whose
+    per-row max and log-normaliser are computed when first read: for every row by
+    :meth:`top1` (the base's, at every step) or :attr:`norm`, and for the rows asked
+    only by :meth:`logprobs` before that (a guide read at its uncertain rows normalises
+    those rows alone). ``norm`` given (or None with ``raw`` false) means the logits are
+    log-probabilities already, as a served model's are. The top-1 probability needs no
+    full-vocabulary subtraction (``max(l - n) == max(l) - n`` exactly, rounding being
+    monotonic), and log-probabilities are made only for the rows a decision reads, with
+    the same arithmetic as a full normalisation (each row's reduction is its own: a
+    row's normaliser does not depend on which rows it is computed with, tested).
     """
 
     def __init__(
@@ -375,48 +380,70 @@ class Scores:
         logits: torch.Tensor,
         norm: torch.Tensor | None = None,
         top: tuple[torch.Tensor, torch.Tensor] | None = None,
+        raw: bool = False,
     ) -> None:
         self.logits = logits
-        self.norm = norm
+        self._norm = norm
         self._top = top  # each row's max logit and its id, if already known
+        self._raw = raw and norm is None  # the normaliser is still to be computed
 
     @classmethod
     def of_logits(cls, logits: torch.Tensor) -> Scores:
-        """Scores of raw logits ``[R, V]``: one max (kept for :meth:`top1`) and one
-        exp-sum pass. This is ``torch.logsumexp``'s own arithmetic (max, shift, exp,
-        sum, log, add), so the normaliser equals it bit for bit (tested), without the
-        second max pass that calling it and then taking the top-1 would cost.
+        """Scores of raw logits ``[R, V]``, normalised lazily (see :func:`_normaliser`).
 
         Nothing here waits for the device. A NaN or +inf logit (or a row of -inf) makes
         its row's probabilities NaN, and every reading that brings values to the host
         (:meth:`top1`, :class:`TopLists`, :func:`greedy`) checks them there and raises
         ``RuntimeFault``: no separate synchronisation for the check.
         """
-        values, ids = logits.max(dim=-1, keepdim=True)
-        shift = values.masked_fill(values.abs() == math.inf, 0.0)
-        norm = (logits - shift).exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
-        return cls(logits, norm, (values[:, 0], ids[:, 0]))
+        return cls(logits, raw=True)
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])
 
+    @property
+    def norm(self) -> torch.Tensor | None:
+        """Each row's log-normaliser ``[R, 1]`` (None: log-probabilities already)."""
+        if self._raw:
+            (values, ids), self._norm = _normaliser(self.logits)
+            self._top, self._raw = (values, ids), False
+        return self._norm
+
     def top1(self) -> tuple[list[float], list[int]]:
         """Each row's top-1 probability and id: one host transfer for both."""
+        norm = self.norm
         values, ids = self._top if self._top is not None else self.logits.max(dim=-1)
-        if self.norm is not None:
-            values = values - self.norm[:, 0]
+        if norm is not None:
+            values = values - norm[:, 0]
         probs, ids_ = torch.stack((values.exp().double(), ids.double())).tolist()
         _check_values(probs)
         return probs, [int(i) for i in ids_]
 
     def logprobs(self, rows: Sequence[int] | None = None) -> torch.Tensor:
         """Log-probabilities ``[len(rows), vocab]`` of these rows (all rows: None)."""
-        logits, norm = self.logits, self.norm
-        if rows is not None and list(rows) != list(range(len(self))):
+        logits = self.logits
+        subset = rows is not None and list(rows) != list(range(len(self)))
+        if subset:
+            assert rows is not None
             index = torch.tensor(list(rows), dtype=torch.long, device=logits.device)
             logits = logits.index_select(0, index)
-            norm = None if norm is None else norm.index_select(0, index)
+            if self._raw:  # only these rows are normalised
+                return logits - _normaliser(logits)[1]
+            norm = None if self._norm is None else self._norm.index_select(0, index)
+        else:
+            norm = self.norm
         return logits if norm is None else logits - norm
+
+
+def _normaliser(logits: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Each row's (max logit, its id) and log-normaliser ``[R, 1]``: one max (kept for
+    the top-1) and one exp-sum pass. This is ``torch.logsumexp``'s own arithmetic (max,
+    shift, exp, sum, log, add), so the normaliser equals it bit for bit (tested),
+    without the second max pass that calling it and then taking the top-1 would cost."""
+    values, ids = logits.max(dim=-1, keepdim=True)
+    shift = values.masked_fill(values.abs() == math.inf, 0.0)
+    norm = (logits - shift).exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
+    return (values[:, 0], ids[:, 0]), norm
 
 
 def greedy(logprobs: torch.Tensor) -> list[int]:

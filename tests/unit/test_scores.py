@@ -46,6 +46,25 @@ def test_top1_and_row_subsets_equal_full_normalisation():
     assert torch.equal(Scores.of_logits(x).logprobs(rows), full[rows])
 
 
+@pytest.mark.parametrize("vocab", [49152, 262144])
+def test_a_row_subset_is_normalised_alone_with_the_full_arithmetic(vocab):
+    # A guide read at its uncertain rows normalises only those rows; each row's
+    # log-probabilities must then be those of the whole pass's normalisation, bit for
+    # bit, whichever rows and however many are read with it.
+    x = logits(16, vocab, 9.0, seed=vocab)
+    full = Scores.of_logits(x).logprobs()
+    for size in range(1, 17):
+        for rows in (list(range(size)), list(range(16 - size, 16))[::-1]):
+            lazy = Scores.of_logits(x)
+            assert torch.equal(lazy.logprobs(rows), full[rows])
+            if size < 16:
+                assert lazy._raw, "a subset read normalises only the subset"
+    # Once every row is normalised (the base's top-1), a subset reads those values.
+    scores = Scores.of_logits(x)
+    scores.top1()
+    assert not scores._raw and torch.equal(scores.logprobs([5, 1]), full[[5, 1]])
+
+
 def test_already_normalised_scores_pass_through():
     logp = torch.log_softmax(logits(4, 300, 3.0, seed=2), dim=-1)
     scores = Scores(logp)
