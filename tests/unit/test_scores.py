@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from pairscope.decoding.strategies import merge_topk
-from pairscope.decoding.stream import Scores, TopLists, common_prefix, greedy, top_k
+from pairscope.decoding.stream import (
+    Scores,
+    TopLists,
+    common_prefix,
+    first_max,
+    greedy,
+    top_k,
+)
 from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
 
@@ -63,6 +70,42 @@ def test_a_row_subset_is_normalised_alone_with_the_full_arithmetic(vocab):
     scores = Scores.of_logits(x)
     scores.top1()
     assert not scores._raw and torch.equal(scores.logprobs([5, 1]), full[[5, 1]])
+
+
+@pytest.mark.parametrize("vocab", [7, 1000, 1024, 1500, 49152, 262144, 262145])
+@pytest.mark.parametrize("rows", [1, 3, 16])
+def test_first_max_is_max_with_its_first_index(vocab, rows):
+    g = torch.Generator().manual_seed(vocab + rows)
+    x = torch.randn((rows, vocab), generator=g) * 8
+    # Ties for the maximum: in one block, across blocks, in the last (shorter) block.
+    top = x.max() + 1
+    x[0, [vocab // 2, vocab - 1]] = top
+    if rows > 1:
+        x[1, [vocab - 1, min(5, vocab - 1)]] = top
+    if rows > 2:
+        x[2] = 0.0  # a constant row: the first index
+    values, ids = first_max(x)
+    expected = x.max(dim=-1)
+    assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
+    # +inf and a row of -inf (a fully masked row) as max gives them.
+    x[0, 3] = torch.inf
+    x[-1] = -torch.inf
+    values, ids = first_max(x)
+    expected = x.max(dim=-1)
+    assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
+    # A NaN makes its row's maximum NaN, which every host reading raises on.
+    x[0, vocab // 3] = torch.nan
+    assert torch.isnan(first_max(x)[0][0])
+
+
+def test_the_kept_workspace_never_leaks_into_a_later_pass():
+    # The shifted logits go to a buffer reused across calls (one per vocabulary): a
+    # narrower pass after a wider one, and a wider after, still normalise exactly.
+    for rows in (16, 3, 16, 1, 20):
+        x = logits(rows, 262144, 10.0, seed=rows)
+        scores = Scores.of_logits(x)
+        assert torch.equal(scores.norm, torch.logsumexp(x, dim=-1, keepdim=True))
+        assert scores.top1()[1] == x.argmax(dim=-1).tolist()
 
 
 def test_already_normalised_scores_pass_through():
