@@ -4,7 +4,8 @@ the model passes per base step (issue: performance).
     python bench/hotpath.py [--stand-in] [--method nudging] [--batch 16] [--new-tokens 64]
 
 Prints the operators with the most self CPU time (``--rows``), then, for each model, its
-forward passes, the rows they computed and the passes per base step. The stand-ins
+forward passes, the rows they computed and the passes per base step; the engine's steps;
+and for NUDGING its guide words by length in guide tokens. The stand-ins
 (``--stand-in``, bench/standin.py) are the cheap-forward regime, where the loop's own work
 shows; without it, the embedded pair.
 """
@@ -23,6 +24,7 @@ from decode import prompts  # bench/ is the script's own directory
 from torch.profiler import ProfilerActivity, profile
 
 from pairscope.decoding import stream as stream_module
+from pairscope.decoding import words as words_module
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.models import load_pair
 
@@ -66,21 +68,52 @@ def main() -> None:
         return inner(self, targets)
 
     stream_module.ModelStream.scores = counted  # type: ignore[method-assign]
+    # NUDGING's words by their length in guide tokens: a word of k tokens holds its row
+    # for k engine steps on the one-pass schedule (decoding/words.py).
+    word_tokens: Counter[int] = Counter()
+    inner_word = words_module.extend_word
+
+    def measured(vocab, toks, token, left):  # type: ignore[no-untyped-def]
+        word, plans = inner_word(vocab, toks, token, left)
+        if word is not None:
+            word_tokens[len(word.ids) if word.ids else len(toks) + 1] += 1
+        return word, plans
+
+    words_module.extend_word = measured  # type: ignore[assignment]
+    engine_steps = [0]
+    inner_step = Engine._step
+
+    def step(self: Engine, rows_: list) -> None:  # type: ignore[type-arg]
+        engine_steps[0] += 1
+        inner_step(self, rows_)
+
+    Engine._step = step  # type: ignore[method-assign]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         results = Engine(pair, settings).run(reqs)
         seconds = time.perf_counter() - start
     stream_module.ModelStream.scores = inner  # type: ignore[method-assign]
+    words_module.extend_word = inner_word  # type: ignore[assignment]
+    Engine._step = inner_step  # type: ignore[method-assign]
     steps = sum(r.positions for r in results)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     print(f"{args.method}, batch {args.batch}: {steps} base positions in {seconds:.2f} s")
     batch_steps = max(len(r.steps) for r in results)
+    print(f"engine steps: {engine_steps[0]} for {batch_steps} positions a row")
     for name in ("base", "guide"):
         if passes[name]:
             print(
                 f"{name}: {passes[name]} passes ({passes[name] / batch_steps:.2f} per step of "
                 f"the batch), {rows[name] / passes[name]:.1f} rows a pass"
             )
+    if word_tokens:
+        words = sum(word_tokens.values())
+        held = sum((k - 1) * n for k, n in word_tokens.items())
+        print(
+            f"guide words: {words}, by guide tokens {dict(sorted(word_tokens.items()))}; "
+            f"steps a row spends on words past their first token: {held} "
+            f"({held / len(results):.1f} a row)"
+        )
     if scratch is not None:
         scratch.cleanup()
 

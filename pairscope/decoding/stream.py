@@ -435,13 +435,16 @@ class Scores:
         return logits if norm is None else logits - norm
 
 
+@torch.inference_mode()
 def _normaliser(logits: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Each row's (max logit, its id) and log-normaliser ``[R, 1]``.
 
     The normaliser is ``torch.logsumexp``'s own arithmetic (max, shift, exp, sum, log,
     add), so it equals it bit for bit (tested), reusing the max the top-1 needs. The
     shifted logits are written into a buffer kept between calls: a fresh tensor of
-    16 x 262k floats costs about as much in page faults as the exp itself.
+    16 x 262k floats costs about as much in page faults as the exp itself. It runs in
+    inference mode wherever it is called (a lazy read comes after the pass's own
+    inference-mode block), so the kept buffer may always be written in place.
     """
     values, ids = first_max(logits)
     values = values[:, None]
@@ -470,6 +473,7 @@ def _workspace(like: torch.Tensor) -> torch.Tensor:
 MAX_BLOCK = 512
 
 
+@torch.inference_mode()
 def first_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's maximum and the index of its first occurrence, as ``logits.max(dim=-1)``
     returns them (tested against it: ties, +-inf, NaN rows, any vocabulary size).

@@ -98,6 +98,20 @@ def test_first_max_is_max_with_its_first_index(vocab, rows):
     assert torch.isnan(first_max(x)[0][0])
 
 
+def test_a_lazy_read_outside_inference_mode_after_one_inside_it():
+    # The buffer made by a read inside inference mode (a pass) is written again by a
+    # lazy read after it, outside: that must neither raise nor change the values.
+    x = logits(4, 262144, 10.0, seed=11)
+    expected = torch.logsumexp(x, dim=-1, keepdim=True)
+    with torch.inference_mode():
+        inside = Scores.of_logits(x.clone())
+        assert torch.equal(inside.norm, expected)
+        later = Scores.of_logits(x.clone())
+    assert torch.equal(later.norm, expected)
+    assert torch.equal(later.logprobs([2]), x[[2]] - expected[[2]])
+    assert torch.equal(Scores.of_logits(x).norm, expected)  # a normal tensor, outside
+
+
 def test_the_kept_workspace_never_leaks_into_a_later_pass():
     # The shifted logits go to a buffer reused across calls (one per vocabulary): a
     # narrower pass after a wider one, and a wider after, still normalise exactly.
