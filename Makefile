@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,10 @@ bench-quick: install
 # The cheap-forward regime (a GPU's): 2-layer random stand-ins of the embedded pair.
 bench-standin: install
 	$(PY) bench/decode.py --stand-in --batches 1,16 --methods generate,base,nudging,blendin,floor_both_norm
+
+# Where BlendIn's time goes beyond its floor, part by part, on the stand-ins.
+bench-parts: install
+	$(PY) bench/parts.py --stand-in --repeats 3
 
 # What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
 bench-tokenization: install

@@ -428,7 +428,7 @@ class Scores:
             index = torch.tensor(list(rows), dtype=torch.long, device=logits.device)
             logits = logits.index_select(0, index)
             if self._raw:  # only these rows are normalised
-                return logits - _normaliser(logits)[1]
+                return logits - _rows_normaliser(logits, len(self))
             norm = None if self._norm is None else self._norm.index_select(0, index)
         else:
             norm = self.norm
@@ -452,6 +452,16 @@ def _normaliser(logits: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor]
     shifted = torch.sub(logits, shift, out=_workspace(logits))
     norm = shifted.exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
     return (values[:, 0], ids), norm
+
+
+def _rows_normaliser(logits: torch.Tensor, batch: int) -> torch.Tensor:
+    """The normaliser of some rows of a pass of ``batch`` rows, as the whole pass's
+    normalisation computes it. A reduction with one output splits its row between
+    threads (another summation order than the row-by-row reduction of several rows
+    gives), so a lone row of a wider pass is reduced beside a copy of itself."""
+    if logits.shape[0] == 1 and batch > 1:
+        return _normaliser(logits.repeat(2, 1))[1][:1]
+    return _normaliser(logits)[1]
 
 
 _WORKSPACES: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}

@@ -68,3 +68,20 @@ def test_the_floor_runs_the_base_greedy_path(tiny_pair):
             expected.append(ids[len(prompt) :])
     for guide, normalise in ((False, False), (False, True), (True, True)):
         assert decode.floor_ids(tiny_pair, reqs, 7, guide, normalise) == expected
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
+def test_bench_parts_splits_a_run_into_parts_that_fit_its_wall_time(tiny_dirs):
+    args = [sys.executable, str(REPO / "bench" / "parts.py"), "--json"]
+    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    args += ["--batch", "3", "--new-tokens", "6", "--repeats", "1", "--data-dir", str(data_dir())]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    method, floor = result["parts"]["blendin"], result["parts"]["floor_both_norm"]
+    for part in ("base passes", "guide passes", "top-k lists", "re-tokenisation, tag 0"):
+        assert method[part] > 0, part
+    assert "top-k lists" not in floor and floor["base passes"] > 0
+    # The parts do not overlap, so they add up to no more than the method's wall time.
+    assert 0 <= sum(method.values()) <= result["wall"]["blendin"]
+    assert result["rest"] >= 0

@@ -54,11 +54,22 @@ def test_top1_and_row_subsets_equal_full_normalisation():
 
 
 @pytest.mark.parametrize("vocab", [49152, 262144])
-def test_a_row_subset_is_normalised_alone_with_the_full_arithmetic(vocab):
+@pytest.mark.parametrize("scale", [1.0, 5.0, 9.0])
+def test_a_row_subset_is_normalised_alone_with_the_full_arithmetic(vocab, scale):
     # A guide read at its uncertain rows normalises only those rows; each row's
     # log-probabilities must then be those of the whole pass's normalisation, bit for
-    # bit, whichever rows and however many are read with it.
-    x = logits(16, vocab, 9.0, seed=vocab)
+    # bit, whichever rows and however many are read with it. (A flat distribution, where
+    # many terms of the exp-sum count, shows a change of summation order: a lone row
+    # reduced on its own is split between threads.)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))  # the test suite's workers run single-threaded
+    try:
+        _check_row_subsets(logits(16, vocab, scale, seed=vocab))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_row_subsets(x: torch.Tensor) -> None:
     full = Scores.of_logits(x).logprobs()
     for size in range(1, 17):
         for rows in (list(range(size)), list(range(16 - size, 16))[::-1]):
@@ -66,6 +77,8 @@ def test_a_row_subset_is_normalised_alone_with_the_full_arithmetic(vocab):
             assert torch.equal(lazy.logprobs(rows), full[rows])
             if size < 16:
                 assert lazy._raw, "a subset read normalises only the subset"
+    for row in range(16):  # every row alone
+        assert torch.equal(Scores.of_logits(x).logprobs([row]), full[[row]])
     # Once every row is normalised (the base's top-1), a subset reads those values.
     scores = Scores.of_logits(x)
     scores.top1()

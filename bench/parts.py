@@ -1,0 +1,127 @@
+"""Where a guided run's time goes beyond its floor: wall time per part of the loop, for a
+method and for ``floor_both_norm`` (bench/decode.py), side by side in one process.
+
+    python bench/parts.py [--stand-in] [--method blendin] [--batch 16] [--repeats 2]
+
+Each part is timed by wrapping the function that does it (no profiler, so Python costs
+are not inflated): each model's forward passes (``ModelStream._advance``), the top-1
+with the base's normaliser, the re-tokenisation of contexts (``ModelView.targets``; tag 0
+is the base's), the top-k lists (``TopLists``) and the uncertain rows' log-probabilities
+(for the guide, with its normaliser of those rows). What the parts leave of the
+method's wall time is the decisions' Python. Both runs are warm (one run of each first),
+and the figures are the medians over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from decode import floor_ids, prompts  # bench/ is the script's own directory
+
+from pairscope.decoding import stream as stream_module
+from pairscope.decoding.contexts import ModelView
+from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.models import load_pair
+
+Spent = dict[str, float]
+
+
+def timed(owner: Any, name: str, label: Callable[..., str], spent: Spent) -> None:
+    """Wrap ``owner.name`` so each call adds its wall time to ``spent[label(*args)]``."""
+    inner = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            key = label(*args)
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stand-in", action="store_true")
+    parser.add_argument("--base", default="embedded:gemma-3-270m")
+    parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--method", default="blendin")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    args = parser.parse_args()
+    scratch = None
+    if args.stand_in:
+        from standin import build_stand_ins
+
+        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
+        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
+        args.base, args.guide = str(base_dir), str(guide_dir)
+    pair = load_pair(args.base, args.guide)
+    reqs = [
+        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
+        for r in prompts(args.data_dir, args.batch)
+    ]
+    settings = DecodeSettings(method=args.method, batch_size=args.batch)
+
+    def method() -> None:
+        Engine(pair, settings).run(reqs)
+
+    def floor() -> None:
+        floor_ids(pair, reqs, args.new_tokens, guide=True, normalise=True)
+
+    spent: Spent = {}
+    model_of = {id(pair.base.model): "base", id(pair.guide.model): "guide"}
+    stream = stream_module.ModelStream
+    # None of these calls another of them, so the parts add up.
+    timed(stream, "_advance", lambda s, *a: f"{model_of[id(s.model)]} passes", spent)
+    timed(stream_module.Scores, "top1", lambda *a: "top-1 and the base's normaliser", spent)
+    timed(ModelView, "targets", lambda v, *a: f"re-tokenisation, tag {v.tag}", spent)
+    timed(stream_module.TopLists, "__init__", lambda *a: "top-k lists", spent)
+    rows_label = "rows' log-probabilities (guide: normaliser)"
+    timed(stream_module.Scores, "logprobs", lambda *a: rows_label, spent)
+    for run in (method, floor):
+        run()  # warm: memos, kept buffers, allocator
+    walls: dict[str, list[float]] = defaultdict(list)
+    parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for _ in range(args.repeats):
+        for name, run in ((args.method, method), ("floor_both_norm", floor)):
+            spent.clear()
+            start = time.perf_counter()
+            run()
+            walls[name].append(time.perf_counter() - start)
+            for key, value in spent.items():
+                parts[name][key].append(value)
+    names = (args.method, "floor_both_norm")
+    median = {n: {k: statistics.median(v) for k, v in parts[n].items()} for n in names}
+    wall = {n: statistics.median(walls[n]) for n in names}
+    rest = wall[names[0]] - sum(median[names[0]].values())
+    if args.json:
+        print(json.dumps({"parts": median, "wall": wall, "rest": rest}, indent=2))
+    else:
+        print(f"{'seconds, median of ' + str(args.repeats):<44} {names[0]:>10} {names[1]:>16}")
+        for key in sorted({k for n in names for k in median[n]}):
+            cells = [median[n].get(key, 0.0) for n in names]
+            print(f"{key:<44} {cells[0]:>10.3f} {cells[1]:>16.3f}")
+        print(f"{'the rest (decisions, appends: Python)':<44} {rest:>10.3f}")
+        print(f"{'wall':<44} {wall[names[0]]:>10.3f} {wall[names[1]]:>16.3f}")
+    if scratch is not None:
+        scratch.cleanup()
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
