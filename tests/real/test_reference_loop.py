@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
+from pairscope.decoding.stream import cache_keyword
 from tests import engine_checks as checks
 
 pytestmark = pytest.mark.slow
@@ -47,10 +48,11 @@ class _LM:
             new = ids[n:]
         else:
             self.past, new = None, ids
+        keyword = cache_keyword(self.lm.model)  # `cache` since transformers 5.2x
         out = self.lm.model(
-            torch.tensor([new]), past_key_values=self.past, use_cache=True, logits_to_keep=1
+            torch.tensor([new]), **{keyword: self.past}, use_cache=True, logits_to_keep=1
         )
-        self.past, self.ids = out.past_key_values, list(ids)
+        self.past, self.ids = getattr(out, keyword), list(ids)
         return torch.log_softmax(out.logits[0, -1].float(), -1)
 
     def next(self, text: str) -> torch.Tensor:
