@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from standin import use_stand_ins  # bench/ is the script's own directory
 
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.decoding.strategies import Blend, merge_topk
@@ -369,12 +369,7 @@ def main() -> None:
     new_tokens = args.new_tokens or 64
     naive_tokens = args.naive_tokens or (4 if args.quick else 16)
     batches = [int(b) for b in (args.batches or ("16" if args.quick else "1,16")).split(",")]
-    if args.stand_in:
-        from standin import build_stand_ins
-
-        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
-        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
-        args.base, args.guide = str(base_dir), str(guide_dir)
+    scratch = use_stand_ins(args)
     t0 = time.perf_counter()
     pair = load_pair(args.base, args.guide, device=args.device, dtype=args.dtype)
     load_seconds = time.perf_counter() - t0
@@ -422,6 +417,8 @@ def main() -> None:
             print(f"median {key:<30} {value:>8.1f} tok/s")
         for key, value in ratios.items():
             print(f"{key:<37} {value:.3f}")
+    if scratch is not None:
+        scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ shows; without it, the embedded pair.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import torch
 from decode import prompts  # bench/ is the script's own directory
+from standin import pair_arguments, use_stand_ins
 from torch.profiler import ProfilerActivity, profile
 
 from pairscope.decoding import stream as stream_module
@@ -31,22 +29,11 @@ from pairscope.models import load_pair
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stand-in", action="store_true")
-    parser.add_argument("--base", default="embedded:gemma-3-270m")
-    parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
+    pair_arguments(parser)
     parser.add_argument("--method", default="nudging")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rows", type=int, default=15)
-    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
     args = parser.parse_args()
-    scratch = None
-    if args.stand_in:
-        from standin import build_stand_ins
-
-        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
-        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
-        args.base, args.guide = str(base_dir), str(guide_dir)
+    scratch = use_stand_ins(args)
     pair = load_pair(args.base, args.guide)
     reqs = [
         Request(r.base_prompt, r.guide_user, (), args.new_tokens)

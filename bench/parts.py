@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from decode import floor_ids, prompts  # bench/ is the script's own directory
+from standin import pair_arguments, use_stand_ins
 
 from pairscope.decoding import stream as stream_module
 from pairscope.decoding.contexts import ModelView
@@ -53,23 +51,12 @@ def timed(owner: Any, name: str, label: Callable[..., str], spent: Spent) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stand-in", action="store_true")
-    parser.add_argument("--base", default="embedded:gemma-3-270m")
-    parser.add_argument("--guide", default="embedded:smollm2-135m-instruct")
+    pair_arguments(parser)
     parser.add_argument("--method", default="blendin")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     args = parser.parse_args()
-    scratch = None
-    if args.stand_in:
-        from standin import build_stand_ins
-
-        scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
-        base_dir, guide_dir = build_stand_ins(Path(scratch.name))
-        args.base, args.guide = str(base_dir), str(guide_dir)
+    scratch = use_stand_ins(args)
     pair = load_pair(args.base, args.guide)
     reqs = [
         Request(r.base_prompt, r.guide_user, (), args.new_tokens)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,34 @@ def build_stand_ins(out_dir: Path, target: float = 0.3, seed: int = 0) -> tuple[
         facts = build(spec, path, target, seed + offset)
         print(f"stand-in {path.name}: {json.dumps(facts)}", flush=True)
     return paths
+
+
+def pair_arguments(parser: argparse.ArgumentParser, batch: int = 16) -> None:
+    """The benchmark scripts' shared options: the pair (or ``--stand-in``), the batch,
+    the new tokens and the data directory."""
+    parser.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="Decode with 2-layer, width-64 random stand-ins of the embedded pair (its own "
+        "tokenizers and vocabularies; bench/standin.py): the cheap-forward regime of a GPU.",
+    )
+    parser.add_argument("--base", default=EMBEDDED_BASE)
+    parser.add_argument("--guide", default=EMBEDDED_GUIDE)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--data-dir", default=os.environ.get("PAIRSCOPE_DATA_DIR"))
+
+
+def use_stand_ins(args: argparse.Namespace) -> tempfile.TemporaryDirectory[str] | None:
+    """With ``args.stand_in``, build the stand-ins in a temporary directory and point
+    ``args.base`` and ``args.guide`` at them. The directory lasts as long as the handle
+    returned (None without ``--stand-in``)."""
+    if not args.stand_in:
+        return None
+    scratch = tempfile.TemporaryDirectory(prefix="pairscope-standin-")
+    base_dir, guide_dir = build_stand_ins(Path(scratch.name))
+    args.base, args.guide = str(base_dir), str(guide_dir)
+    return scratch
 
 
 def main() -> None:

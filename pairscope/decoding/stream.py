@@ -379,12 +379,11 @@ class Scores:
         self,
         logits: torch.Tensor,
         norm: torch.Tensor | None = None,
-        top: tuple[torch.Tensor, torch.Tensor] | None = None,
         raw: bool = False,
     ) -> None:
         self.logits = logits
         self._norm = norm
-        self._top = top  # each row's max logit and its id, if already known
+        self._top: tuple[torch.Tensor, torch.Tensor] | None = None  # max logit and id, once known
         self._raw = raw and norm is None  # the normaliser is still to be computed
 
     @classmethod
@@ -412,7 +411,7 @@ class Scores:
     def top1(self) -> tuple[list[float], list[int]]:
         """Each row's top-1 probability and id: one host transfer for both."""
         norm = self.norm
-        values, ids = self._top if self._top is not None else self.logits.max(dim=-1)
+        values, ids = self._top if self._top is not None else first_max(self.logits)
         if norm is not None:
             values = values - norm[:, 0]
         probs, ids_ = torch.stack((values.exp().double(), ids.double())).tolist()
