@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from pairscope.decoding.encoding import encoder
 from pairscope.decoding.vocab import token_text
 from pairscope.errors import InputError, unknown
 
@@ -74,14 +75,20 @@ class ModelView:
     def context(self, prompt_text: str, add_special: bool, reserve: int) -> Context:
         """A row's context for ``prompt_text``, cut from the left to fit the window."""
         tok = self.lm.tokenizer
-        ids = [int(i) for i in tok.encode(prompt_text, add_special_tokens=add_special)]
+        ids, starts = self._encode(prompt_text, add_special)
         kept = fit_prompt(self.lm, ids, reserve)
         if kept != ids:
             bos = tok.bos_token_id
             body = kept[1:] if bos is not None and kept and kept[0] == bos and add_special else kept
             prompt_text = str(tok.decode(body, clean_up_tokenization_spaces=False))
-            ids = [int(i) for i in tok.encode(prompt_text, add_special_tokens=add_special)]
-        return Context(prompt_text, ids, list(ids), add_special)
+            ids, starts = self._encode(prompt_text, add_special)
+        # The prompt's offsets make its first re-encoding a bounded suffix too.
+        return Context(prompt_text, ids, list(ids), add_special, starts=starts)
+
+    def _encode(self, text: str, add_special: bool) -> tuple[list[int], list[int]]:
+        """One string's ids and, for a fast tokenizer, where each starts ([] otherwise)."""
+        ids, starts = self._encoder.encode([text], add_special, self._offsets)
+        return ids[0], starts[0] if starts is not None else []
 
     def targets(self, ctxs: list[Context], texts: list[str]) -> list[list[int]]:
         """The ids each context should hold for its row's text (re-encoded where stale,
@@ -91,9 +98,9 @@ class ModelView:
             if self.policy == "canonical":
                 self._canonical([ctxs[i] for i in stale], [texts[i] for i in stale])
             else:
-                encoded = self.lm.tokenizer([texts[i] for i in stale], add_special_tokens=False)
-                for i, ids in zip(stale, encoded["input_ids"]):
-                    ctxs[i].ids = ctxs[i].prompt_ids + [int(x) for x in ids]
+                encoded, _ = self._encoder.encode([texts[i] for i in stale], False, False)
+                for i, ids in zip(stale, encoded):
+                    ctxs[i].ids = ctxs[i].prompt_ids + ids
             for i in stale:
                 ctxs[i].synced = len(texts[i])
                 ctxs[i].held = []
@@ -104,7 +111,6 @@ class ModelView:
         suffix is re-encoded: from a word start at least ``SUFFIX_TOKENS`` ids before the
         end of the last encoding, which the tokenizer splits at anyway (tested equal to
         full re-encoding for every tokenizer family); otherwise the whole string."""
-        tok = self.lm.tokenizer
         jobs: dict[tuple[bool, bool], list[tuple[Context, str, int]]] = {}
         for ctx, text in zip(ctxs, texts):
             full = ctx.prompt_text + text
@@ -115,12 +121,10 @@ class ModelView:
                 jobs.setdefault((False, False), []).append((ctx, full, cut))
         for (special, whole), items in jobs.items():
             strings = [full[cut:] for _, full, cut in items]
-            enc = tok(strings, add_special_tokens=special, return_offsets_mapping=self._offsets)
+            encoded, offsets = self._encoder.encode(strings, special, self._offsets)
             for n, (ctx, _, cut) in enumerate(items):
-                ids = [int(x) for x in enc["input_ids"][n]]
-                starts = (
-                    [cut + int(o[0]) for o in enc["offset_mapping"][n]] if self._offsets else []
-                )
+                ids = encoded[n]
+                starts = [cut + o for o in offsets[n]] if offsets is not None else []
                 if whole:
                     ctx.ids, ctx.starts = ids, starts
                 else:
@@ -142,6 +146,10 @@ class ModelView:
             if c > starts[j - 1] and c < len(full) and full[c] in " \n":
                 return c
         return None
+
+    @functools.cached_property
+    def _encoder(self) -> Any:
+        return encoder(self.lm.tokenizer)
 
     @functools.cached_property
     def _offsets(self) -> bool:
