@@ -387,18 +387,22 @@ class _Uncertain:
         self.engine, self.batch, self.rows = engine, rows, uncertain
         self.at = {b: i for i, b in enumerate(uncertain)}  # batch row -> row of logp
         self._scores = scores
-        self._logp: torch.Tensor | None = None  # made on first read (base reads nothing)
         self.t_top = t_top
         self._glogp: torch.Tensor | None = None
-        self._tops: dict[str, TopLists] = {}
+        self._tops: dict[str, tuple[int, TopLists]] = {}  # which -> (k asked, lists)
         self.facts: dict[int, tuple[float, float, bool]] = {}  # p_guide, overlap, hit
 
     def _top_lists(self, which: str, k: int) -> TopLists:
         """Top-k lists of every uncertain row (at least OVERLAP_K long), made once."""
-        tops = self._tops.get(which)
-        logp = self._base_all() if which == "base" else self._guide_all()
-        if tops is None or tops.k < min(k, int(logp.shape[-1])):
-            tops = self._tops[which] = TopLists(logp, max(k, OVERLAP_K))
+        k = max(k, OVERLAP_K)
+        made = self._tops.get(which)
+        if made is not None and made[0] >= k:
+            return made[1]
+        if which == "base":  # ranked on the logits: no [rows, V] logprobs
+            tops = self._scores.top_lists(self.rows, k)
+        else:
+            tops = TopLists(self._guide_all(), k)
+        self._tops[which] = (k, tops)
         return tops
 
     def base_top(self, row: int, k: int) -> TopK:
@@ -406,11 +410,6 @@ class _Uncertain:
 
     def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
         return base_top1(self.engine.driver.vocab, self.t_top[row])
-
-    def _base_all(self) -> torch.Tensor:
-        if self._logp is None:
-            self._logp = self._scores.logprobs(self.rows)
-        return self._logp
 
     def _guide_all(self) -> torch.Tensor:
         if self._glogp is None:

@@ -418,6 +418,16 @@ class Scores:
         _check_values(probs)
         return probs, [int(i) for i in ids_]
 
+    def top_lists(self, rows: Sequence[int], k: int) -> TopLists:
+        """:class:`TopLists` of these rows, from the logits and the rows' normalisers
+        (computed for all rows once, as :meth:`top1` needs them anyway)."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.logits.device)
+        logits = self.logits.index_select(0, index)
+        norm = self.norm
+        if norm is None:
+            return TopLists(logits, k)
+        return TopLists.of_logits(logits, norm.index_select(0, index), k)
+
     def logprobs(self, rows: Sequence[int] | None = None) -> torch.Tensor:
         """Log-probabilities ``[len(rows), vocab]`` of these rows (all rows: None)."""
         logits = self.logits
@@ -524,8 +534,23 @@ class TopLists:
     batched top-k and one host transfer (a decision then reads them per row)."""
 
     def __init__(self, logprobs: torch.Tensor, k: int) -> None:
-        self.k = min(k, int(logprobs.shape[-1]))
-        values, indices = torch.topk(logprobs, self.k)
+        values, indices = torch.topk(logprobs, min(k, int(logprobs.shape[-1])))
+        self._read(values, indices)
+
+    @classmethod
+    def of_logits(cls, logits: torch.Tensor, norm: torch.Tensor, k: int) -> TopLists:
+        """The lists of raw logits ``[R, V]`` with their normalisers ``[R, 1]``: the top-k
+        of the logits, normalised at the ``k`` values alone (no ``[R, V]`` logprobs to
+        allocate and fill). Subtracting a row's normaliser is monotonic, so the ids and
+        values are those of the logprobs' top-k, unless the subtraction rounds two
+        different logits to one value (an order ``topk`` leaves open anyway)."""
+        values, indices = torch.topk(logits, min(k, int(logits.shape[-1])))
+        lists = cls.__new__(cls)
+        lists._read(values - norm, indices)
+        return lists
+
+    def _read(self, values: torch.Tensor, indices: torch.Tensor) -> None:
+        self.k = int(values.shape[-1])
         both = torch.stack((values.exp().double(), indices.double())).tolist()
         self.probs: list[list[float]] = both[0]
         self.ids: list[list[int]] = [[int(i) for i in row] for row in both[1]]

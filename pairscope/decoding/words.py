@@ -134,7 +134,7 @@ class WordSteps:
             # The base's top-k at every uncertain position read (overlap@k), in one top-k.
             wanted = [b for b in fed if nudging.uncertain(p_top[at[b]])]
             if wanted:
-                tops = TopLists(scores.logprobs([at[b] for b in wanted]), OVERLAP_K).ids
+                tops = scores.top_lists([at[b] for b in wanted], OVERLAP_K).ids
                 base_tops = dict(zip(wanted, tops))
         # 2. Rows outside a word that are uncertain open one.
         fresh = [b for b in fed if rows[b].open is None and b in base_tops]

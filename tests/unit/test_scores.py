@@ -191,6 +191,20 @@ def test_batched_top_lists_equal_per_row_top_k():
     assert TopLists(logp[:, :40], 100).k == 40  # a vocabulary smaller than k
 
 
+@pytest.mark.parametrize("vocab", [3000, 262144])
+def test_top_lists_of_logits_equal_the_lists_of_their_logprobs(vocab):
+    x = logits(6, vocab, 20.0, seed=11)
+    scores = Scores.of_logits(x)
+    scores.top1()
+    rows = [0, 2, 5]
+    full = TopLists(scores.logprobs(rows), 100)
+    lean = scores.top_lists(rows, 100)
+    assert lean.ids == full.ids
+    assert lean.probs == full.probs
+    normalised = Scores(torch.log_softmax(x, dim=-1))  # a served model's log-probabilities
+    assert normalised.top_lists(rows, 100).ids == full.ids
+
+
 def _naive_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
