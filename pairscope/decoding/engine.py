@@ -8,7 +8,7 @@ prefix of old and new ids. One step is one base position.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -26,7 +26,7 @@ from pairscope.decoding.strategies import (
 )
 from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
-from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
+from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey, TokenText
 from pairscope.decoding.words import (
     OVERLAP_K,
     OpenWord,
@@ -250,6 +250,10 @@ class Engine:
         models ("", byte pieces, special tokens) get a key of their own, so they never
         count as shared. Memoised per id."""
         memo = self._strings[model.tag]
+        try:
+            return [memo[i] for i in ids]
+        except KeyError:
+            pass
         out = []
         for i in ids:
             string = memo.get(i)
@@ -363,6 +367,29 @@ class Engine:
         return [results[i] for i in range(len(requests))]
 
 
+class _Texts(Mapping[MatchKey, str]):
+    """The text each key of a base and a guide list appends, looked up when asked (a
+    strategy reads one or two of the two hundred): a string key is its own text; an
+    end or model-unique key is its token's text, the base's where both lists hold it."""
+
+    def __init__(self, base: TopK, guide: TopK, base_vocab: TokenText, guide_vocab: TokenText):
+        self._lists = ((base, base_vocab), (guide, guide_vocab))
+
+    def __getitem__(self, key: MatchKey) -> str:
+        for top, vocab in self._lists:
+            token = top.id_of(key)
+            if token is not None:
+                return key if isinstance(key, str) and key != END else vocab.text(token)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[MatchKey]:
+        (base, _), (guide, _) = self._lists
+        return iter(dict.fromkeys(guide.keys + base.keys))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class _Uncertain:
     """The :class:`~pairscope.decoding.strategies.Uncertain` view of one engine step.
 
@@ -437,15 +464,10 @@ class _Uncertain:
         self._note(row, top.top_prob, tops.ids[self.at[row]])
         return top
 
-    def texts(self, base: TopK, guide: TopK) -> dict[MatchKey, str]:
-        text_of: dict[MatchKey, str] = {}
-        for top, model in ((guide, self.engine.guide), (base, self.engine.driver)):
-            assert model is not None
-            for key, token in zip(top.keys, top.ids):
-                text_of[key] = (
-                    key if isinstance(key, str) and key != END else model.vocab.text(token)
-                )
-        return text_of
+    def texts(self, base: TopK, guide: TopK) -> Mapping[MatchKey, str]:
+        guide_model = self.engine.guide
+        assert guide_model is not None
+        return _Texts(base, guide, self.engine.driver.vocab, guide_model.vocab)
 
     def in_round(self, row: int) -> bool:
         return self.batch[row].in_round

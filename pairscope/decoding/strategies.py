@@ -61,6 +61,10 @@ def merge_topk(ids: Sequence[int], probs: Sequence[float], keys: Sequence[MatchK
         probs: their probabilities.
         keys: their match keys (decoded strings, END, or model-unique keys).
     """
+    if len(set(keys)) == len(keys) and all(a >= b for a, b in zip(probs, probs[1:])):
+        # No two ids share a key (the usual case): the lists are already merged, and in
+        # rank order, as the sort below (stable, on non-increasing probabilities) keeps them.
+        return TopK(tuple(keys), tuple(probs), tuple(ids), float(probs[0]), keys[0])
     total: dict[MatchKey, float] = {}
     best: dict[MatchKey, int] = {}
     for i, p, k in zip(ids, probs, keys):

@@ -115,6 +115,10 @@ class TokenText:
     def keys(self, ids: Sequence[int]) -> list[MatchKey]:
         """:meth:`key` of each id; the texts not yet known are decoded in one batch."""
         memo = self._keys
+        try:
+            return [memo[i] for i in ids]
+        except KeyError:
+            pass
         missing = [i for i in dict.fromkeys(ids) if i not in memo and i not in self._text]
         if len(missing) > 1:
             for token, text in zip(missing, self.decode_many([[i] for i in missing])):

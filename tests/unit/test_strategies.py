@@ -103,3 +103,39 @@ def test_bad_settings_are_input_errors(method, kwargs):
 def test_misspelt_method_suggests_the_close_name():
     with pytest.raises(InputError, match="Did you mean 'blendin'"):
         make_strategy("blendn")
+
+
+def _merge_reference(ids, probs, keys):
+    """merge_topk's dictionary merge, written out once more (the oracle of its fast path)."""
+    total, best = {}, {}
+    for i, p, k in zip(ids, probs, keys):
+        if k in total:
+            total[k] += p
+        else:
+            total[k], best[k] = p, i
+    order = sorted(total, key=lambda k: -total[k])
+    return order, [total[k] for k in order], [best[k] for k in order]
+
+
+def test_merge_topk_fast_path_equals_the_dictionary_merge():
+    import random
+
+    from pairscope.decoding.strategies import merge_topk
+
+    rng = random.Random(7)
+    for trial in range(300):
+        n = rng.randint(1, 30)
+        probs = [rng.choice([0.5, 0.25, rng.random()]) for _ in range(n)]
+        if trial % 3:
+            probs.sort(reverse=True)  # the usual rank order; every third list is not
+        pool = n if trial % 2 else max(1, n // 3)  # distinct keys, or shared ones
+        keys = [f"k{rng.randrange(pool * 4 if trial % 2 else pool)}" for _ in range(n)]
+        if trial % 2:
+            keys = [f"u{j}" for j in range(n)]
+        ids = list(range(100, 100 + n))
+        got = merge_topk(ids, probs, keys)
+        order, merged, best = _merge_reference(ids, probs, keys)
+        assert list(got.keys) == order
+        assert list(got.probs) == merged
+        assert list(got.ids) == best
+        assert got.top_prob == probs[0] and got.top_key == keys[0]
