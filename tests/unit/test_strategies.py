@@ -128,10 +128,10 @@ def test_merge_topk_fast_path_equals_the_dictionary_merge():
         probs = [rng.choice([0.5, 0.25, rng.random()]) for _ in range(n)]
         if trial % 3:
             probs.sort(reverse=True)  # the usual rank order; every third list is not
-        pool = n if trial % 2 else max(1, n // 3)  # distinct keys, or shared ones
-        keys = [f"k{rng.randrange(pool * 4 if trial % 2 else pool)}" for _ in range(n)]
-        if trial % 2:
+        if trial % 2:  # distinct keys, or keys shared by several ids
             keys = [f"u{j}" for j in range(n)]
+        else:
+            keys = [f"k{rng.randrange(max(1, n // 3))}" for _ in range(n)]
         ids = list(range(100, 100 + n))
         got = merge_topk(ids, probs, keys)
         order, merged, best = _merge_reference(ids, probs, keys)
