@@ -6,10 +6,10 @@ method and for ``floor_both_norm`` (bench/decode.py), side by side in one proces
 Each part is timed by wrapping the function that does it (no profiler, so Python costs
 are not inflated): each model's forward passes (``ModelStream._advance``), the top-1
 with the base's normaliser, the re-tokenisation of contexts (``ModelView.targets``; tag 0
-is the base's), the top-k lists (``TopLists``, ``Scores.top_lists``) and the uncertain
-rows' log-probabilities (for the guide, with its normaliser of those rows). What the
-parts leave of the method's wall time is the decisions' Python. Both runs are warm (one
-run of each first), and the figures are the medians over the repeats.
+is the base's), the top-k lists (``TopLists``, ``Scores.top_lists``, ``Scores.ranked``)
+and the uncertain rows' log-probabilities (for the guide, with its normaliser of those
+rows). What the parts leave of the method's wall time is the decisions' Python. Both
+runs are warm (one run of each first), and the figures are the medians over the repeats.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from decode import floor_ids, prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 
+from pairscope.decoding import scores as scores_module
 from pairscope.decoding import stream as stream_module
 from pairscope.decoding.contexts import ModelView
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
@@ -82,12 +83,18 @@ def main() -> None:
     stream = stream_module.ModelStream
     # A part called inside another counts once (the outer one), so the parts add up.
     timed(stream, "_advance", lambda s, *a: f"{model_of[id(s.model)]} passes", spent)
-    timed(stream_module.Scores, "top1", lambda *a: "top-1 and the base's normaliser", spent)
+    timed(scores_module.Scores, "top1", lambda *a: "top-1 and the base's normaliser", spent)
     timed(ModelView, "targets", lambda v, *a: f"re-tokenisation, tag {v.tag}", spent)
-    timed(stream_module.TopLists, "__init__", lambda *a: "top-k lists", spent)
-    timed(stream_module.Scores, "top_lists", lambda *a: "top-k lists", spent)
+    for owner, name in (
+        (scores_module.TopLists, "__init__"),
+        (scores_module.TopLists, "rank"),
+        (scores_module.TopLists, "read"),
+        (scores_module.Scores, "top_lists"),
+        (scores_module.Scores, "ranked"),
+    ):
+        timed(owner, name, lambda *a: "top-k lists", spent)
     rows_label = "rows' log-probabilities (guide: normaliser)"
-    timed(stream_module.Scores, "logprobs", lambda *a: rows_label, spent)
+    timed(scores_module.Scores, "logprobs", lambda *a: rows_label, spent)
     for run in (method, floor):
         run()  # warm: memos, kept buffers, allocator
     walls: dict[str, list[float]] = defaultdict(list)

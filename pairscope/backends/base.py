@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # the interface itself needs no torch (``pairscope check`` imports it)
     import torch
 
-    from pairscope.decoding.stream import Scores
+    from pairscope.decoding.scores import Scores
 
 # Used when a guide's tokenizer has no chat template (documented in the README).
 FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"
@@ -50,7 +50,7 @@ class Stream(Protocol):
         ...
 
     def scores(self, targets: dict[int, list[int]]) -> Scores:
-        """As :meth:`forward`, as :class:`~pairscope.decoding.stream.Scores` (logits and
+        """As :meth:`forward`, as :class:`~pairscope.decoding.scores.Scores` (logits and
         log-normalisers, normalised where read: the decoding loop's hot path)."""
         ...
 

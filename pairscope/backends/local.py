@@ -15,12 +15,8 @@ from typing import Any
 import torch
 
 from pairscope.backends.base import ModelSource, Prompts
-from pairscope.decoding.stream import (
-    MIN_SHARED_PREFIX,
-    ModelStream,
-    log_normalise,
-    shared_prefix,
-)
+from pairscope.decoding.scores import log_normalise
+from pairscope.decoding.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
 from pairscope.errors import RuntimeFault
 
 

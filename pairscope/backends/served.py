@@ -89,7 +89,8 @@ from pairscope.backends.vllm_http import (
     logprobs_cap,
     parse_spec,
 )
-from pairscope.decoding.stream import Scores, common_prefix
+from pairscope.decoding.scores import Scores
+from pairscope.decoding.stream import common_prefix
 from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
 

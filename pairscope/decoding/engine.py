@@ -15,6 +15,7 @@ from typing import cast
 import torch
 
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
+from pairscope.decoding.scores import Scores, TopLists, greedy
 from pairscope.decoding.strategies import (
     Decision,
     Nudging,
@@ -24,7 +25,6 @@ from pairscope.decoding.strategies import (
     make_strategy,
     split_word,
 )
-from pairscope.decoding.stream import Scores, TopLists, greedy
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey, TokenText
 from pairscope.decoding.words import (
@@ -434,6 +434,17 @@ class _Uncertain:
 
     def base_top(self, row: int, k: int) -> TopK:
         return self._top_lists("base", k).top(self.at[row], self.engine.driver.vocab, k)
+
+    def tops(self, row: int, k: int) -> tuple[TopK, TopK]:
+        """Both lists at the row; made together for every uncertain row on the first
+        call, in one host transfer (one wait for the device, not two)."""
+        want = max(k, OVERLAP_K)
+        if any(self._tops.get(which, (0,))[0] < want for which in ("base", "guide")):
+            base = self._scores.ranked(self.rows, want)
+            guide = TopLists.rank(self._guide_all(), want)
+            lists = TopLists.read(base, guide)
+            self._tops = {"base": (want, lists[0]), "guide": (want, lists[1])}
+        return self.base_top(row, k), self.guide_top(row, k)
 
     def base_token(self, row: int) -> tuple[int, MatchKey, str | None]:
         return base_top1(self.engine.driver.vocab, self.t_top[row])

@@ -160,6 +160,10 @@ class Uncertain(Protocol):
         """The guide's top-``k`` after the same text, merged by match key."""
         ...
 
+    def tops(self, row: int, k: int) -> tuple[TopK, TopK]:
+        """``(base_top(row, k), guide_top(row, k))``, both read in one go for all rows."""
+        ...
+
     def texts(self, base: TopK, guide: TopK) -> Mapping[MatchKey, str]:
         """The text each key of the two lists appends."""
         ...
@@ -331,7 +335,7 @@ class Blend(Strategy):
     def intervene(self, at: Uncertain) -> dict[int, Decision]:
         out: dict[int, Decision] = {}
         for b in at.rows:
-            base, guide = at.base_top(b, self.top_k), at.guide_top(b, self.top_k)
+            base, guide = at.tops(b, self.top_k)
             out[b] = self.decide(base, guide, at.texts(base, guide))
         return out
 

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from pairscope.decoding.contexts import Context
+from pairscope.decoding.scores import TopLists, greedy
 from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
-from pairscope.decoding.stream import TopLists, greedy
 from pairscope.decoding.types import Step
 from pairscope.decoding.vocab import END, MatchKey, TokenText
 

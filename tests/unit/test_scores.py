@@ -12,15 +12,9 @@ import random
 import pytest
 import torch
 
+from pairscope.decoding.scores import Scores, TopLists, first_max, greedy, top_k
 from pairscope.decoding.strategies import merge_topk
-from pairscope.decoding.stream import (
-    Scores,
-    TopLists,
-    common_prefix,
-    first_max,
-    greedy,
-    top_k,
-)
+from pairscope.decoding.stream import common_prefix
 from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
 
@@ -203,6 +197,24 @@ def test_top_lists_of_logits_equal_the_lists_of_their_logprobs(vocab):
     assert lean.probs == full.probs
     normalised = Scores(torch.log_softmax(x, dim=-1))  # a served model's log-probabilities
     assert normalised.top_lists(rows, 100).ids == full.ids
+
+
+def test_lists_read_together_equal_the_lists_read_alone():
+    """One host transfer for several top-k results (a BlendIn step's base and guide
+    lists, of different vocabularies and widths) gives each the lists it gives alone."""
+    base = Scores.of_logits(logits(5, 262144, 20.0, seed=12))
+    base.top1()
+    guide = torch.log_softmax(logits(3, 3000, 5.0, seed=13), dim=-1)
+    small = torch.log_softmax(logits(2, 40, 5.0, seed=14), dim=-1)  # a vocabulary under k
+    rows = [4, 0, 3]
+    together = TopLists.read(
+        base.ranked(rows, 100), TopLists.rank(guide, 100), TopLists.rank(small, 100)
+    )
+    alone = [base.top_lists(rows, 100), TopLists(guide, 100), TopLists(small, 100)]
+    for a, b in zip(together, alone):
+        assert (a.k, a.ids, a.probs) == (b.k, b.ids, b.probs)
+    assert [t.k for t in together] == [100, 100, 40]
+    assert together[0].ids[1] == torch.topk(base.logits[0], 100).indices.tolist()
 
 
 def _naive_prefix(a: list[int], b: list[int]) -> int:
