@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,10 @@ bench-standin: install
 # Where BlendIn's time goes beyond its floor, part by part, on the stand-ins.
 bench-parts: install
 	$(PY) bench/parts.py --stand-in --repeats 3
+
+# What computing the guide's head only at the rows read saves a pass (embedded pair).
+bench-head: install
+	$(PY) bench/head.py
 
 # What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
 bench-tokenization: install

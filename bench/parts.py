@@ -10,6 +10,8 @@ is the base's), the top-k lists (``TopLists``, ``Scores.top_lists``, ``Scores.ra
 and the uncertain rows' log-probabilities (for the guide, with its normaliser of those
 rows). What the parts leave of the method's wall time is the decisions' Python. Both
 runs are warm (one run of each first), and the figures are the medians over the repeats.
+The counts are of the last repeat: each model's forward passes and the positions decoded
+(NUDGING writes a guide word of several tokens at one position).
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ Spent = dict[str, float]
 _DEPTH = [0]  # timed calls now running: a timed call inside another is not counted again
 
 
-def timed(owner: Any, name: str, label: Callable[..., str], spent: Spent) -> None:
-    """Wrap ``owner.name`` so each call adds its wall time to ``spent[label(*args)]``."""
+def timed(
+    owner: Any, name: str, label: Callable[..., str], spent: Spent, calls: Spent | None = None
+) -> None:
+    """Wrap ``owner.name`` so each call adds its wall time to ``spent[label(*args)]`` (and
+    one to ``calls[label(*args)]``)."""
     inner = getattr(owner, name)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +58,8 @@ def timed(owner: Any, name: str, label: Callable[..., str], spent: Spent) -> Non
             _DEPTH[0] -= 1
             key = label(*args)
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+            if calls is not None:
+                calls[key] = calls.get(key, 0) + 1
 
     setattr(owner, name, wrapper)
 
@@ -72,17 +79,18 @@ def main() -> None:
     ]
     settings = DecodeSettings(method=args.method, batch_size=args.batch)
 
-    def method() -> None:
-        Engine(pair, settings).run(reqs)
+    def method() -> int:  # positions decoded
+        return sum(r.positions for r in Engine(pair, settings).run(reqs))
 
-    def floor() -> None:
-        floor_ids(pair, reqs, args.new_tokens, guide=True, normalise=True)
+    def floor() -> int:
+        return sum(map(len, floor_ids(pair, reqs, args.new_tokens, guide=True, normalise=True)))
 
     spent: Spent = {}
+    calls: Spent = {}  # forward passes per model
     model_of = {id(pair.base.model): "base", id(pair.guide.model): "guide"}
     stream = stream_module.ModelStream
     # A part called inside another counts once (the outer one), so the parts add up.
-    timed(stream, "_advance", lambda s, *a: f"{model_of[id(s.model)]} passes", spent)
+    timed(stream, "_advance", lambda s, *a: f"{model_of[id(s.model)]} passes", spent, calls)
     timed(scores_module.Scores, "top1", lambda *a: "top-1 and the base's normaliser", spent)
     timed(ModelView, "targets", lambda v, *a: f"re-tokenisation, tag {v.tag}", spent)
     for owner, name in (
@@ -98,13 +106,16 @@ def main() -> None:
     for run in (method, floor):
         run()  # warm: memos, kept buffers, allocator
     walls: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, dict[str, float]] = {}
     parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for _ in range(args.repeats):
         for name, run in ((args.method, method), ("floor_both_norm", floor)):
             spent.clear()
+            calls.clear()
             start = time.perf_counter()
-            run()
+            positions = run()
             walls[name].append(time.perf_counter() - start)
+            counts[name] = {**calls, "positions": positions}
             for key, value in spent.items():
                 parts[name][key].append(value)
     names = (args.method, "floor_both_norm")
@@ -112,7 +123,8 @@ def main() -> None:
     wall = {n: statistics.median(walls[n]) for n in names}
     rest = wall[names[0]] - sum(median[names[0]].values())
     if args.json:
-        print(json.dumps({"parts": median, "wall": wall, "rest": rest}, indent=2))
+        out = {"parts": median, "wall": wall, "rest": rest, "counts": counts}
+        print(json.dumps(out, indent=2))
     else:
         print(f"{'seconds, median of ' + str(args.repeats):<44} {names[0]:>10} {names[1]:>16}")
         for key in sorted({k for n in names for k in median[n]}):
@@ -120,6 +132,9 @@ def main() -> None:
             print(f"{key:<44} {cells[0]:>10.3f} {cells[1]:>16.3f}")
         print(f"{'the rest (decisions, appends: Python)':<44} {rest:>10.3f}")
         print(f"{'wall':<44} {wall[names[0]]:>10.3f} {wall[names[1]]:>16.3f}")
+        for key in sorted({k for n in names for k in counts[n]}):
+            cells = [counts[n].get(key, 0) for n in names]
+            print(f"{key + ' (count, one run)':<44} {cells[0]:>10.0f} {cells[1]:>16.0f}")
     if scratch is not None:
         scratch.cleanup()
 

@@ -107,12 +107,18 @@ def check_batch_invariance(pair: Pair, reqs: list[Request], method: str) -> None
 
 
 def check_cache_invariance(
-    lm: Backend, prompts: list[list[int]], seed: int = 0, stream: ModelStream | None = None
+    lm: Backend,
+    prompts: list[list[int]],
+    seed: int = 0,
+    stream: ModelStream | None = None,
+    read_some: bool = False,
 ) -> float:
     """Drive a stream through random appends and rollbacks on every row at once and compare
     each row's next-token logprobs with a fresh uncached pass. Returns the worst difference.
 
-    ``stream`` may start with content (a forked shared prefix of the prompts)."""
+    ``stream`` may start with content (a forked shared prefix of the prompts). With
+    ``read_some`` each pass reads a random subset of the rows it brings up to date, in a
+    random order (the others' logits are never computed)."""
     rng = random.Random(seed)
     vocab = len(lm.tokenizer)
     stream = stream or ModelStream(lm.model, len(prompts))
@@ -133,7 +139,12 @@ def check_cache_invariance(
                 ]
             targets[r] = ids
         rows = [r for r in targets if step % 3 == 0 or rng.random() < 0.7]
-        got = stream.forward({r: targets[r] for r in rows})
+        fed = {r: targets[r] for r in rows}
+        if read_some:
+            rows = rng.sample(rows, rng.randint(1, len(rows)))
+            got = stream.scores(fed, read=rows).logprobs()
+        else:
+            got = stream.forward(fed)
         for j, r in enumerate(rows):
             with torch.inference_mode():
                 fresh = lm.model(torch.tensor([targets[r]]), logits_to_keep=1).logits[0, -1]

@@ -49,9 +49,10 @@ class Stream(Protocol):
         ``[len(targets), vocab]`` in the order of ``targets``."""
         ...
 
-    def scores(self, targets: dict[int, list[int]]) -> Scores:
+    def scores(self, targets: dict[int, list[int]], read: Sequence[int] | None = None) -> Scores:
         """As :meth:`forward`, as :class:`~pairscope.decoding.scores.Scores` (logits and
-        log-normalisers, normalised where read: the decoding loop's hot path)."""
+        log-normalisers, normalised where read: the decoding loop's hot path), of the
+        rows ``read`` alone, in that order (None: every row of ``targets``)."""
         ...
 
     def select(self, keep: list[int]) -> None:

@@ -413,9 +413,9 @@ class ServedStream:
         self.rows = [self.rows[i] for i in keep]
         self.paths = [self.paths[i] for i in keep]
 
-    def scores(self, targets: dict[int, list[int]]) -> Scores:
-        """:meth:`forward` as scores (a server's logprobs are normalised already)."""
-        return Scores(self.forward(targets))
+    def scores(self, targets: dict[int, list[int]], read: Sequence[int] | None = None) -> Scores:
+        """:meth:`forward` of the rows ``read`` alone (None: all), normalised already."""
+        return Scores(self.forward({r: targets[r] for r in (targets if read is None else read)}))
 
     def forward(self, targets: dict[int, list[int]]) -> torch.Tensor:
         """Next-token logprobs ``[len(targets), vocab]`` for each named row, in order."""

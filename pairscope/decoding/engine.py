@@ -282,8 +282,9 @@ class Engine:
         named = list(range(len(rows))) if every else list(wanted)
         ids = guide.targets([self._gctx(rows[b]) for b in named], [rows[b].text for b in named])
         more = extra or {}
-        scores = guide.stream.scores({b: i + more.get(b, []) for b, i in zip(named, ids)})
-        return scores.logprobs(wanted if every else None)
+        targets = {b: i + more.get(b, []) for b, i in zip(named, ids)}
+        # Only the wanted rows' logits are computed; the others are only brought up to date.
+        return guide.stream.scores(targets, read=wanted if every else None).logprobs()
 
     @staticmethod
     def _gctx(row: _Row) -> Context:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,19 +222,23 @@ class ModelStream:
         return scores.logprobs()
 
     @torch.inference_mode()
-    def scores(self, targets: dict[int, list[int]]) -> Scores:
+    def scores(self, targets: dict[int, list[int]], read: Sequence[int] | None = None) -> Scores:
         """Bring rows to their target ids and return their next-token :class:`Scores`.
 
         Args:
             targets: row index -> the full token id list that row should hold
                 (prompt + response). Rows not named are left untouched.
+            read: the rows (of ``targets``) whose scores a decision reads, in this
+                order; None: every row of ``targets``. The other rows are brought up
+                to date, but their logits are never computed (see :func:`head_rows`).
 
         Returns:
-            the scores of the named rows, in the order of ``targets``.
+            the scores of the rows read, normalised as the pass's own would be.
         """
         if not targets:
             return Scores(torch.empty((0, 0)))
-        return Scores.of_logits(self._advance(targets, 1)[:, -1, :])
+        logits = self._advance(targets, 1, read)[:, -1, :]
+        return Scores.of_logits(logits, batch=len(targets))
 
     def forced(self, ids: list[int], n: int) -> torch.Tensor:
         """Teacher forcing on a one-row stream: bring the row to ``ids`` and return the
@@ -244,10 +250,12 @@ class ModelStream:
         return self._advance({0: ids}, n)[0]
 
     @torch.inference_mode()
-    def _advance(self, targets: dict[int, list[int]], tail: int) -> torch.Tensor:
+    def _advance(
+        self, targets: dict[int, list[int]], tail: int, read: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """One pass bringing the named rows to their target ids: the float32 logits
-        ``[len(targets), tail, vocab]`` after each row's last ``tail`` ids, in the order of
-        ``targets`` (each row is fed at least its last ``tail`` ids)."""
+        ``[len(read), tail, vocab]`` after each row's last ``tail`` ids, in the order of
+        ``read`` (None: of ``targets``; each row is fed at least its last ``tail`` ids)."""
         order = list(targets)
         self.passes += 1
         feeds: dict[int, tuple[int, list[int]]] = {}
@@ -296,15 +304,19 @@ class ModelStream:
         if self.window is not None:
             past_pos = self.pos.index_select(0, index) if subset else self.pos
             attention = self._masks(attention, torch.cat([past_pos, positions], dim=1), positions)
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention,
-            position_ids=positions,
-            **{self._cache_kw: cache},
-            cache_position=torch.arange(start, start + width, device=self.device),
-            use_cache=True,
-            logits_to_keep=tail,
-        )
+        # The logits only of the rows read, in their order (rows of this pass's input).
+        at = {r: i for i, r in enumerate(computed)}
+        pick = [at[r] for r in (order if read is None else read)]
+        with head_rows(self.model, pick, len(computed)) as narrowed:
+            out = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention,
+                position_ids=positions,
+                **{self._cache_kw: cache},
+                cache_position=torch.arange(start, start + width, device=self.device),
+                use_cache=True,
+                logits_to_keep=tail,
+            )
         full_block = torch.zeros((batch, width), dtype=torch.long, device=self.device)
         full_block.index_copy_(0, index, block)
         self.mask = torch.cat([self.mask, full_block], dim=1)
@@ -319,6 +331,41 @@ class ModelStream:
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
         logits = out.logits[:, -tail:, :].float()
-        if order != computed:
-            logits = logits.index_select(0, torch.tensor(order, device=self.device))
+        if not narrowed[0] and pick != list(range(len(computed))):
+            logits = logits.index_select(0, torch.tensor(pick, device=self.device))
         return logits
+
+
+@contextmanager
+def head_rows(model: Any, pick: list[int], rows: int) -> Iterator[list[bool]]:
+    """While a pass of ``rows`` rows runs, its output head (``get_output_embeddings``)
+    computes the logits of the rows ``pick`` alone, in that order.
+
+    A next-token pass costs a head of ``vocab x hidden`` per row: for a guide read at a
+    few uncertain rows of a wide batch that is most of a small model's pass, and none of
+    it is needed at the other rows, whose pass only brings their cache up to date. The
+    head's input is narrowed by a one-shot forward pre-hook, so whatever the model does
+    after its head (Gemma's soft-capping, the float cast) applies to those rows as it
+    would to all. Yields ``[applied]``; it stays False where the head was not called
+    on the pass's rows (a model without one, or another layout): the caller then
+    selects the rows from the full output.
+    """
+    applied = [False]
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or pick == list(range(rows)):
+        yield applied
+        return
+
+    def narrow(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        hidden = args[0] if args else None
+        if applied[0] or not isinstance(hidden, torch.Tensor) or hidden.shape[0] != rows:
+            return None
+        applied[0] = True
+        index = torch.tensor(pick, dtype=torch.long, device=hidden.device)
+        return (hidden.index_select(0, index), *args[1:])
+
+    handle = head.register_forward_pre_hook(narrow)
+    try:
+        yield applied
+    finally:
+        handle.remove()

@@ -85,3 +85,25 @@ def test_bench_parts_splits_a_run_into_parts_that_fit_its_wall_time(tiny_dirs):
     # The parts do not overlap, so they add up to no more than the method's wall time.
     assert 0 <= sum(method.values()) <= result["wall"]["blendin"]
     assert result["rest"] >= 0
+    # A pass of each model per step (6 steps of 3 rows), plus a prompt's prefill pass;
+    # BlendIn's base makes the same passes as the floor's where no row ends early.
+    counts = result["counts"]
+    floor_counts = counts["floor_both_norm"]
+    assert floor_counts["positions"] == 18
+    assert 6 <= floor_counts["guide passes"] <= floor_counts["base passes"] <= 8
+    blend = counts["blendin"]
+    assert 0 < blend["positions"] <= 18
+    if blend["positions"] == 18:
+        assert blend["base passes"] == floor_counts["base passes"]
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
+def test_bench_head_times_a_full_and_a_narrow_guide_pass(tiny_dirs):
+    args = [sys.executable, str(REPO / "bench" / "head.py"), "--passes", "2", "--read", "2"]
+    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    args += ["--batch", "6", "--data-dir", str(data_dir())]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "logits of all rows" in lines[0] and "logits of 2 rows" in lines[1]
+    assert float(lines[2].split(":")[1]) > 0

@@ -48,6 +48,33 @@ def test_cache_invariance(tiny_pair, role):
     assert checks.check_cache_invariance(lm, prompts) <= 1e-4
 
 
+@pytest.mark.parametrize("role", ["base", "guide"])
+@pytest.mark.parametrize("head", ["narrowed", "absent"])
+def test_a_pass_computes_logits_only_for_the_rows_read(tiny_pair, role, head, monkeypatch):
+    """A guide read at a few rows brings every row's cache up to date but computes the
+    head (vocab x hidden a row) at those rows alone, with the same scores as a fresh
+    pass; a model whose head cannot be found gets the rows selected from its output."""
+    from pairscope.decoding.stream import ModelStream
+
+    lm = getattr(tiny_pair, role)
+    prompts = [lm.encode_completion_prompt(p) for p in PROMPTS]
+    module = lm.model.get_output_embeddings()
+    widths: list[int] = []  # the rows each call of the head computed
+    hook = module.register_forward_hook(lambda m, args, out: widths.append(args[0].shape[0]))
+    if head == "absent":
+        monkeypatch.setattr(type(lm.model), "get_output_embeddings", lambda self: None)
+    try:
+        stream = ModelStream(lm.model, len(prompts))
+        worst = checks.check_cache_invariance(lm, prompts, seed=3, stream=stream, read_some=True)
+        assert worst <= 1e-4
+        every = {r: p + [5] for r, p in enumerate(prompts)}
+        read = stream.scores(every, read=[2, 0])
+    finally:
+        hook.remove()
+    assert read.logits.shape[0] == 2
+    assert widths[-1] == (2 if head == "narrowed" else len(prompts))
+
+
 FEWSHOT = "Question: What is 2 + 2?\nAnswer: 2 + 2 = 4. The answer is 4.\n\n" * 2
 
 

@@ -12,7 +12,15 @@ import random
 import pytest
 import torch
 
-from pairscope.decoding.scores import Scores, TopLists, first_max, greedy, top_k
+from pairscope.decoding.scores import (
+    TOP_BLOCK,
+    Scores,
+    TopLists,
+    block_top_k,
+    first_max,
+    greedy,
+    top_k,
+)
 from pairscope.decoding.strategies import merge_topk
 from pairscope.decoding.stream import common_prefix
 from pairscope.decoding.vocab import TokenText
@@ -136,6 +144,50 @@ def test_already_normalised_scores_pass_through():
     p_top, ids = scores.top1()
     assert ids == logp.argmax(dim=-1).tolist()
     assert p_top == logp.max(dim=-1).values.exp().double().tolist()
+
+
+@pytest.mark.parametrize("vocab", [7, 1000, 25600, 4 * 50 * TOP_BLOCK, 49152, 262144, 262145])
+@pytest.mark.parametrize("k", [1, 50, 100])
+def test_block_top_k_is_topk(vocab, k):
+    """Distinct scores: exactly torch.topk's values and ids, at every vocabulary size
+    (under the blocked path's threshold, on it, a last shorter block)."""
+    g = torch.Generator().manual_seed(vocab + k)
+    x = torch.randn((4, vocab), generator=g) * 8
+    x[1, -1] = x[1].max() + 1  # the row's top-1 in the last, shorter block
+    x[2, : vocab // 2] = -torch.inf  # half the row masked
+    values, ids = block_top_k(x, k)
+    expected = torch.topk(x, min(k, vocab))
+    assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
+    strided = x.t().contiguous().t()  # not contiguous along the vocabulary: plain topk
+    assert torch.equal(block_top_k(strided, k)[1], expected.indices)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_top_k_with_ties_has_topk_values_and_a_valid_choice(seed):
+    """Few distinct scores (bf16-like): the same values as torch.topk in the same order;
+    the ids are distinct, carry those values, and hold every score above the k-th."""
+    g = torch.Generator().manual_seed(seed)
+    vocab, k = 262144 + 37 * seed, 50
+    x = torch.randint(0, 4 + 20 * seed, (3, vocab), generator=g).float()
+    x[2] = 0.0  # a constant row
+    values, ids = block_top_k(x, k)
+    assert torch.equal(values, torch.topk(x, k).values)
+    for row in range(3):
+        chosen = ids[row].tolist()
+        assert len(set(chosen)) == k
+        assert torch.equal(x[row, ids[row]], values[row])
+        above = (x[row] > values[row, -1]).nonzero().flatten().tolist()
+        assert set(above) <= set(chosen)
+
+
+def test_block_top_k_puts_a_nan_first():
+    x = torch.randn((3, 262144)) * 4
+    x[1, 70001] = torch.nan
+    x[2] = torch.nan
+    values, ids = block_top_k(x, 50)
+    assert not values[0].isnan().any()
+    assert values[1, 0].isnan() and int(ids[1, 0]) == 70001
+    assert values[2, 0].isnan()
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "all -inf"])
