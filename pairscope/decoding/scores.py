@@ -188,6 +188,14 @@ def _workspace(like: torch.Tensor) -> torch.Tensor:
     return buffer[:rows]
 
 
+def block_maxima(scores: torch.Tensor, block: int) -> tuple[torch.Tensor, int]:
+    """Each row's maximum per whole block of ``block`` scores ``[R, V // block]`` (plain
+    reductions, no indices), and where the last, shorter block starts."""
+    rows, vocab = scores.shape
+    cut = vocab // block * block
+    return scores[:, :cut].reshape(rows, cut // block, block).amax(dim=-1), cut
+
+
 # first_max's block: a row's maxima are taken per block of this many logits, then only
 # the first block that holds the row's maximum is searched for its index.
 MAX_BLOCK = 512
@@ -204,13 +212,11 @@ def first_max(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the first block whose maximum is the row's. A NaN row's index is not that of
     ``max``; its NaN value is what every host reading checks and raises on.
     """
-    rows, vocab = logits.shape
-    blocks = vocab // MAX_BLOCK
-    if blocks < 2 or logits.stride(-1) != 1:
+    vocab = logits.shape[-1]
+    if vocab // MAX_BLOCK < 2 or logits.stride(-1) != 1:
         values, ids = logits.max(dim=-1)
         return values, ids
-    cut = blocks * MAX_BLOCK
-    heads = logits[:, :cut].reshape(rows, blocks, MAX_BLOCK).amax(dim=-1)
+    heads, cut = block_maxima(logits, MAX_BLOCK)
     if cut < vocab:  # the last, shorter block
         heads = torch.cat([heads, logits[:, cut:].amax(dim=-1, keepdim=True)], dim=1)
     values = heads.amax(dim=-1, keepdim=True)
@@ -244,12 +250,10 @@ def block_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     """
     rows, vocab = (int(n) for n in scores.shape)
     k = min(k, vocab)
-    blocks = vocab // TOP_BLOCK
     if vocab < 4 * k * TOP_BLOCK or scores.stride(-1) != 1:
         values, ids = torch.topk(scores, k)
         return values, ids
-    cut = blocks * TOP_BLOCK
-    heads = scores[:, :cut].reshape(rows, blocks, TOP_BLOCK).amax(dim=-1)
+    heads, cut = block_maxima(scores, TOP_BLOCK)
     chosen = torch.topk(heads, k).indices.sort(dim=-1).values
     within = torch.arange(TOP_BLOCK, device=scores.device)
     at = (chosen[:, :, None] * TOP_BLOCK + within).reshape(rows, k * TOP_BLOCK)

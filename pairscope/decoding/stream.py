@@ -307,7 +307,8 @@ class ModelStream:
         # The logits only of the rows read, in their order (rows of this pass's input).
         at = {r: i for i, r in enumerate(computed)}
         pick = [at[r] for r in (order if read is None else read)]
-        with head_rows(self.model, pick, len(computed)) as narrowed:
+        whole = pick == list(range(len(computed)))
+        with head_rows(self.model, None if whole else pick, len(computed)) as narrowed:
             out = self.model(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention,
@@ -331,15 +332,15 @@ class ModelStream:
             row.ids.extend(new)
             row.slots.extend(range(start + width - len(new), start + width))
         logits = out.logits[:, -tail:, :].float()
-        if not narrowed[0] and pick != list(range(len(computed))):
+        if not (whole or narrowed[0]):
             logits = logits.index_select(0, torch.tensor(pick, device=self.device))
         return logits
 
 
 @contextmanager
-def head_rows(model: Any, pick: list[int], rows: int) -> Iterator[list[bool]]:
+def head_rows(model: Any, pick: list[int] | None, rows: int) -> Iterator[list[bool]]:
     """While a pass of ``rows`` rows runs, its output head (``get_output_embeddings``)
-    computes the logits of the rows ``pick`` alone, in that order.
+    computes the logits of the rows ``pick`` alone, in that order (None: every row).
 
     A next-token pass costs a head of ``vocab x hidden`` per row, and none of it is
     needed at rows whose pass only brings their cache up to date (a guide is read at its
@@ -353,7 +354,7 @@ def head_rows(model: Any, pick: list[int], rows: int) -> Iterator[list[bool]]:
     """
     applied = [False]
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is None or pick == list(range(rows)):
+    if head is None or pick is None:
         yield applied
         return
 
