@@ -94,6 +94,9 @@ class _Row:
     # The guide's distribution that chose each plan id (at the position before it).
     plan_logps: list[torch.Tensor] = field(default_factory=list)
     open: OpenWord | None = None  # NUDGING's word still being written (decoding/words.py)
+    # NUDGING: the guide's greedy id (and the distribution that chose it) after the text,
+    # read ahead in the pass that followed the base's last token (decoding/words.py).
+    ahead: tuple[int, torch.Tensor] | None = None
 
 
 # How far the driver's own greedy path is likely followed (it keeps its top-1 wherever
@@ -296,6 +299,7 @@ class Engine:
     def _append(self, row: _Row, decision: Decision, step: Step) -> None:
         """Append the decision's text and give each model that wrote it its own ids."""
         row.in_round = decision.source == "guide" and not self.solo_guide
+        row.ahead = None  # read for the text before this position
         if not row.in_round:
             row.plan, row.plan_logps = [], []
         if decision.key == END:
@@ -327,6 +331,8 @@ class Engine:
                 if held_ctx is not None and held_model is not None and held_ctx.held:
                     if not any(held_ctx is c for c, _, _, _ in owners):
                         added = held_model.flush_held(held_ctx) + added
+                        # The guide's plan followed its own ids, which lack that text.
+                        row.plan, row.plan_logps = [], []
         row.text += added
         row.steps.append(replace(step, text=added))
         if decision.ends:

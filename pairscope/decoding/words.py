@@ -15,6 +15,12 @@ Here a step makes one base pass and at most one guide pass:
   under either policy, as the speculative read was). Otherwise the base's context is
   put back as it was, and the next pass re-reads from there.
 
+* a row the base writes for is given its token before the guide pass, so that pass
+  (which brings every row up to date anyway) ends at the row's next position: the
+  guide's greedy id there is kept (read ahead). If the base is uncertain there, a round
+  starts from that id, a step sooner than from the context alone. About one position in
+  four starts a round, so this saves about one step in five.
+
 The words, and Nudging's choices on them, are those of the lockstep loop, so texts and
 traces are the same (tested); only the schedule of the passes differs.
 """
@@ -95,6 +101,10 @@ def _restore(ctx: Context, saved: tuple[list[int], int, list[int], list[int]]) -
 class WordSteps:
     """One engine step of NUDGING on the one-pass schedule (see the module docstring)."""
 
+    # The guide's next greedy id read ahead for the rows the base writes for; off only to
+    # test and measure that it changes nothing but the steps.
+    read_ahead = True
+
     def __init__(self, engine: Engine, strategy: Nudging) -> None:
         self.engine = engine
         self.strategy = strategy
@@ -136,17 +146,24 @@ class WordSteps:
             if wanted:
                 tops = scores.top_lists([at[b] for b in wanted], OVERLAP_K).ids
                 base_tops = dict(zip(wanted, tops))
-        # 2. Rows outside a word that are uncertain open one.
-        fresh = [b for b in fed if rows[b].open is None and b in base_tops]
-        self._open(rows, fresh, p_top, t_top, at, base_tops, {})
+        # 2. Rows outside a word: the uncertain ones open one (a settled word is one the
+        #    id read ahead ends); the base writes the others' tokens now, so the guide
+        #    pass reads what comes after them.
+        outside = [b for b in fed if rows[b].open is None]
+        uncertain = [b for b in outside if b in base_tops]
+        settled = self._open(rows, uncertain, p_top, t_top, at, base_tops, {})
+        confident = [b for b in outside if b not in base_tops]
+        self._base_writes(rows, confident, p_top, t_top, at)
+        ahead = [b for b in confident if self._reads_ahead(rows[b])]
         # 3. One guide pass (every row synced): each open word takes its next token.
-        named = [b for b, row in enumerate(rows) if row.open is not None]
-        settled: dict[int, Word] = {}
+        named = [b for b, row in enumerate(rows) if row.open is not None and b not in settled]
         plan_tops: dict[int, tuple[float, list[int]]] = {}
-        if named:
+        if named or ahead:
             feed = {b: list(self._word(rows[b]).toks) for b in named}
-            glogp = engine._guide_sync(rows, named, feed)
+            glogp = engine._guide_sync(rows, named + ahead, feed)
             best = greedy(glogp)
+            for j, b in enumerate(ahead, start=len(named)):
+                rows[b].ahead = (best[j], glogp[j])
             unnoted = [j for j, b in enumerate(named) if self._word(rows[b]).facts is None]
             plans: list[int] = []
             for j, b in enumerate(named):
@@ -190,22 +207,35 @@ class WordSteps:
             if b not in goes_on:
                 assert w.saved is not None
                 _restore(rows[b].driver, w.saved)
-        # 5. The base's own positions: confident rows append its token; a row that went
-        #    on and is uncertain opens its next word (read by the next pass).
-        for b in fed:
-            row = rows[b]
-            went_on = b in goes_on
-            if row.reason is not None or row.open is not None or (b in settled and not went_on):
-                continue
-            p = p_top[at[b]]
-            if nudging.uncertain(p):
-                continue
+        # 5. The positions after the words that went on: a confident base writes its
+        #    token; an uncertain one opens the next word (read by the next pass).
+        live = [b for b in goes_on if rows[b].reason is None]
+        self._base_writes(rows, [b for b in live if b not in base_tops], p_top, t_top, at)
+        later = [b for b in live if b in base_tops]
+        settled_later = self._open(rows, later, p_top, t_top, at, base_tops, plan_tops)
+        assert not settled_later  # a row inside a round starts from its plan, not ahead
+
+    def _base_writes(
+        self,
+        rows: list[_Row],
+        which: list[int],
+        p_top: list[float],
+        t_top: list[int],
+        at: dict[int, int],
+    ) -> None:
+        """Append the base's top-1 token at these rows' confident positions."""
+        engine = self.engine
+        for b in which:
+            row, p = rows[b], p_top[at[b]]
             decision = engine._base_decision(t_top[at[b]], "base")
             engine._append(
                 row, decision, Step(len(row.steps), p, None, None, "", "base", False, False)
             )
-        later = [b for b in goes_on if rows[b].reason is None and b in base_tops]
-        self._open(rows, later, p_top, t_top, at, base_tops, plan_tops)
+
+    def _reads_ahead(self, row: _Row) -> bool:
+        """Whether the guide's next id is read for a row the base just wrote for: a
+        round may start at its next position from the guide's view of its text alone."""
+        return self.read_ahead and row.reason is None and not row.driver.held
 
     def _open(
         self,
@@ -216,12 +246,16 @@ class WordSteps:
         at: dict[int, int],
         base_tops: dict[int, list[int]],
         plan_tops: dict[int, tuple[float, list[int]]],
-    ) -> None:
+    ) -> dict[int, Word]:
         """Open a word at each of these rows' uncertain positions (their base scores are
         this step's). A row inside a round starts from its plan, the guide's own id after
         its last word; the guide's distribution that chose it is read there
-        (``plan_tops`` when this step's pass made it)."""
+        (``plan_tops`` when this step's pass made it). A row starting a round starts from
+        the id read ahead at its position, if any: the rows whose word that id already
+        settles (an end of turn) are returned with their words, still open."""
         older: list[tuple[OpenWord, torch.Tensor]] = []
+        settled: dict[int, Word] = {}
+        gvocab = self.engine.guide.vocab
         for b in which:
             row = rows[b]
             w = OpenWord(
@@ -231,6 +265,7 @@ class WordSteps:
                 base_tops=base_tops[b],
                 left=self.strategy.max_word_tokens,
             )
+            row.open = w
             if row.in_round and row.plan:
                 w.toks = row.plan[:1]
                 if b in plan_tops:
@@ -238,11 +273,21 @@ class WordSteps:
                 else:
                     older.append((w, row.plan_logps[0]))
             row.plan, row.plan_logps = [], []  # a plan serves one word
-            row.open = w
+            if not row.in_round and row.ahead is not None:
+                token, logp = row.ahead
+                older.append((w, logp))
+                word, starts_next = extend_word(gvocab, w.toks, token, w.left)
+                w.left -= 1
+                if word is not None:
+                    settled[b] = word
+                    if starts_next:
+                        row.plan, row.plan_logps = [token], [logp]
+            row.ahead = None
         if older:
             tops = TopLists(torch.stack([logp for _, logp in older]), OVERLAP_K)
             for n, (w, _) in enumerate(older):
                 self._note(w, (tops.probs[n][0], tops.ids[n]))
+        return settled
 
     def _note(self, w: OpenWord, guide_top: tuple[float, list[int]]) -> None:
         """The guide's top-1 probability and overlap@k at the word's position."""

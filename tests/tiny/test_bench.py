@@ -107,3 +107,16 @@ def test_bench_head_times_a_full_and_a_narrow_guide_pass(tiny_dirs):
     lines = done.stdout.splitlines()
     assert "logits of all rows" in lines[0] and "logits of 2 rows" in lines[1]
     assert float(lines[2].split(":")[1]) > 0
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
+def test_bench_ahead_times_nudging_with_and_without_reading_ahead(tiny_dirs):
+    args = [sys.executable, str(REPO / "bench" / "ahead.py"), "--repeats", "1"]
+    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    args += ["--batch", "4", "--new-tokens", "8", "--data-dir", str(data_dir())]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("read ahead") and lines[1].startswith("context alone")
+    assert float(lines[2].split(":")[1]) > 0
+    assert lines[3] == "same texts: True"

@@ -24,7 +24,13 @@ PROMPTS = [
 ]
 
 
-def _save(root, family, seed, chat):
+# The heads' scale: at 12 a tiny random model is uncertain nearly everywhere (a NUDGING
+# round then never meets a confident base); at 36 about half its positions are, as the
+# stand-ins of bench/standin.py are tuned to be.
+FLAT, SHARP = 12.0, 36.0
+
+
+def _save(root, family, seed, chat, scale=FLAT):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -40,24 +46,33 @@ def _save(root, family, seed, chat):
     )
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), **config)).eval()
     with torch.no_grad():
-        model.lm_head.weight.mul_(12.0)
-    path = root / f"{family}-{seed}"
+        model.lm_head.weight.mul_(scale)
+    path = root / f"{family}-{seed}-{scale:g}"
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
-def family_pair(request, tmp_path_factory):
+def _pair(family, tmp_path_factory, scale):
     """Base of one family, guide of the next family in the list."""
     from pairscope.models import load_pair
 
     root = tmp_path_factory.mktemp("families")
-    base_family = request.param
-    guide_family = FAMILIES[(FAMILIES.index(base_family) + 1) % len(FAMILIES)]
-    base = _save(root, base_family, 0, chat=False)
-    guide = _save(root, guide_family, 1, chat=True)
+    guide_family = FAMILIES[(FAMILIES.index(family) + 1) % len(FAMILIES)]
+    base = _save(root, family, 0, chat=False, scale=scale)
+    guide = _save(root, guide_family, 1, chat=True, scale=scale)
     return load_pair(str(base), str(guide), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_pair(request, tmp_path_factory):
+    return _pair(request.param, tmp_path_factory, FLAT)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def sharp_pair(request, tmp_path_factory):
+    """A family pair whose base is confident at about half of its positions."""
+    return _pair(request.param, tmp_path_factory, SHARP)
 
 
 def _reqs(n=16):
@@ -95,21 +110,45 @@ def test_nudging_one_pass_schedule_equals_lockstep(family_pair, tokenization, mo
     puts its context back when the word turns out otherwise. Through every family's
     base tokenizer (Llama-2 legacy and Metaspace re-encode differently from byte-level
     BPE and Gemma) it writes the texts and traces of the lockstep word loop."""
+    _one_pass_equals_lockstep(family_pair, tokenization, 0.6, monkeypatch)
+
+
+@pytest.mark.parametrize("tokenization", ["canonical", "own"])
+def test_nudging_one_pass_schedule_equals_lockstep_where_the_base_is_confident(
+    sharp_pair, tokenization, monkeypatch
+):
+    """The same where the base is confident at about half of its positions: rounds end
+    on a confident base, the base writes before the guide pass, and rounds start from the
+    guide's id read ahead."""
+    results = _one_pass_equals_lockstep(sharp_pair, tokenization, 0.4, monkeypatch)
+    steps = [s for r in results for s in r.steps]
+    assert sum(not s.uncertain for s in steps) > len(steps) / 4, "too few confident positions"
+
+
+def _one_pass_equals_lockstep(pair, tokenization, tau, monkeypatch) -> list:
     from pairscope.decoding.engine import Engine
 
     def decode(one_pass: bool) -> list:
         monkeypatch.setattr(Engine, "one_pass_words", one_pass)
-        settings = DecodeSettings("nudging", tau=0.6, batch_size=4, tokenization=tokenization)
-        return generate(family_pair, _reqs(24), settings)
+        settings = DecodeSettings("nudging", tau=tau, batch_size=4, tokenization=tokenization)
+        return generate(pair, _reqs(24), settings)
 
     one_pass, lockstep = decode(True), decode(False)
     assert [r.text for r in one_pass] == [r.text for r in lockstep]
     assert sum(r.ir_counts[0] for r in one_pass) > 0  # rounds happened
-    for a, b in zip(one_pass, lockstep):
+    _same_steps(one_pass, lockstep)
+    return one_pass
+
+
+def _same_steps(a_results: list, b_results: list) -> None:
+    for a, b in zip(a_results, b_results):
         assert len(a.steps) == len(b.steps)
         for x, y in zip(a.steps, b.steps):
             assert x.p_base == pytest.approx(y.p_base, rel=1e-5, abs=1e-6), (x, y)
-            assert x.p_guide == pytest.approx(y.p_guide, rel=1e-5, abs=1e-6), (x, y)
+            if y.p_guide is None:  # a confident position: the guide was not read
+                assert x.p_guide is None, (x, y)
+            else:
+                assert x.p_guide == pytest.approx(y.p_guide, rel=1e-5, abs=1e-6), (x, y)
             assert (x.text, x.source, x.uncertain, x.round_start, x.overlap) == (
                 y.text,
                 y.source,
@@ -117,3 +156,32 @@ def test_nudging_one_pass_schedule_equals_lockstep(family_pair, tokenization, mo
                 y.round_start,
                 y.overlap,
             )
+
+
+def test_nudging_reading_ahead_saves_steps_and_changes_nothing_else(sharp_pair, monkeypatch):
+    """The one-pass schedule gives the base's token to a row it writes for before the
+    guide pass, and keeps the guide's greedy id there, so a round starting at the next
+    position starts from it. Through every family that writes the same texts and traces
+    as starting from the context alone, in fewer steps."""
+    from pairscope.decoding import words
+
+    steps = [0]
+    inner = words.WordSteps.step
+
+    def counted(self, rows):  # type: ignore[no-untyped-def]
+        steps[0] += len(rows)  # the steps of each row, summed
+        return inner(self, rows)
+
+    monkeypatch.setattr(words.WordSteps, "step", counted)
+
+    def decode(ahead: bool) -> tuple[list, int]:
+        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
+        steps[0] = 0
+        settings = DecodeSettings("nudging", tau=0.4, batch_size=4)
+        return generate(sharp_pair, _reqs(24), settings), steps[0]
+
+    (ahead, ahead_steps), (context, context_steps) = decode(True), decode(False)
+    assert [r.text for r in ahead] == [r.text for r in context]
+    _same_steps(ahead, context)
+    assert sum(r.ir_counts[0] for r in ahead) > 0  # rounds happened
+    assert ahead_steps < context_steps, (ahead_steps, context_steps)
