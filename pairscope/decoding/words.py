@@ -18,8 +18,9 @@ Here a step makes one base pass and at most one guide pass:
 * a row the base writes for is given its token before the guide pass, so that pass
   (which brings every row up to date anyway) ends at the row's next position: the
   guide's greedy id there is kept (read ahead). If the base is uncertain there, a round
-  starts from that id, a step sooner than from the context alone. About one position in
-  four starts a round, so this saves about one step in five.
+  starts from that id, a step sooner than from the context alone. A step with no word
+  open makes no guide pass for this: at batch 1 such a pass would cost more than the
+  steps it saves (bench/ahead.py measures both).
 
 The words, and Nudging's choices on them, are those of the lockstep loop, so texts and
 traces are the same (tested); only the schedule of the passes differs.
@@ -154,9 +155,11 @@ class WordSteps:
         settled = self._open(rows, uncertain, p_top, t_top, at, base_tops, {})
         confident = [b for b in outside if b not in base_tops]
         self._base_writes(rows, confident, p_top, t_top, at)
-        ahead = [b for b in confident if self._reads_ahead(rows[b])]
-        # 3. One guide pass (every row synced): each open word takes its next token.
+        # 3. One guide pass (every row synced): each open word takes its next token, and
+        #    the rows the base wrote for ride along (only in a pass made anyway: a pass
+        #    costs about the same whatever its width, more than the step it may save).
         named = [b for b, row in enumerate(rows) if row.open is not None and b not in settled]
+        ahead = [b for b in confident if self._reads_ahead(rows[b])] if named else []
         plan_tops: dict[int, tuple[float, list[int]]] = {}
         if named or ahead:
             feed = {b: list(self._word(rows[b]).toks) for b in named}

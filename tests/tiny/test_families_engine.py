@@ -185,3 +185,32 @@ def test_nudging_reading_ahead_saves_steps_and_changes_nothing_else(sharp_pair, 
     _same_steps(ahead, context)
     assert sum(r.ir_counts[0] for r in ahead) > 0  # rounds happened
     assert ahead_steps < context_steps, (ahead_steps, context_steps)
+
+
+def test_nudging_reads_ahead_only_in_a_guide_pass_made_anyway(sharp_pair, monkeypatch):
+    """A step with no word open makes no guide pass to read ahead: at batch 1 the rows
+    never share a pass, so reading ahead changes neither the guide's passes nor the
+    steps (nor, as everywhere, the texts)."""
+    from pairscope.decoding import words
+    from pairscope.decoding.engine import Engine
+
+    passes = [0]
+    inner = Engine._guide_sync
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        passes[0] += 1  # every guide pass of the one-pass schedule is a sync
+        return inner(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_guide_sync", counted)
+
+    def decode(ahead: bool) -> tuple[list, int]:
+        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
+        passes[0] = 0
+        settings = DecodeSettings("nudging", tau=0.4, batch_size=1)
+        return generate(sharp_pair, _reqs(24), settings), passes[0]
+
+    (ahead, ahead_passes), (context, context_passes) = decode(True), decode(False)
+    assert [r.text for r in ahead] == [r.text for r in context]
+    _same_steps(ahead, context)
+    assert sum(r.ir_counts[0] for r in ahead) > 0  # rounds happened
+    assert ahead_passes == context_passes
