@@ -22,7 +22,7 @@ from decode import prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 
 from pairscope.decoding import words
-from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.decoding.engine import DecodeSettings, Engine
 from pairscope.models import load_pair
 
 
@@ -33,10 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     scratch = use_stand_ins(args)
     pair = load_pair(args.base, args.guide)
-    reqs = [
-        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
-        for r in prompts(args.data_dir, args.batch)
-    ]
+    reqs = prompts(args.data_dir, args.batch, args.new_tokens)
     settings = DecodeSettings(method="nudging", batch_size=args.batch)
     counts = [0, 0]  # batch steps, row steps
     inner = words.WordSteps.step

@@ -233,11 +233,12 @@ METHODS: dict[str, Callable[[Pair, list[Request], int], int]] = {
 }
 
 
-def prompts(data_dir: str | None, n: int) -> list[Request]:
+def prompts(data_dir: str | None, n: int, new_tokens: int = 0) -> list[Request]:
+    """The benchmark's first ``n`` GSM8K probe prompts, each to decode ``new_tokens``."""
     spec = load_probe("gsm8k")
     samples = select(build_samples(spec, load_dataset_records(spec, data_dir)), n, 0)
     # No stop strings: every method decodes the same budget of new tokens.
-    return [Request(s.base_prompt, s.guide_user, (), 0) for s in samples]
+    return [Request(s.base_prompt, s.guide_user, (), new_tokens) for s in samples]
 
 
 def measure(

@@ -35,10 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     scratch = use_stand_ins(args)
     pair = load_pair(args.base, args.guide)
-    reqs = [
-        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
-        for r in prompts(args.data_dir, args.batch)
-    ]
+    reqs = prompts(args.data_dir, args.batch, args.new_tokens)
     settings = DecodeSettings(method=args.method, batch_size=args.batch)
     Engine(pair, settings).run([Request(r.base_prompt, r.guide_user, (), 4) for r in reqs[:2]])
 

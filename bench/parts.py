@@ -31,7 +31,7 @@ from standin import pair_arguments, use_stand_ins
 from pairscope.decoding import scores as scores_module
 from pairscope.decoding import stream as stream_module
 from pairscope.decoding.contexts import ModelView
-from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.decoding.engine import DecodeSettings, Engine
 from pairscope.models import load_pair
 
 Spent = dict[str, float]
@@ -73,10 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     scratch = use_stand_ins(args)
     pair = load_pair(args.base, args.guide)
-    reqs = [
-        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
-        for r in prompts(args.data_dir, args.batch)
-    ]
+    reqs = prompts(args.data_dir, args.batch, args.new_tokens)
     settings = DecodeSettings(method=args.method, batch_size=args.batch)
 
     def method() -> int:  # positions decoded

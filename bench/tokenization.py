@@ -24,7 +24,7 @@ from typing import Any
 from decode import prompts
 
 from pairscope.decoding.contexts import ModelView
-from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.decoding.engine import DecodeSettings, Engine
 from pairscope.decoding.stream import ModelStream, common_prefix
 from pairscope.models import load_pair
 
@@ -74,10 +74,7 @@ def main() -> None:
     args = parser.parse_args()
 
     pair = load_pair()
-    reqs = [
-        Request(r.base_prompt, r.guide_user, (), args.new_tokens)
-        for r in prompts(args.data_dir, args.batch)
-    ]
+    reqs = prompts(args.data_dir, args.batch, args.new_tokens)
     runs: dict[str, list[dict[str, float]]] = {"canonical": [], "own": []}
     texts: dict[str, list[str]] = {}
     for _ in range(args.repeats):

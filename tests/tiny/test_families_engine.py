@@ -158,59 +158,57 @@ def _same_steps(a_results: list, b_results: list) -> None:
             )
 
 
+def _read_ahead_both_ways(pair, monkeypatch, batch_size, owner, name, weigh) -> tuple[int, int]:
+    """NUDGING with and without reading ahead: the texts and traces must be the same,
+    with rounds. Returns each side's sum of ``weigh(*args)`` over calls of
+    ``owner.name`` (read ahead first)."""
+    from pairscope.decoding import words
+
+    count = [0]
+    inner = getattr(owner, name)
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        count[0] += weigh(*args)
+        return inner(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    sides = []
+    for ahead in (True, False):
+        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
+        count[0] = 0
+        settings = DecodeSettings("nudging", tau=0.4, batch_size=batch_size)
+        sides.append((generate(pair, _reqs(24), settings), count[0]))
+    (ahead_results, ahead_count), (context_results, context_count) = sides
+    assert [r.text for r in ahead_results] == [r.text for r in context_results]
+    _same_steps(ahead_results, context_results)
+    assert sum(r.ir_counts[0] for r in ahead_results) > 0  # rounds happened
+    return ahead_count, context_count
+
+
 def test_nudging_reading_ahead_saves_steps_and_changes_nothing_else(sharp_pair, monkeypatch):
     """The one-pass schedule gives the base's token to a row it writes for before the
     guide pass, and keeps the guide's greedy id there, so a round starting at the next
     position starts from it. Through every family that writes the same texts and traces
     as starting from the context alone, in fewer steps."""
-    from pairscope.decoding import words
+    from pairscope.decoding.words import WordSteps
 
-    steps = [0]
-    inner = words.WordSteps.step
+    def row_steps(rows: list) -> int:
+        return len(rows)  # the steps of each row, summed
 
-    def counted(self, rows):  # type: ignore[no-untyped-def]
-        steps[0] += len(rows)  # the steps of each row, summed
-        return inner(self, rows)
-
-    monkeypatch.setattr(words.WordSteps, "step", counted)
-
-    def decode(ahead: bool) -> tuple[list, int]:
-        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
-        steps[0] = 0
-        settings = DecodeSettings("nudging", tau=0.4, batch_size=4)
-        return generate(sharp_pair, _reqs(24), settings), steps[0]
-
-    (ahead, ahead_steps), (context, context_steps) = decode(True), decode(False)
-    assert [r.text for r in ahead] == [r.text for r in context]
-    _same_steps(ahead, context)
-    assert sum(r.ir_counts[0] for r in ahead) > 0  # rounds happened
-    assert ahead_steps < context_steps, (ahead_steps, context_steps)
+    ahead, context = _read_ahead_both_ways(sharp_pair, monkeypatch, 4, WordSteps, "step", row_steps)
+    assert ahead < context, (ahead, context)
 
 
 def test_nudging_reads_ahead_only_in_a_guide_pass_made_anyway(sharp_pair, monkeypatch):
     """A step with no word open makes no guide pass to read ahead: at batch 1 the rows
     never share a pass, so reading ahead changes neither the guide's passes nor the
     steps (nor, as everywhere, the texts)."""
-    from pairscope.decoding import words
     from pairscope.decoding.engine import Engine
 
-    passes = [0]
-    inner = Engine._guide_sync
+    def one_pass(*args: object) -> int:
+        return 1  # every guide pass of the one-pass schedule is a sync
 
-    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        passes[0] += 1  # every guide pass of the one-pass schedule is a sync
-        return inner(self, *args, **kwargs)
-
-    monkeypatch.setattr(Engine, "_guide_sync", counted)
-
-    def decode(ahead: bool) -> tuple[list, int]:
-        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
-        passes[0] = 0
-        settings = DecodeSettings("nudging", tau=0.4, batch_size=1)
-        return generate(sharp_pair, _reqs(24), settings), passes[0]
-
-    (ahead, ahead_passes), (context, context_passes) = decode(True), decode(False)
-    assert [r.text for r in ahead] == [r.text for r in context]
-    _same_steps(ahead, context)
-    assert sum(r.ir_counts[0] for r in ahead) > 0  # rounds happened
-    assert ahead_passes == context_passes
+    ahead, context = _read_ahead_both_ways(
+        sharp_pair, monkeypatch, 1, Engine, "_guide_sync", one_pass
+    )
+    assert ahead == context, (ahead, context)
