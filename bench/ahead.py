@@ -8,7 +8,8 @@ guide's greedy id there is kept, and a round starting at that position starts fr
 a step sooner (``WordSteps.read_ahead``). This decodes the batch's GSM8K prompts with
 NUDGING, alternating runs with and without it after one warm run of each, and prints
 the median wall time of each side, their ratio, each side's steps (per batch and per
-row, summed) and passes, and whether the texts are the same.
+row, summed; the fewest and most steps a row took; the tail: steps with fewer rows live
+than the batch) and passes, and whether the texts are the same.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import Counter
 
 import torch
 from decode import prompts  # bench/ is the script's own directory
@@ -35,22 +37,26 @@ def main() -> None:
     pair = load_pair(args.base, args.guide)
     reqs = prompts(args.data_dir, args.batch, args.new_tokens)
     settings = DecodeSettings(method="nudging", batch_size=args.batch)
-    counts = [0, 0]  # batch steps, row steps
+    counts = [0, 0, 0]  # batch steps, row steps, steps with fewer rows than the batch
+    per_row: Counter[int] = Counter()  # steps of each request
     inner = words.WordSteps.step
 
     def counted(self: words.WordSteps, rows: list) -> None:
         counts[0] += 1
         counts[1] += len(rows)
+        counts[2] += len(rows) < min(args.batch, len(reqs))
+        per_row.update(row.index for row in rows)
         inner(self, rows)
 
     words.WordSteps.step = counted  # type: ignore[method-assign]
     sides = {"read ahead": True, "context alone": False}
     walls: dict[str, list[float]] = {name: [] for name in sides}
-    seen: dict[str, tuple[list[str], int, int, int, int]] = {}
+    seen: dict[str, tuple[list[str], list[int], int, int]] = {}
     for n in range(args.repeats + 1):
         for name, ahead in sides.items():
             words.WordSteps.read_ahead = ahead
-            counts[:] = [0, 0]
+            counts[:] = [0, 0, 0]
+            per_row.clear()
             engine = Engine(pair, settings)
             start = time.perf_counter()
             texts = [r.text for r in engine.run(reqs)]
@@ -58,13 +64,15 @@ def main() -> None:
                 walls[name].append(time.perf_counter() - start)
             assert engine.guide is not None
             passes = (engine.driver.stream.passes, engine.guide.stream.passes)
-            seen[name] = (texts, counts[0], counts[1], *passes)
+            spread = [min(per_row.values()), max(per_row.values())]
+            seen[name] = (texts, counts + spread, *passes)
     words.WordSteps.step = inner  # type: ignore[method-assign]
     median = {name: statistics.median(v) for name, v in walls.items()}
-    for name, (_, steps, row_steps, base, guide) in seen.items():
+    for name, (_, (steps, row_steps, tail, least, most), base, guide) in seen.items():
         print(
             f"{name:<14} {median[name]:8.3f} s (median of {args.repeats})  steps {steps:>4}  "
-            f"row steps {row_steps:>5}  passes base {base:>4} guide {guide:>4}"
+            f"row steps {row_steps:>5} (a row {least}-{most}, tail {tail})  "
+            f"passes base {base:>4} guide {guide:>4}"
         )
     print(f"read ahead / context alone: {median['read ahead'] / median['context alone']:.3f}")
     print(f"same texts: {seen['read ahead'][0] == seen['context alone'][0]}")
