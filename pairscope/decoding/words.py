@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from pairscope.decoding.contexts import Context
-from pairscope.decoding.scores import TopLists, greedy
+from pairscope.decoding.scores import Ranked, TopLists, first_max
 from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
 from pairscope.decoding.types import Step
 from pairscope.decoding.vocab import END, MatchKey, TokenText
@@ -91,6 +91,26 @@ class OpenWord:
     saved: tuple[list[int], int, list[int], list[int]] | None = None
 
 
+# A word opened from an id, with the guide's top-k at its position (probability of the
+# top-1, ids) or the distribution that chose the id, still on the device.
+Pending = tuple[OpenWord, torch.Tensor | tuple[float, list[int]]]
+
+
+class _Lists:
+    """Device-side top-k lists a step reads together, in one host transfer."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Ranked] = {}
+
+    def add(self, name: str, ranked: Ranked) -> None:
+        self._parts[name] = ranked
+
+    def read(self) -> dict[str, TopLists]:
+        if not self._parts:
+            return {}
+        return dict(zip(self._parts, TopLists.read(*self._parts.values())))
+
+
 def _save(ctx: Context) -> tuple[list[int], int, list[int], list[int]]:
     return list(ctx.ids), ctx.synced, list(ctx.held), list(ctx.starts)
 
@@ -137,7 +157,8 @@ class WordSteps:
         at = {b: i for i, b in enumerate(fed)}
         p_top: list[float] = []
         t_top: list[int] = []
-        base_tops: dict[int, list[int]] = {}
+        wanted: list[int] = []  # the uncertain positions read
+        lists = _Lists()  # what this step reads after the guide pass, in one transfer
         if fed:
             ids = driver.targets([rows[b].driver for b in fed], texts)
             scores = driver.stream.scores(dict(zip(fed, ids)))
@@ -145,50 +166,59 @@ class WordSteps:
             # The base's top-k at every uncertain position read (overlap@k), in one top-k.
             wanted = [b for b in fed if nudging.uncertain(p_top[at[b]])]
             if wanted:
-                tops = scores.top_lists([at[b] for b in wanted], OVERLAP_K).ids
-                base_tops = dict(zip(wanted, tops))
+                lists.add("base", scores.ranked([at[b] for b in wanted], OVERLAP_K))
+        uncertain = set(wanted)
         # 2. Rows outside a word: the uncertain ones open one (a settled word is one the
         #    id read ahead ends); the base writes the others' tokens now, so the guide
         #    pass reads what comes after them.
         outside = [b for b in fed if rows[b].open is None]
-        uncertain = [b for b in outside if b in base_tops]
-        settled = self._open(rows, uncertain, p_top, t_top, at, base_tops, {})
-        confident = [b for b in outside if b not in base_tops]
+        opened = [b for b in outside if b in uncertain]
+        settled, pending = self._open(rows, opened, p_top, t_top, at, {})
+        confident = [b for b in outside if b not in uncertain]
         self._base_writes(rows, confident, p_top, t_top, at)
+        if pending:  # the distributions of earlier passes that chose the words' first ids
+            stacked = torch.stack([t for _, t in pending if isinstance(t, torch.Tensor)])
+            lists.add("older", TopLists.rank(stacked, OVERLAP_K))
         # 3. One guide pass (every row synced): each open word takes its next token, and
         #    the rows the base wrote for ride along (only in a pass made anyway: a pass
         #    costs about the same whatever its width, more than the step it may save).
         named = [b for b, row in enumerate(rows) if row.open is not None and b not in settled]
         ahead = [b for b in confident if self._reads_ahead(rows[b])] if named else []
-        plan_tops: dict[int, tuple[float, list[int]]] = {}
+        glogp: torch.Tensor | None = None
         if named or ahead:
             feed = {b: list(self._word(rows[b]).toks) for b in named}
             glogp = engine._guide_sync(rows, named + ahead, feed)
-            best = greedy(glogp)
+            values, ids_ = first_max(glogp)
+            lists.add("greedy", (values[:, None], ids_[:, None]))
+            if named:  # read where a word starts or a plan is made (known after greedy)
+                lists.add("guide", TopLists.rank(glogp[: len(named)], OVERLAP_K))
+        # The step's one read of the device after the guide pass: the guide's greedy ids,
+        # its top-k at the words' rows, the base's at the uncertain positions and the
+        # older distributions'.
+        read = lists.read()
+        base_tops = dict(zip(wanted, read["base"].ids)) if wanted else {}
+        for b in opened:
+            self._word(rows[b]).base_tops = base_tops[b]
+        if pending:
+            self._note_pending(pending, read["older"])
+        plan_tops: dict[int, tuple[float, list[int]]] = {}
+        if glogp is not None:
+            best = [ids[0] for ids in read["greedy"].ids]
             for j, b in enumerate(ahead, start=len(named)):
                 rows[b].ahead = (best[j], glogp[j])
-            unnoted = [j for j, b in enumerate(named) if self._word(rows[b]).facts is None]
-            plans: list[int] = []
+            gtops = read.get("guide")
             for j, b in enumerate(named):
                 w = self._word(rows[b])
+                assert gtops is not None
+                if w.facts is None:  # the first position of a new word
+                    self._note(w, (gtops.probs[j][0], gtops.ids[j]))
                 word, starts_next = extend_word(gvocab, w.toks, best[j], w.left)
                 w.left -= 1
                 if word is not None:
                     settled[b] = word
-                    if starts_next:
+                    if starts_next:  # the next word's first position
                         rows[b].plan, rows[b].plan_logps = [best[j]], [glogp[j]]
-                        plans.append(j)
-            # The guide's top-k where it is read: the first position of a new word, and
-            # a plan's (the next word's first position), in one top-k.
-            read = unnoted + [j for j in plans if j not in unnoted]
-            if read:
-                gtops = TopLists(glogp[read], OVERLAP_K)
-                for n, j in enumerate(read):
-                    top = (gtops.probs[n][0], gtops.ids[n])
-                    if j in unnoted:
-                        self._note(self._word(rows[named[j]]), top)
-                    if j in plans:
-                        plan_tops[named[j]] = top
+                        plan_tops[b] = (gtops.probs[j][0], gtops.ids[j])
         # 4. Settled words are appended; where the base read exactly that word, its
         #    scores are the next position's and the row goes on.
         goes_on: list[int] = []
@@ -215,8 +245,11 @@ class WordSteps:
         live = [b for b in goes_on if rows[b].reason is None]
         self._base_writes(rows, [b for b in live if b not in base_tops], p_top, t_top, at)
         later = [b for b in live if b in base_tops]
-        settled_later = self._open(rows, later, p_top, t_top, at, base_tops, plan_tops)
+        settled_later, pending = self._open(rows, later, p_top, t_top, at, plan_tops)
         assert not settled_later  # a row inside a round starts from its plan, not ahead
+        for b in later:
+            self._word(rows[b]).base_tops = base_tops[b]
+        self._note_pending(pending)  # this pass's plans (a plan of an earlier one: read here)
 
     def _base_writes(
         self,
@@ -247,16 +280,17 @@ class WordSteps:
         p_top: list[float],
         t_top: list[int],
         at: dict[int, int],
-        base_tops: dict[int, list[int]],
         plan_tops: dict[int, tuple[float, list[int]]],
-    ) -> dict[int, Word]:
+    ) -> tuple[dict[int, Word], list[Pending]]:
         """Open a word at each of these rows' uncertain positions (their base scores are
         this step's). A row inside a round starts from its plan, the guide's own id after
-        its last word; the guide's distribution that chose it is read there
-        (``plan_tops`` when this step's pass made it). A row starting a round starts from
-        the id read ahead at its position, if any: the rows whose word that id already
-        settles (an end of turn) are returned with their words, still open."""
-        older: list[tuple[OpenWord, torch.Tensor]] = []
+        its last word; a row starting a round starts from the id read ahead at its
+        position, if any. Returns the rows whose word that id already settles (an end of
+        turn), with their words, still open; and for each word starting from an id, the
+        guide's top-k at its position (``plan_tops``, when this step's pass made it) or
+        the distribution of an earlier pass that chose the id, to be noted once the
+        words' base top-k lists are known (:meth:`_note_pending`)."""
+        pending: list[Pending] = []
         settled: dict[int, Word] = {}
         gvocab = self.engine.guide.vocab
         for b in which:
@@ -265,20 +299,17 @@ class WordSteps:
                 in_round=row.in_round,
                 p_base=p_top[at[b]],
                 base_token=t_top[at[b]],
-                base_tops=base_tops[b],
+                base_tops=[],
                 left=self.strategy.max_word_tokens,
             )
             row.open = w
             if row.in_round and row.plan:
                 w.toks = row.plan[:1]
-                if b in plan_tops:
-                    self._note(w, plan_tops[b])
-                else:
-                    older.append((w, row.plan_logps[0]))
+                pending.append((w, plan_tops.get(b, row.plan_logps[0])))
             row.plan, row.plan_logps = [], []  # a plan serves one word
             if not row.in_round and row.ahead is not None:
                 token, logp = row.ahead
-                older.append((w, logp))
+                pending.append((w, logp))
                 word, starts_next = extend_word(gvocab, w.toks, token, w.left)
                 w.left -= 1
                 if word is not None:
@@ -286,11 +317,20 @@ class WordSteps:
                     if starts_next:
                         row.plan, row.plan_logps = [token], [logp]
             row.ahead = None
-        if older:
-            tops = TopLists(torch.stack([logp for _, logp in older]), OVERLAP_K)
-            for n, (w, _) in enumerate(older):
-                self._note(w, (tops.probs[n][0], tops.ids[n]))
-        return settled
+        return settled, pending
+
+    def _note_pending(self, pending: list[Pending], tops: TopLists | None = None) -> None:
+        """Note each pending word from its top-k, or from its distribution's row of
+        ``tops`` (the lists of those distributions, in order; made here when None)."""
+        logps = [top for _, top in pending if isinstance(top, torch.Tensor)]
+        if logps and tops is None:
+            tops = TopLists(torch.stack(logps), OVERLAP_K)
+        n = 0
+        for w, top in pending:
+            if isinstance(top, torch.Tensor):
+                assert tops is not None
+                top, n = (tops.probs[n][0], tops.ids[n]), n + 1
+            self._note(w, top)
 
     def _note(self, w: OpenWord, guide_top: tuple[float, list[int]]) -> None:
         """The guide's top-1 probability and overlap@k at the word's position."""
