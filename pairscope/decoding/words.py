@@ -22,6 +22,10 @@ Here a step makes one base pass and at most one guide pass:
   open makes no guide pass for this: at batch 1 such a pass would cost more than the
   steps it saves (bench/ahead.py measures both).
 
+* a step waits for the device twice: for the base's top-1 (which rows are uncertain
+  decides what the guide is fed), and once after the guide pass for everything else
+  (the guide's greedy ids and every top-k list the step's notes need, ``_Lists``).
+
 The words, and Nudging's choices on them, are those of the lockstep loop, so texts and
 traces are the same (tested); only the schedule of the passes differs.
 """
