@@ -100,6 +100,27 @@ class OpenWord:
 Pending = tuple[OpenWord, torch.Tensor | tuple[float, list[int]]]
 
 
+@dataclass
+class _BaseTop:
+    """The base's top-1 probability and id at each row it read this step."""
+
+    probs: list[float]
+    ids: list[int]
+    at: dict[int, int]  # batch row -> row of the base pass
+
+    def prob(self, b: int) -> float:
+        return self.probs[self.at[b]]
+
+    def token(self, b: int) -> int:
+        return self.ids[self.at[b]]
+
+
+def _rank_pending(pending: list[Pending]) -> Ranked | None:
+    """The top-k of the pending words' distributions still on the device (None: none)."""
+    logps = [top for _, top in pending if isinstance(top, torch.Tensor)]
+    return TopLists.rank(torch.stack(logps), OVERLAP_K) if logps else None
+
+
 class _Lists:
     """Device-side top-k lists a step reads together, in one host transfer."""
 
@@ -158,31 +179,29 @@ class WordSteps:
                     specs[b] = w
                     fed.append(b)
                     texts.append(row.text + spec)
-        at = {b: i for i, b in enumerate(fed)}
-        p_top: list[float] = []
-        t_top: list[int] = []
+        top = _BaseTop([], [], {b: i for i, b in enumerate(fed)})
         wanted: list[int] = []  # the uncertain positions read
         lists = _Lists()  # what this step reads after the guide pass, in one transfer
         if fed:
             ids = driver.targets([rows[b].driver for b in fed], texts)
             scores = driver.stream.scores(dict(zip(fed, ids)))
-            p_top, t_top = scores.top1()
+            top.probs, top.ids = scores.top1()
             # The base's top-k at every uncertain position read (overlap@k), in one top-k.
-            wanted = [b for b in fed if nudging.uncertain(p_top[at[b]])]
+            wanted = [b for b in fed if nudging.uncertain(top.prob(b))]
             if wanted:
-                lists.add("base", scores.ranked([at[b] for b in wanted], OVERLAP_K))
+                lists.add("base", scores.ranked([top.at[b] for b in wanted], OVERLAP_K))
         uncertain = set(wanted)
         # 2. Rows outside a word: the uncertain ones open one (a settled word is one the
         #    id read ahead ends); the base writes the others' tokens now, so the guide
         #    pass reads what comes after them.
         outside = [b for b in fed if rows[b].open is None]
         opened = [b for b in outside if b in uncertain]
-        settled, pending = self._open(rows, opened, p_top, t_top, at, {})
+        settled, pending = self._open(rows, opened, top, {})
         confident = [b for b in outside if b not in uncertain]
-        self._base_writes(rows, confident, p_top, t_top, at)
-        if pending:  # the distributions of earlier passes that chose the words' first ids
-            stacked = torch.stack([t for _, t in pending if isinstance(t, torch.Tensor)])
-            lists.add("older", TopLists.rank(stacked, OVERLAP_K))
+        self._base_writes(rows, confident, top)
+        older = _rank_pending(pending)  # earlier passes' distributions of words' first ids
+        if older is not None:
+            lists.add("older", older)
         # 3. One guide pass (every row synced): each open word takes its next token, and
         #    the rows the base wrote for ride along (only in a pass made anyway: a pass
         #    costs about the same whatever its width, more than the step it may save).
@@ -247,27 +266,20 @@ class WordSteps:
         # 5. The positions after the words that went on: a confident base writes its
         #    token; an uncertain one opens the next word (read by the next pass).
         live = [b for b in goes_on if rows[b].reason is None]
-        self._base_writes(rows, [b for b in live if b not in base_tops], p_top, t_top, at)
+        self._base_writes(rows, [b for b in live if b not in base_tops], top)
         later = [b for b in live if b in base_tops]
-        settled_later, pending = self._open(rows, later, p_top, t_top, at, plan_tops)
+        settled_later, pending = self._open(rows, later, top, plan_tops)
         assert not settled_later  # a row inside a round starts from its plan, not ahead
         for b in later:
             self._word(rows[b]).base_tops = base_tops[b]
         self._note_pending(pending)  # this pass's plans (a plan of an earlier one: read here)
 
-    def _base_writes(
-        self,
-        rows: list[_Row],
-        which: list[int],
-        p_top: list[float],
-        t_top: list[int],
-        at: dict[int, int],
-    ) -> None:
+    def _base_writes(self, rows: list[_Row], which: list[int], top: _BaseTop) -> None:
         """Append the base's top-1 token at these rows' confident positions."""
         engine = self.engine
         for b in which:
-            row, p = rows[b], p_top[at[b]]
-            decision = engine._base_decision(t_top[at[b]], "base")
+            row, p = rows[b], top.prob(b)
+            decision = engine._base_decision(top.token(b), "base")
             engine._append(
                 row, decision, Step(len(row.steps), p, None, None, "", "base", False, False)
             )
@@ -281,9 +293,7 @@ class WordSteps:
         self,
         rows: list[_Row],
         which: list[int],
-        p_top: list[float],
-        t_top: list[int],
-        at: dict[int, int],
+        top: _BaseTop,
         plan_tops: dict[int, tuple[float, list[int]]],
     ) -> tuple[dict[int, Word], list[Pending]]:
         """Open a word at each of these rows' uncertain positions (their base scores are
@@ -301,8 +311,8 @@ class WordSteps:
             row = rows[b]
             w = OpenWord(
                 in_round=row.in_round,
-                p_base=p_top[at[b]],
-                base_token=t_top[at[b]],
+                p_base=top.prob(b),
+                base_token=top.token(b),
                 base_tops=[],
                 left=self.strategy.max_word_tokens,
             )
@@ -326,15 +336,15 @@ class WordSteps:
     def _note_pending(self, pending: list[Pending], tops: TopLists | None = None) -> None:
         """Note each pending word from its top-k, or from its distribution's row of
         ``tops`` (the lists of those distributions, in order; made here when None)."""
-        logps = [top for _, top in pending if isinstance(top, torch.Tensor)]
-        if logps and tops is None:
-            tops = TopLists(torch.stack(logps), OVERLAP_K)
+        if tops is None:
+            ranked = _rank_pending(pending)
+            tops = TopLists.read(ranked)[0] if ranked is not None else None
         n = 0
-        for w, top in pending:
-            if isinstance(top, torch.Tensor):
+        for w, known in pending:
+            if isinstance(known, torch.Tensor):
                 assert tops is not None
-                top, n = (tops.probs[n][0], tops.ids[n]), n + 1
-            self._note(w, top)
+                known, n = (tops.probs[n][0], tops.ids[n]), n + 1
+            self._note(w, known)
 
     def _note(self, w: OpenWord, guide_top: tuple[float, list[int]]) -> None:
         """The guide's top-1 probability and overlap@k at the word's position."""
