@@ -39,19 +39,19 @@ def main() -> None:
     settings = DecodeSettings(method=args.method, batch_size=args.batch)
     Engine(pair, settings).run([Request(r.base_prompt, r.guide_user, (), 4) for r in reqs[:2]])
 
-    # Count each model's passes (wrapping the stream's one entry point).
+    # Count each model's passes (wrapping the one function every pass goes through).
     passes: Counter[str] = Counter()
     rows: Counter[str] = Counter()
     names = {id(pair.base.model): "base", id(pair.guide.model): "guide"}
-    inner = stream_module.ModelStream.scores
+    inner = stream_module.ModelStream._advance
 
-    def counted(self: stream_module.ModelStream, targets: dict[int, list[int]]):  # type: ignore[no-untyped-def]
+    def counted(self: stream_module.ModelStream, targets: dict[int, list[int]], *args, **kwargs):  # type: ignore[no-untyped-def]
         name = names.get(id(self.model), "?")
         passes[name] += 1
         rows[name] += len(targets)
-        return inner(self, targets)
+        return inner(self, targets, *args, **kwargs)
 
-    stream_module.ModelStream.scores = counted  # type: ignore[method-assign]
+    stream_module.ModelStream._advance = counted  # type: ignore[method-assign]
     # NUDGING's words by their length in guide tokens: a word of k tokens holds its row
     # for k engine steps on the one-pass schedule (decoding/words.py).
     word_tokens: Counter[int] = Counter()
@@ -76,7 +76,7 @@ def main() -> None:
         start = time.perf_counter()
         results = Engine(pair, settings).run(reqs)
         seconds = time.perf_counter() - start
-    stream_module.ModelStream.scores = inner  # type: ignore[method-assign]
+    stream_module.ModelStream._advance = inner  # type: ignore[method-assign]
     words_module.extend_word = inner_word  # type: ignore[assignment]
     Engine._step = inner_step  # type: ignore[method-assign]
     steps = sum(r.positions for r in results)
