@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-refill bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,10 @@ bench-head: install
 # What reading the guide's next id ahead saves NUDGING (embedded pair; STANDIN=1: stand-ins).
 bench-ahead: install
 	$(PY) bench/ahead.py $(if $(STANDIN),--stand-in)
+
+# What giving a finished row's place to the next request saves a probe (embedded pair; STANDIN=1: stand-ins).
+bench-refill: install
+	$(PY) bench/refill.py $(if $(STANDIN),--stand-in)
 
 # What the canonical tokenization policy costs `base` (median of 5 interleaved runs, re-encoding share).
 bench-tokenization: install

@@ -63,6 +63,12 @@ class Stream(Protocol):
         """``batch`` rows, each a copy of this one-row stream (only if ``can_fork``)."""
         ...
 
+    def admit(self, prompts: list[list[int]], prefix: Any = None) -> None:
+        """Add a row after the batch's rows for each prompt (a finished row's place),
+        from a copy of the one-row stream ``prefix`` where the prompt starts with its ids
+        (only if ``can_fork``; None: from nothing)."""
+        ...
+
 
 class Forcer(Protocol):
     """Teacher-forced distributions of one model over the prompts of one probe."""

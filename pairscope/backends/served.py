@@ -61,7 +61,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ import torch
 from pairscope.backends.base import ModelSource, Prompts
 from pairscope.backends.vllm_answers import (
     TOKEN_ID_PREFIX,
+    GreedyPath,
     ServedCard,
     TokenKeys,
     choice_positions,
@@ -354,25 +354,6 @@ class ServedForcer:
         return {int(t): math.exp(v) for t, v in zip(wanted, values)}
 
 
-@dataclass(frozen=True)
-class GreedyPath:
-    """A server's greedy continuation of ``start``: its tokens and, at each position,
-    the top-k logprobs that predicted it (``positions[j]`` follows ``start + tokens[:j]``)."""
-
-    start: list[int]
-    tokens: list[int | None]
-    positions: list[dict[int, float]]
-
-    def lookup(self, ids: Sequence[int]) -> dict[int, float] | None:
-        """The distribution after ``ids`` if ``ids`` lies on this path, else None."""
-        n, j = len(self.start), len(ids) - len(self.start)
-        if not 0 <= j < len(self.positions):
-            return None
-        if list(ids[n:]) != self.tokens[:j] or list(ids[:n]) != self.start:
-            return None
-        return self.positions[j]
-
-
 class ServedStream:
     """The :class:`~pairscope.decoding.stream.ModelStream` contract over a served model.
 
@@ -412,6 +393,11 @@ class ServedStream:
         """Keep only the rows ``keep`` (in that order)."""
         self.rows = [self.rows[i] for i in keep]
         self.paths = [self.paths[i] for i in keep]
+
+    def admit(self, prompts: list[list[int]], prefix: Any = None) -> None:
+        """Add an empty row for each prompt (each request sends its whole context)."""
+        self.rows.extend([] for _ in prompts)
+        self.paths.extend(None for _ in prompts)
 
     def scores(self, targets: dict[int, list[int]], read: Sequence[int] | None = None) -> Scores:
         """:meth:`forward` of the rows ``read`` alone (None: all), normalised already."""

@@ -1,5 +1,6 @@
 """Reading a vLLM server's answers (pure functions): ``/v1/models`` cards, top-k
-logprobs keyed by token id or string, dense next-token rows and request bodies."""
+logprobs keyed by token id or string, dense next-token rows, request bodies and the
+greedy paths a request with lookahead answers."""
 
 from __future__ import annotations
 
@@ -200,3 +201,22 @@ def completion_body(
     if token_ids:
         body["return_tokens_as_token_ids"] = True
     return body
+
+
+@dataclass(frozen=True)
+class GreedyPath:
+    """A server's greedy continuation of ``start``: its tokens and, at each position,
+    the top-k logprobs that predicted it (``positions[j]`` follows ``start + tokens[:j]``)."""
+
+    start: list[int]
+    tokens: list[int | None]
+    positions: list[dict[int, float]]
+
+    def lookup(self, ids: Sequence[int]) -> dict[int, float] | None:
+        """The distribution after ``ids`` if ``ids`` lies on this path, else None."""
+        n, j = len(self.start), len(ids) - len(self.start)
+        if not 0 <= j < len(self.positions):
+            return None
+        if list(ids[n:]) != self.tokens[:j] or list(ids[:n]) != self.start:
+            return None
+        return self.positions[j]

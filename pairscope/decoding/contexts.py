@@ -69,6 +69,7 @@ class ModelView:
         self.vocab = token_text(lm.tokenizer, lm.eos_ids, tag)
         self.stream: Any = None
         self._prefix: Any = None
+        self._forked: Any = None  # the one-row stream the open stream's rows copied
 
     # -- contexts --------------------------------------------------------------------------
 
@@ -204,6 +205,7 @@ class ModelView:
         from pairscope.decoding.stream import MIN_SHARED_PREFIX, shared_prefix
 
         stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
+        self._forked = None
         if share and stream.can_fork:
             kept = self._prefix.rows[0].ids if self._prefix is not None else []
             if len(prompts) > 1:
@@ -217,7 +219,13 @@ class ModelView:
                     self._prefix = self.lm.new_stream(1)
                     self._prefix.forward({0: prefix})
                 stream = self._prefix.fork(len(prompts))
+                self._forked = self._prefix
         self.stream = stream
+
+    def admit(self, prompts: list[list[int]]) -> None:
+        """Rows for these prompts after the open stream's rows (finished rows' places),
+        each from the prefix the stream's rows started from where it shares it."""
+        self.stream.admit(prompts, self._forked)
 
 
 def _keep_before(starts: list[int], cut: int) -> int:

@@ -8,6 +8,7 @@ prefix of old and new ids. One step is one base position.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -18,6 +19,7 @@ from pairscope.decoding.contexts import Context, ModelView, check_max_new, check
 from pairscope.decoding.scores import Scores, TopLists, greedy
 from pairscope.decoding.strategies import (
     Decision,
+    KeyTexts,
     Nudging,
     Strategy,
     TopK,
@@ -26,7 +28,7 @@ from pairscope.decoding.strategies import (
     split_word,
 )
 from pairscope.decoding.types import SampleResult, Step
-from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey, TokenText
+from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.decoding.words import (
     OVERLAP_K,
     OpenWord,
@@ -70,6 +72,9 @@ class DecodeSettings:
     # Compute a prompt prefix shared by a batch's rows once (same results; off only to
     # measure what it saves).
     share_prefix: bool = True
+    # Give a finished row's place to the next request while the batch runs (same
+    # results; off only to measure what it saves).
+    refill: bool = True
 
     def strategy(self) -> Strategy:
         if self.batch_size < 1:
@@ -150,7 +155,14 @@ class Engine:
         guide = self._guide_context(self.guide, req) if self.guide is not None else None
         return _Row(index=index, request=req, driver=driver, guide=guide)
 
-    def run_batch(self, indexed: Sequence[tuple[int, Request]]) -> list[tuple[int, SampleResult]]:
+    def run_batch(
+        self,
+        indexed: Sequence[tuple[int, Request]],
+        waiting: deque[tuple[int, Request]] | None = None,
+    ) -> Iterator[tuple[int, SampleResult]]:
+        """Decode a batch, yielding each row's result as it finishes. With ``waiting``
+        (and ``settings.refill``), a finished row's place goes to the next request there
+        while other rows still run, so a batch does not thin out to its slowest row."""
         rows = [self._new_row(i, r) for i, r in indexed]
         # The driver follows its own top-1 wherever it is confident; NUDGING's guide
         # follows its own greedy word; BlendIn's guide is read once per uncertain step.
@@ -159,20 +171,29 @@ class Engine:
         if self.guide is not None:
             ahead = self.strategy.guide_lookahead
             self.guide.open([self._gctx(r).ids for r in rows], ahead, share)
-        done: list[tuple[int, SampleResult]] = []
+        models = [m for m in (self.driver, self.guide) if m is not None]
         while rows:
             self._step(rows)
             finished = [b for b, row in enumerate(rows) if row.reason is not None]
-            if finished:
-                for b in finished:
-                    done.append((rows[b].index, self._result(rows[b])))
-                keep = [b for b, row in enumerate(rows) if row.reason is None]
-                rows = [rows[b] for b in keep]
-                if rows:
-                    for model in (self.driver, self.guide):
-                        if model is not None and model.stream is not None:
-                            model.stream.select(keep)
-        return done
+            if not finished:
+                continue
+            for b in finished:
+                yield rows[b].index, self._result(rows[b])
+            keep = [b for b, row in enumerate(rows) if row.reason is None]
+            rows = [rows[b] for b in keep]
+            if not rows:
+                return
+            for model in models:
+                model.stream.select(keep)
+            if waiting and self.settings.refill:
+                new = [
+                    self._new_row(*waiting.popleft())
+                    for _ in range(min(len(finished), len(waiting)))
+                ]
+                self.driver.admit([r.driver.ids for r in new])
+                if self.guide is not None:
+                    self.guide.admit([self._gctx(r).ids for r in new])
+                rows += new
 
     def _result(self, row: _Row) -> SampleResult:
         # Bytes that never became a whole character are flushed as replacement characters.
@@ -361,40 +382,20 @@ class Engine:
         requests: Sequence[Request],
         on_result: Callable[[int, SampleResult], None] | None = None,
     ) -> list[SampleResult]:
-        """Decode all requests in batches (longest prompts first); results in input order."""
+        """Decode all requests in batches (longest prompts first), a finished row's place
+        going to the next request (``settings.refill``); results in input order, each
+        given to ``on_result`` as its row finishes."""
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].base_prompt))
         size = self.settings.batch_size
+        waiting = deque((i, requests[i]) for i in order)
         results: dict[int, SampleResult] = {}
-        for start in range(0, len(order), size):
-            chunk = [(i, requests[i]) for i in order[start : start + size]]
-            for index, result in self.run_batch(chunk):
+        while waiting:
+            batch = [waiting.popleft() for _ in range(min(size, len(waiting)))]
+            for index, result in self.run_batch(batch, waiting):
                 results[index] = result
                 if on_result is not None:
                     on_result(index, result)
         return [results[i] for i in range(len(requests))]
-
-
-class _Texts(Mapping[MatchKey, str]):
-    """The text each key of a base and a guide list appends, looked up when asked (a
-    strategy reads one or two of the two hundred): a string key is its own text; an
-    end or model-unique key is its token's text, the base's where both lists hold it."""
-
-    def __init__(self, base: TopK, guide: TopK, base_vocab: TokenText, guide_vocab: TokenText):
-        self._lists = ((base, base_vocab), (guide, guide_vocab))
-
-    def __getitem__(self, key: MatchKey) -> str:
-        for top, vocab in self._lists:
-            token = top.id_of(key)
-            if token is not None:
-                return key if isinstance(key, str) and key != END else vocab.text(token)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[MatchKey]:
-        (base, _), (guide, _) = self._lists
-        return iter(dict.fromkeys(guide.keys + base.keys))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class _Uncertain:
@@ -485,7 +486,7 @@ class _Uncertain:
     def texts(self, base: TopK, guide: TopK) -> Mapping[MatchKey, str]:
         guide_model = self.engine.guide
         assert guide_model is not None
-        return _Texts(base, guide, self.engine.driver.vocab, guide_model.vocab)
+        return KeyTexts(base, guide, self.engine.driver.vocab, guide_model.vocab)
 
     def in_round(self, row: int) -> bool:
         return self.batch[row].in_round

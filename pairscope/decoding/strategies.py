@@ -12,12 +12,12 @@ class here and nothing else, as a transformers ``LogitsProcessor`` is.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
-from pairscope.decoding.vocab import END, MatchKey
+from pairscope.decoding.vocab import END, MatchKey, TokenText
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
@@ -51,6 +51,29 @@ class TopK:
             if k == key:
                 return i
         return None
+
+
+class KeyTexts(Mapping[MatchKey, str]):
+    """The text each key of a base and a guide list appends, looked up when asked (a
+    strategy reads one or two of the two hundred): a string key is its own text; an
+    end or model-unique key is its token's text, the base's where both lists hold it."""
+
+    def __init__(self, base: TopK, guide: TopK, base_vocab: TokenText, guide_vocab: TokenText):
+        self._lists = ((base, base_vocab), (guide, guide_vocab))
+
+    def __getitem__(self, key: MatchKey) -> str:
+        for top, vocab in self._lists:
+            token = top.id_of(key)
+            if token is not None:
+                return key if isinstance(key, str) and key != END else vocab.text(token)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[MatchKey]:
+        (base, _), (guide, _) = self._lists
+        return iter(dict.fromkeys(guide.keys + base.keys))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def merge_topk(ids: Sequence[int], probs: Sequence[float], keys: Sequence[MatchKey]) -> TopK:

@@ -67,6 +67,21 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 MIN_SHARED_PREFIX = 8
 
 
+def _right(t: torch.Tensor, slots: int) -> torch.Tensor:
+    """``t`` (slots in dimension 2 for a cache's keys or values, else in dimension 1)
+    padded with zeros on the left to ``slots`` slots: its slots become the last ones."""
+    dim = 2 if t.dim() == 4 else 1
+    missing = slots - t.shape[dim]
+    if missing <= 0:
+        return t
+    pad = [0, 0] * (t.dim() - 1 - dim) + [missing, 0]
+    return torch.nn.functional.pad(t, pad)
+
+
+# select() drops the leading slots no row holds once there are at least this many.
+COMPACT_SLOTS = 64
+
+
 def shared_prefix(seqs: list[list[int]]) -> list[int]:
     """The longest prefix of every sequence that leaves at least one token of each
     (so a pass that starts from it always has a last token to read logits at)."""
@@ -138,6 +153,26 @@ class ModelStream:
         self.mask = self.mask.index_select(0, index)
         self.pos = self.pos.index_select(0, index)
         self.rows = [self.rows[i] for i in keep]
+        # Rows admitted in finished rows' places hold their slots at the end of the cache
+        # (see admit): the leading slots only finished rows held are dropped.
+        first = min((row.slots[0] for row in self.rows if row.slots), default=0)
+        if first >= COMPACT_SLOTS:
+            self._drop_slots(first)
+
+    def _drop_slots(self, count: int) -> None:
+        """Drop the first ``count`` slots, which no row holds."""
+        for layer in self.cache.layers:
+            keys = getattr(layer, "keys", None)
+            if keys is None or not keys.numel():
+                continue
+            if keys.shape[-2] != self.slots:
+                raise RuntimeFault("A cache layer that drops slots cannot be compacted.")
+            layer.keys, layer.values = keys[:, :, count:], layer.values[:, :, count:]
+        self.mask = self.mask[:, count:]
+        if self.pos.shape[1]:
+            self.pos = self.pos[:, count:]
+        for row in self.rows:
+            row.slots = [slot - count for slot in row.slots]
 
     def fork(self, batch: int) -> ModelStream:
         """A new stream of ``batch`` rows, each a copy of this one-row stream's state
@@ -153,6 +188,102 @@ class ModelStream:
         row = self.rows[0]
         out.rows = [_Row(list(row.ids), list(row.slots)) for _ in range(batch)]
         return out
+
+    def admit(self, prompts: list[list[int]], prefix: ModelStream | None = None) -> None:
+        """Add a row after the batch's rows for each prompt (a finished row's place).
+
+        The new rows are computed on their own, in a stream of their own: from a fork
+        of the one-row stream ``prefix`` (a shared prompt prefix) for the prompts that
+        start with its ids, from nothing for the others, each fed its prompt but the
+        last id (which its first step feeds, as a forked row's). Their slots are then
+        copied into this stream's last slots: a pass of the new rows here would add
+        its width in masked slots to every running row, and every later pass would
+        attend over them. The slots before them, which only earlier rows hold, are
+        dropped once those rows have finished (:meth:`select`), so a stream that keeps
+        taking rows does not grow by every step it ever ran. A row's results do not
+        depend on where its live slots lie (as after a rollback; tested).
+        """
+        if not prompts:
+            return
+        kept = prefix.rows[0].ids if prefix is not None else []
+        shares = [bool(kept) and len(p) > len(kept) and p[: len(kept)] == kept for p in prompts]
+        parts: list[tuple[list[int], ModelStream]] = []
+        for share in (True, False):
+            members = [i for i, s in enumerate(shares) if s == share]
+            if not members:
+                continue
+            part = (
+                prefix.fork(len(members))
+                if share and prefix is not None
+                else ModelStream(self.model, len(members), self.pad_id)
+            )
+            body = {
+                j: prompts[i][:-1]
+                for j, i in enumerate(members)
+                if len(prompts[i]) - 1 > len(part.rows[j].ids)
+            }
+            if body:
+                part._advance(body, 1, read=[])
+            parts.append((members, part))
+        widest = max(part.slots for _, part in parts)
+        if widest > self.slots:
+            self._add_slots(widest - self.slots)
+        count, slots = len(prompts), self.slots
+        for n, layer in enumerate(self.cache.layers):
+            if getattr(layer, "keys", None) is None or not layer.keys.numel():
+                continue
+            if layer.keys.shape[-2] != slots:
+                raise RuntimeFault("A cache layer that drops slots cannot take new rows.")
+            grown = []
+            for name in ("keys", "values"):
+                old = getattr(layer, name)
+                new = old.new_zeros((count, *old.shape[1:]))
+                for members, part in parts:
+                    source = getattr(part.cache.layers[n], name, None)
+                    if source is not None and source.numel():
+                        index = torch.tensor(members, dtype=torch.long, device=self.device)
+                        new.index_copy_(0, index, _right(source, slots))
+                grown.append(torch.cat([old, new]))
+            layer.keys, layer.values = grown
+        blocks = []
+        for held in (self.mask, self.pos):
+            block = held.new_zeros((count, held.shape[1]))
+            if held.shape[1]:  # positions are kept for windowed models only
+                for members, part in parts:
+                    source = part.mask if held is self.mask else part.pos
+                    index = torch.tensor(members, dtype=torch.long, device=self.device)
+                    block.index_copy_(0, index, _right(source, slots))
+            blocks.append(block)
+        self.mask = torch.cat([self.mask, blocks[0]])
+        self.pos = torch.cat([self.pos, blocks[1]])
+        rows: list[_Row] = [_Row() for _ in prompts]
+        for members, part in parts:
+            shift = slots - part.slots
+            for j, i in enumerate(members):
+                row = part.rows[j]
+                rows[i] = _Row(list(row.ids), [slot + shift for slot in row.slots])
+        self.rows.extend(rows)
+
+    def _add_slots(self, width: int) -> None:
+        """``width`` more slots for every row, masked (room for admitted rows)."""
+        for layer in self.cache.layers:
+            keys = getattr(layer, "keys", None)
+            if keys is None or not keys.numel():
+                continue
+            zeros_k = keys.new_zeros((*keys.shape[:2], width, keys.shape[-1]))
+            zeros_v = layer.values.new_zeros(
+                (*layer.values.shape[:2], width, layer.values.shape[-1])
+            )
+            if hasattr(layer, "_append"):
+                layer._append(zeros_k, zeros_v)
+            else:
+                layer.keys = torch.cat([keys, zeros_k], dim=-2)
+                layer.values = torch.cat([layer.values, zeros_v], dim=-2)
+            if hasattr(layer, "cumulative_length"):
+                layer.cumulative_length += width
+        self.mask = torch.cat([self.mask, self.mask.new_zeros((len(self.rows), width))], dim=1)
+        if self.pos.shape[1]:
+            self.pos = torch.cat([self.pos, self.pos.new_zeros((len(self.rows), width))], dim=1)
 
     def _rows_cache(self, index: torch.Tensor) -> Any:
         """A cache holding only the rows ``index`` (copies of their keys and values)."""

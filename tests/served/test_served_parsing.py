@@ -438,17 +438,25 @@ def fake_vllm(tiny_dirs, tiny_pair) -> Iterator[Any]:
         yield server
 
 
-def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
+def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair, monkeypatch):
+    """Also with a finished row's place given to the next request (their lengths differ)."""
+    from pairscope.backends.served import ServedStream
     from pairscope.decoding.engine import DecodeSettings, Request, generate
     from pairscope.models import Pair, load_model
 
+    admitted: list[int] = []
+    admit = ServedStream.admit
+    monkeypatch.setattr(
+        ServedStream, "admit", lambda self, p, f=None: (admitted.append(len(p)), admit(self, p, f))
+    )
     with load_model(fake_vllm.spec) as served:
         assert not hasattr(served, "model") and served.context_window == 2048  # no local weights
         assert served.identity()["served_model"] == fake_vllm.name
         mixed = Pair(base=tiny_pair.base, guide=served)
         prompts = ["The capital of France is", "Question: Tom has 3 apples", "The quick brown fox"]
-        reqs = [Request(p, p, (), 12) for p in prompts]
+        reqs = [Request(p, p, (), n) for p, n in zip(prompts, (12, 5, 9))]
         for method in ("guide", "nudging", "blendin"):
+            admitted.clear()
             settings = DecodeSettings(method=method, batch_size=2)
             local = generate(tiny_pair, reqs, settings)
             remote = generate(mixed, reqs, settings)
@@ -456,6 +464,7 @@ def test_served_guide_decodes_like_the_local_guide(fake_vllm, tiny_pair):
             assert [r.intervention_rate for r in remote] == [r.intervention_rate for r in local]
             if method != "guide":
                 assert any(r.uncertain > 0 for r in remote)  # the guide was consulted
+            assert admitted == [1], method  # the third request took a finished row's place
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,21 @@ def test_bench_ahead_times_nudging_with_and_without_reading_ahead(tiny_dirs):
     assert lines[0].startswith("read ahead") and lines[1].startswith("context alone")
     assert float(lines[2].split(":")[1]) > 0
     assert lines[3] == "same texts: True"
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
+def test_bench_refill_times_static_and_refilled_batches(tiny_dirs):
+    args = [sys.executable, str(REPO / "bench" / "refill.py"), "--samples", "6"]
+    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    args += ["--batch", "4", "--new-tokens", "6", "--data-dir", str(data_dir())]
+    args += ["--methods", "nudging,base"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("6 GSM8K probe samples, batch 4, 6 new tokens at most")
+    for n, method in enumerate(("nudging", "base")):
+        static, refill, ratios = lines[1 + 3 * n : 4 + 3 * n]
+        assert static.split()[:2] == [method, "static"] and refill.split()[:2] == [method, "refill"]
+        assert float(static.split()[2]) > 0 and int(refill.split()[4]) > 0
+        assert ratios.startswith(f"{method:8} refill vs static: wall ")
+        assert ratios.endswith("texts identical: True")

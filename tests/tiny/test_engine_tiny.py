@@ -369,3 +369,133 @@ def test_one_host_read_per_step_and_per_guide_reading(tiny_pair, method, monkeyp
     # an earlier pass and noted after a word went on would add one (rare: none here).
     assert sum(r.ir_counts[0] for r in results) > 0
     assert steps < reads.count <= 2 * steps, (reads.count, steps)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("role", ["base", "guide"])
+def test_admitted_rows_are_cache_invariant(tiny_pair, role, shared):
+    """Rows admitted into a running stream (a finished row's place), from the shared
+    prefix's copy or from nothing, then driven with the others through appends and
+    rollbacks, score as uncached passes over their ids."""
+    import torch
+
+    from pairscope.decoding.stream import shared_prefix
+
+    lm = getattr(tiny_pair, role)
+    prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS]
+    running, later = prompts[:3], prompts[3:] + [lm.encode_completion_prompt("No prefix here")]
+    one = lm.new_stream(1)
+    one.forward({0: shared_prefix(prompts)})
+    stream = one.fork(len(running))
+    stream.forward({r: p + [7, 9] for r, p in enumerate(running)})
+    stream.select([2, 0])
+    slots = stream.slots
+    stream.admit(later, one if shared else None)
+    rows = stream.rows
+    assert len(rows) == 2 + len(later)
+    # An admitted row holds its prompt but its last id, in the slots the running rows
+    # have already (computed on its own: no slots are added to the running rows).
+    assert [r.ids for r in rows[2:]] == [p[:-1] for p in later]
+    assert stream.slots == slots
+    if shared:  # the rows sharing the prefix hold its copy, not a recomputation
+        keys, prefix_keys = stream.cache.layers[0].keys, one.cache.layers[0].keys[0]
+        held = [torch.tensor(rows[2 + n].slots[: one.slots]) for n in range(3)]
+        copied = [bool(torch.equal(keys[2 + n][:, at], prefix_keys)) for n, at in enumerate(held)]
+        assert copied == [True] * 3 and rows[-1].ids[: one.slots] != one.rows[0].ids
+    kept = [running[2] + [7, 9], running[0] + [7, 9]]
+    assert checks.check_cache_invariance(lm, kept + later, seed=5, stream=stream) <= 1e-4
+
+
+def assert_same_results(got: list, want: list) -> None:  # type: ignore[type-arg]
+    """Same texts, and traces alike but for the last bits of probabilities (passes of
+    other widths round differently)."""
+    assert [text for text, _ in got] == [text for text, _ in want]
+    for (_, a), (_, b) in zip(got, want):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            near = ("p_base", "p_guide", "alpha")
+            assert replace(x, **{f: None for f in near}) == replace(y, **{f: None for f in near})
+            for f in near:
+                assert (getattr(x, f) is None) == (getattr(y, f) is None)
+                assert getattr(x, f) == pytest.approx(getattr(y, f), abs=1e-5)
+
+
+def refill_requests() -> list[Request]:
+    """Requests that finish at different steps (their lengths differ), sharing a prefix."""
+    lengths = [5, 19, 8, 26, 11, 14, 3, 22]
+    return [Request(FEWSHOT + p, p, (), n) for p, n in zip(PROMPTS + PROMPTS[:2], lengths)]
+
+
+@pytest.mark.parametrize("method", ["base", "nudging", "blendin"])
+def test_refilled_batches_decode_like_single_rows(tiny_pair, method, monkeypatch):
+    """A finished row's place goes to the next request while the batch runs: the texts
+    and traces are those of static batches and of batch 1, in fewer steps."""
+    from pairscope.decoding import stream as stream_module
+    from pairscope.decoding.engine import Engine
+
+    admitted: list[int] = []
+    admit = stream_module.ModelStream.admit
+
+    def counted(self, prompts, prefix=None):  # type: ignore[no-untyped-def]
+        admitted.append(len(prompts))
+        return admit(self, prompts, prefix)
+
+    monkeypatch.setattr(stream_module.ModelStream, "admit", counted)
+    runs, steps = {}, {}
+    for name, settings in {
+        "refill": DecodeSettings(method=method, batch_size=3),
+        "static": DecodeSettings(method=method, batch_size=3, refill=False),
+        "single": DecodeSettings(method=method, batch_size=1),
+    }.items():
+        engine = Engine(tiny_pair, settings)
+        passes = [0]
+        step = engine._step
+
+        def stepped(rows, step=step, passes=passes):  # type: ignore[no-untyped-def]
+            passes[0] += 1
+            step(rows)
+
+        engine._step = stepped  # type: ignore[method-assign]
+        admitted.clear()
+        runs[name] = [(r.text, r.steps) for r in engine.run(refill_requests())]
+        steps[name] = (passes[0], len(admitted))
+    for name in ("static", "single"):
+        assert_same_results(runs["refill"], runs[name])
+    models = 2 if method != "base" else 1
+    assert steps["static"][1] == 0 and steps["refill"][1] >= models
+    assert steps["refill"][0] < steps["static"][0]
+
+
+@pytest.mark.parametrize("method", ["base", "nudging", "blendin"])
+def test_refilled_sliding_window_batches_decode_like_single_rows(window8_pair, method):
+    """Admitted rows of a sliding-window model (explicit masks by live-token distance)."""
+    reqs = refill_requests()
+    one = checks.texts(window8_pair, reqs, method, batch_size=1)
+    assert checks.texts(window8_pair, reqs, method, batch_size=3) == one
+
+
+def test_slots_only_finished_rows_held_are_dropped(tiny_pair):
+    """A stream that keeps taking rows does not grow by every step it ever ran: an admitted
+    row's slots are the cache's last ones, and once the rows before it have finished,
+    the leading slots only they held are dropped; the row still scores as an uncached
+    pass over its ids."""
+    from pairscope.decoding.stream import COMPACT_SLOTS, shared_prefix
+
+    lm = tiny_pair.base
+    prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS[:3]]
+    one = lm.new_stream(1)
+    one.forward({0: shared_prefix(prompts)})
+    stream = one.fork(2)
+    ids = {0: prompts[0], 1: prompts[1]}
+    for t in range(COMPACT_SLOTS + 10):
+        ids = {r: v + [5 + t % 50] for r, v in ids.items()}
+        stream.forward(ids)
+    stream.select([1])
+    stream.admit([prompts[2]], one)
+    grown = stream.slots
+    assert stream.rows[1].slots[-1] == grown - 1  # the admitted row's slots are the last
+    stream.forward({0: ids[1] + [9], 1: prompts[2]})
+    stream.select([1])  # the running row finishes: only the admitted one is left
+    assert stream.slots == len(prompts[2]) <= grown + 1 - COMPACT_SLOTS
+    assert stream.rows[0].slots == list(range(stream.slots))
+    assert checks.check_cache_invariance(lm, [prompts[2]], seed=2, stream=stream) <= 1e-4

@@ -13,7 +13,7 @@ MAX_LINES = 600
 # Modules over MAX_LINES, each capped at its present size until it is split (a ratchet:
 # growing one fails, and so does leaving one listed once it fits).
 OVERSIZE = {
-    "backends/served.py": (686, "model, forcer, stream and loading; HTTP and answers split out"),
+    "backends/served.py": (672, "model, forcer, stream and loading; HTTP and answers split out"),
     "check.py": (805, "one function per pre-flight item, each short"),
     "metrics/calibration.py": (629, "binned and smooth ECE with their bootstraps"),
 }

@@ -399,12 +399,12 @@ def oom_engine(monkeypatch, fail_when) -> list[int]:
     calls: list[int] = []
     original = Engine.run_batch
 
-    def run_batch(self, indexed):
+    def run_batch(self, indexed, waiting=None):
         calls.append(len(indexed))
         error = fail_when(len(calls), len(indexed))
         if error is not None:
             raise error
-        return original(self, indexed)
+        return original(self, indexed, waiting)
 
     monkeypatch.setattr(Engine, "run_batch", run_batch)
     return calls
