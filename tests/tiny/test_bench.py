@@ -138,3 +138,18 @@ def test_bench_refill_times_static_and_refilled_batches(tiny_dirs):
         assert float(static.split()[2]) > 0 and int(refill.split()[4]) > 0
         assert ratios.startswith(f"{method:8} refill vs static: wall ")
         assert ratios.endswith("texts identical: True")
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
+def test_bench_hotpath_profiles_a_run_and_counts_its_passes(tiny_dirs):
+    args = [sys.executable, str(REPO / "bench" / "hotpath.py"), "--rows", "3"]
+    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    args += ["--batch", "3", "--new-tokens", "5", "--data-dir", str(data_dir())]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "Self CPU time total" in out and "nudging, batch 3: 15 base positions in" in out
+    steps = int(out.split("engine steps: ")[1].split()[0])
+    assert steps >= 5  # one position a row per step at most
+    passes = {name: int(out.split(f"\n{name}: ")[1].split()[0]) for name in ("base", "guide")}
+    assert passes["base"] >= 5 and 0 < passes["guide"] <= steps + 1
