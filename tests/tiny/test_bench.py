@@ -11,16 +11,23 @@ import pytest
 from tests.conftest import REPO, data_dir
 
 
+def run_bench(script: str, tiny_dirs, *args: str) -> str:  # type: ignore[no-untyped-def]
+    """A bench script's stdout, run on the tiny pair and the benchmark data (it must exit 0)."""
+    command = [sys.executable, str(REPO / "bench" / script), *args]
+    command += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
+    command += ["--data-dir", str(data_dir())]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_decode_reports_a_ratio_per_method_and_repeat(tiny_dirs, tmp_path):
     out = tmp_path / "bench.json"
-    args = [sys.executable, str(REPO / "bench" / "decode.py"), "--json", "--out", str(out)]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batches", "1,3", "--new-tokens", "6", "--naive-tokens", "2", "--repeats", "2"]
+    args = ["--json", "--out", str(out), "--batches", "1,3", "--new-tokens", "6"]
+    args += ["--naive-tokens", "2", "--repeats", "2"]
     methods = "generate,base,nudging,blendin,naive,floor_base,floor_base_norm,floor_both_norm"
-    args += ["--methods", methods, "--data-dir", str(data_dir())]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_bench("decode.py", tiny_dirs, *args, "--methods", methods)
     result = json.loads(out.read_text())
     assert len(result["rows"]) == 2 * 2 * 8  # batches x repeats x methods
     assert all(r["tokens"] > 0 and r["tokens_per_second"] > 0 for r in result["rows"])
@@ -72,12 +79,8 @@ def test_the_floor_runs_the_base_greedy_path(tiny_pair):
 
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_parts_splits_a_run_into_parts_that_fit_its_wall_time(tiny_dirs):
-    args = [sys.executable, str(REPO / "bench" / "parts.py"), "--json"]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batch", "3", "--new-tokens", "6", "--repeats", "1", "--data-dir", str(data_dir())]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    args = ["--json", "--batch", "3", "--new-tokens", "6", "--repeats", "1"]
+    result = json.loads(run_bench("parts.py", tiny_dirs, *args))
     method, floor = result["parts"]["blendin"], result["parts"]["floor_both_norm"]
     for part in ("base passes", "guide passes", "top-k lists", "re-tokenisation, tag 0"):
         assert method[part] > 0, part
@@ -99,24 +102,16 @@ def test_bench_parts_splits_a_run_into_parts_that_fit_its_wall_time(tiny_dirs):
 
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_head_times_a_full_and_a_narrow_guide_pass(tiny_dirs):
-    args = [sys.executable, str(REPO / "bench" / "head.py"), "--passes", "2", "--read", "2"]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batch", "6", "--data-dir", str(data_dir())]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    args = ["--passes", "2", "--read", "2", "--batch", "6"]
+    lines = run_bench("head.py", tiny_dirs, *args).splitlines()
     assert "logits of all rows" in lines[0] and "logits of 2 rows" in lines[1]
     assert float(lines[2].split(":")[1]) > 0
 
 
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_ahead_times_nudging_with_and_without_reading_ahead(tiny_dirs):
-    args = [sys.executable, str(REPO / "bench" / "ahead.py"), "--repeats", "1"]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batch", "4", "--new-tokens", "8", "--data-dir", str(data_dir())]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    args = ["--repeats", "1", "--batch", "4", "--new-tokens", "8"]
+    lines = run_bench("ahead.py", tiny_dirs, *args).splitlines()
     assert lines[0].startswith("read ahead") and lines[1].startswith("context alone")
     assert float(lines[2].split(":")[1]) > 0
     assert lines[3] == "same texts: True"
@@ -124,13 +119,8 @@ def test_bench_ahead_times_nudging_with_and_without_reading_ahead(tiny_dirs):
 
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_refill_times_static_and_refilled_batches(tiny_dirs):
-    args = [sys.executable, str(REPO / "bench" / "refill.py"), "--samples", "6"]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batch", "4", "--new-tokens", "6", "--data-dir", str(data_dir())]
-    args += ["--methods", "nudging,base"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    args = ["--samples", "6", "--batch", "4", "--new-tokens", "6", "--methods", "nudging,base"]
+    lines = run_bench("refill.py", tiny_dirs, *args).splitlines()
     assert lines[0].startswith("6 GSM8K probe samples, batch 4, 6 new tokens at most")
     for n, method in enumerate(("nudging", "base")):
         static, refill, ratios = lines[1 + 3 * n : 4 + 3 * n]
@@ -142,12 +132,7 @@ def test_bench_refill_times_static_and_refilled_batches(tiny_dirs):
 
 @pytest.mark.skipif(data_dir() is None, reason="no benchmark data (GSM8K prompts)")
 def test_bench_hotpath_profiles_a_run_and_counts_its_passes(tiny_dirs):
-    args = [sys.executable, str(REPO / "bench" / "hotpath.py"), "--rows", "3"]
-    args += ["--base", str(tiny_dirs["base"]), "--guide", str(tiny_dirs["guide"])]
-    args += ["--batch", "3", "--new-tokens", "5", "--data-dir", str(data_dir())]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    out = run_bench("hotpath.py", tiny_dirs, "--rows", "3", "--batch", "3", "--new-tokens", "5")
     assert "Self CPU time total" in out and "nudging, batch 3: 15 base positions in" in out
     steps = int(out.split("engine steps: ")[1].split()[0])
     assert steps >= 5  # one position a row per step at most
