@@ -75,22 +75,22 @@ class _InPlace:
         self.values = self._vbuf[:, :, : n + w]
         return n + w
 
-    def append_masked(self, width: int, index: torch.Tensor, part: Any) -> None:
+    def append_masked(
+        self, width: int, index: torch.Tensor | None = None, part: Any = None
+    ) -> None:
         """Add ``width`` slots to every row: zeros, except rows ``index``, which get the
-        last ``width`` slots of ``part`` (a row-subset copy that ran the forward pass)."""
-        keys = part.keys[:, :, -width:]
-        values = part.values[:, :, -width:]
-        zeros_k = keys.new_zeros((self._rows(), *keys.shape[1:]))
-        zeros_v = values.new_zeros((self._rows(), *values.shape[1:]))
-        zeros_k.index_copy_(0, index, keys)
-        zeros_v.index_copy_(0, index, values)
-        self._append(zeros_k, zeros_v)
+        last ``width`` slots of ``part`` (a row-subset copy that ran the forward pass;
+        None: zeros for every row, room for rows admitted later)."""
+        assert self.keys is not None and self.values is not None
+        blocks = []
+        for held, name in ((self.keys, "keys"), (self.values, "values")):
+            zeros = held.new_zeros((held.shape[0], held.shape[1], width, held.shape[-1]))
+            if part is not None and index is not None:
+                zeros.index_copy_(0, index, getattr(part, name)[:, :, -width:])
+            blocks.append(zeros)
+        self._append(*blocks)
         if hasattr(self, "cumulative_length"):
             self.cumulative_length += width
-
-    def _rows(self) -> int:
-        assert self.keys is not None
-        return int(self.keys.shape[0])
 
 
 class InPlaceLayer(_InPlace, DynamicLayer):

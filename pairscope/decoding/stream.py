@@ -189,6 +189,7 @@ class ModelStream:
         out.rows = [_Row(list(row.ids), list(row.slots)) for _ in range(batch)]
         return out
 
+    @torch.inference_mode()
     def admit(self, prompts: list[list[int]], prefix: ModelStream | None = None) -> None:
         """Add a row after the batch's rows for each prompt (a finished row's place).
 
@@ -229,6 +230,7 @@ class ModelStream:
         if widest > self.slots:
             self._add_slots(widest - self.slots)
         count, slots = len(prompts), self.slots
+        at = [torch.tensor(members, dtype=torch.long, device=self.device) for members, _ in parts]
         for n, layer in enumerate(self.cache.layers):
             if getattr(layer, "keys", None) is None or not layer.keys.numel():
                 continue
@@ -238,10 +240,9 @@ class ModelStream:
             for name in ("keys", "values"):
                 old = getattr(layer, name)
                 new = old.new_zeros((count, *old.shape[1:]))
-                for members, part in parts:
+                for index, (_, part) in zip(at, parts):
                     source = getattr(part.cache.layers[n], name, None)
                     if source is not None and source.numel():
-                        index = torch.tensor(members, dtype=torch.long, device=self.device)
                         new.index_copy_(0, index, _right(source, slots))
                 grown.append(torch.cat([old, new]))
             layer.keys, layer.values = grown
@@ -249,9 +250,8 @@ class ModelStream:
         for held in (self.mask, self.pos):
             block = held.new_zeros((count, held.shape[1]))
             if held.shape[1]:  # positions are kept for windowed models only
-                for members, part in parts:
+                for index, (_, part) in zip(at, parts):
                     source = part.mask if held is self.mask else part.pos
-                    index = torch.tensor(members, dtype=torch.long, device=self.device)
                     block.index_copy_(0, index, _right(source, slots))
             blocks.append(block)
         self.mask = torch.cat([self.mask, blocks[0]])
@@ -270,15 +270,14 @@ class ModelStream:
             keys = getattr(layer, "keys", None)
             if keys is None or not keys.numel():
                 continue
-            zeros_k = keys.new_zeros((*keys.shape[:2], width, keys.shape[-1]))
-            zeros_v = layer.values.new_zeros(
-                (*layer.values.shape[:2], width, layer.values.shape[-1])
+            if hasattr(layer, "append_masked"):
+                layer.append_masked(width)
+                continue
+            # A layer type kvcache.py does not know: concatenate.
+            layer.keys, layer.values = (
+                torch.cat([t, t.new_zeros((*t.shape[:2], width, t.shape[-1]))], dim=-2)
+                for t in (keys, layer.values)
             )
-            if hasattr(layer, "_append"):
-                layer._append(zeros_k, zeros_v)
-            else:
-                layer.keys = torch.cat([keys, zeros_k], dim=-2)
-                layer.values = torch.cat([layer.values, zeros_v], dim=-2)
             if hasattr(layer, "cumulative_length"):
                 layer.cumulative_length += width
         self.mask = torch.cat([self.mask, self.mask.new_zeros((len(self.rows), width))], dim=1)

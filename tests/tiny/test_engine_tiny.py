@@ -499,3 +499,22 @@ def test_slots_only_finished_rows_held_are_dropped(tiny_pair):
     assert stream.slots == len(prompts[2]) <= grown + 1 - COMPACT_SLOTS
     assert stream.rows[0].slots == list(range(stream.slots))
     assert checks.check_cache_invariance(lm, [prompts[2]], seed=2, stream=stream) <= 1e-4
+
+
+@pytest.mark.parametrize("role", ["base", "guide"])
+def test_a_longer_admitted_prompt_widens_the_stream(tiny_pair, role):
+    """A prompt longer than the running rows' slots makes room: every row gets masked
+    slots in front of the new ones, and every row still scores as an uncached pass."""
+    lm = getattr(tiny_pair, role)
+    running = [lm.encode_completion_prompt(p) for p in PROMPTS[1:3]]
+    longer = lm.encode_completion_prompt(FEWSHOT + PROMPTS[0])
+    stream = lm.new_stream(len(running))
+    stream.forward({r: p + [7] for r, p in enumerate(running)})
+    slots = stream.slots
+    assert len(longer) - 1 > slots
+    stream.admit([longer])
+    assert stream.slots == len(longer) - 1
+    assert stream.rows[-1].slots == list(range(stream.slots))
+    assert [len(r.slots) for r in stream.rows[:2]] == [len(p) + 1 for p in running]
+    kept = [p + [7] for p in running]
+    assert checks.check_cache_invariance(lm, kept + [longer], seed=4, stream=stream) <= 1e-4
