@@ -1,4 +1,4 @@
-"""Interrupted runs lose nothing and resume to the same result (DESIGN.md §5, issue 7).
+"""Interrupted runs lose nothing and resume to the same result (docs/methods.md §5).
 
 Ctrl-C (in process and as a real SIGINT), a cut last line and a real SIGKILL of
 a probe on the embedded pair: in every case the resumed run's records and
