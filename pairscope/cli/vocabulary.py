@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
+
+_err = Console(stderr=True)
 
 # Old spelling -> (new spelling, the commands that had the old one). A new spelling of
 # None: the old switch only restated the default and is dropped.
@@ -84,10 +87,8 @@ def _option_names(command: Any) -> set[str]:
 
 
 def _warn(old: str, new: str | None) -> None:
-    from pairscope.cli.app import err
-
     use = f"use {new}" if new else "it is the default; leave it out"
-    err.print(
+    _err.print(
         f"[yellow]warning:[/] {old} is deprecated and goes in the next release: {use}.",
         highlight=False,
         soft_wrap=True,
@@ -130,36 +131,28 @@ def modernize(command: Any, args: list[str]) -> list[str]:
     return result
 
 
-class Command(TyperCommand):
-    """A Typer command in the vocabulary: placeholders, ``-h``, old spellings."""
+class _InVocabulary:
+    """What both classes add: ``-h``, and placeholders instead of types."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = dict(kwargs.pop("context_settings", None) or {})
         settings.setdefault("help_option_names", HELP_OPTION_NAMES)
-        super().__init__(*args, context_settings=settings, **kwargs)
-        _name_placeholders(self.params)
+        super().__init__(*args, context_settings=settings, **kwargs)  # type: ignore[call-arg]
+        _name_placeholders(self.params)  # type: ignore[attr-defined]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_InVocabulary, TyperCommand):
+    """A Typer command in the vocabulary: placeholders, ``-h``, old spellings."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, modernize(self, args))
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
-
-class Group(TyperGroup):
+class Group(_InVocabulary, TyperGroup):
     """The Typer group in the vocabulary: placeholders and ``-h``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        settings = dict(kwargs.pop("context_settings", None) or {})
-        settings.setdefault("help_option_names", HELP_OPTION_NAMES)
-        super().__init__(*args, context_settings=settings, **kwargs)
-        _name_placeholders(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
