@@ -93,3 +93,35 @@ def test_a_run_that_cannot_start_writes_junit_errors(tmp_path, monkeypatch):
     assert summary_file.read_text(encoding="utf-8").startswith("### pairscope probe: could not")
     assert ET.fromstring(junit.read_text(encoding="utf-8")).get("errors") == "2"
 
+
+def test_the_action_probes_the_pair_for_real(tiny_dirs, tmp_path):
+    """The action's steps with the real CLI: a FAIL (tau = 2) fails the step, and the
+    outputs, the JUnit file and the job summary say so."""
+    import os
+    import sys
+
+    from tests.action_runner import ROOT, run_action
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, target in (("pairscope", "-m pairscope"), ("python", "")):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {target} "$@"\n', encoding="utf-8")
+        shim.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "100",
+    }
+    args = f"--data-dir {DATA} -n 2 --max-new-tokens 4 --no-calibration --fixed --tau 2"
+    result = run_action(
+        tmp_path, env, install="false", check="false", base=str(tiny_dirs["base"]),
+        guide=str(tiny_dirs["guide"]), tasks="xstest", out="runs/ci", args=args,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert result.outputs["verdict"] == "FAIL" and result.outputs["exit-code"] == "1"
+    assert (tmp_path / result.outputs["report"]).is_file()
+    root = validate((tmp_path / result.outputs["junit"]).read_text(encoding="utf-8"))
+    assert root.get("failures") == "1"
+    assert result.step_summary.startswith("### pairscope probe: FAIL")
