@@ -198,7 +198,7 @@ Json = Annotated[
     bool,
     typer.Option(
         "--json",
-        help="Print the result as JSON on stdout (tables go to stderr).",
+        help="Print the result as JSON on stdout, and nothing else there.",
         rich_help_panel="Output",
     ),
 ]

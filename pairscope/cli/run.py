@@ -56,6 +56,8 @@ def check(
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
     json_out: Json = False,
 ) -> None:
     """Pre-flight check of a pair in seconds: tokenizers and configs only, no weights.
@@ -80,6 +82,7 @@ def check(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
         tasks=parse_csv(tasks),
+        revisions={"base": base_revision, "guide": guide_revision},
     )
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 The vocabulary (docs/cli.md lists it for users):
 
-* ``--json`` is a switch: the command's result as JSON on stdout (tables go to stderr).
+* ``--json`` is a switch: the command's result as JSON on stdout, and nothing else there.
 * ``--json-out PATH`` writes that JSON to a file; other formats name theirs the same
   way by format: ``--markdown PATH``, ``--junit PATH``.
 * ``--out DIR`` is a run directory; ``-o/--output FILE`` is the one file a command

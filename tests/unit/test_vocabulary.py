@@ -94,6 +94,9 @@ def test_shared_flags_follow_the_vocabulary(path):
         assert not (param.is_flag and param.secondary_opts), param.opts
     if path[-1] in ("generate", "probe", "evaluate"):
         assert "--method" in options
+    if "--base" in options:
+        models = {"--guide", "--device", "--dtype", "--trust-remote-code"}
+        assert models | {"--base-revision", "--guide-revision"} <= set(options)
 
 
 def test_shared_options_read_the_same_everywhere():
