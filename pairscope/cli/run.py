@@ -113,7 +113,7 @@ def _run_command(
     opts: Any, as_json: bool, json_out: Path | None, markdown: Path | None, junit: Path | None
 ) -> None:
     from pairscope.pipeline import run
-    from pairscope.report.ci import append_step_summary, junit_xml, write_text
+    from pairscope.report.ci import junit_xml, write_text
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
 
@@ -135,14 +135,25 @@ def _run_command(
     table = markdown_summary(summary, run_dir)
     if markdown:
         write_text(markdown, table)
-    append_step_summary(table)
+    _step_summary(table)
     raise typer.Exit(summary.overall.exit_code)
+
+
+def _step_summary(text: str) -> None:
+    """Append to the GitHub job summary; a summary that cannot be written costs a
+    warning, never the verdict's exit code."""
+    from pairscope.report.ci import append_step_summary
+
+    try:
+        append_step_summary(text)
+    except OSError as exc:
+        err.print(f"[yellow]warning:[/] job summary not written: {escape(str(exc))}")
 
 
 def _report_failure(opts: Any, exc: BaseException, junit: Path | None) -> None:
     """A run that could not finish still leaves its JUnit errors and job-summary line."""
     from pairscope.errors import PairscopeError
-    from pairscope.report.ci import append_step_summary, junit_error_xml, write_text
+    from pairscope.report.ci import junit_error_xml, write_text
 
     if isinstance(exc, (typer.Exit, SystemExit)):
         return
@@ -152,12 +163,12 @@ def _report_failure(opts: Any, exc: BaseException, junit: Path | None) -> None:
         message = exc.message
     else:
         message = f"{type(exc).__name__}: {exc}"
-    try:
-        if junit:
+    _step_summary(f"### pairscope {opts.command}: could not finish\n\n{message}\n")
+    if junit:
+        try:
             write_text(junit, junit_error_xml(opts.command, opts.tasks, opts.methods, message))
-        append_step_summary(f"### pairscope {opts.command}: could not finish\n\n{message}\n")
-    except OSError as write_error:
-        err.print(f"[yellow]warning:[/] {escape(str(write_error))}", highlight=False)
+        except OSError as write_error:
+            err.print(f"[yellow]warning:[/] JUnit report not written: {escape(str(write_error))}")
 
 
 @guard

@@ -115,3 +115,11 @@ def test_step_summary_is_appended_only_when_the_job_has_one(tmp_path, monkeypatc
     assert append_step_summary("### one") == target
     append_step_summary("### two\n")
     assert target.read_text(encoding="utf-8") == "earlier step\n### one\n### two\n"
+
+
+def test_an_unwritable_job_summary_costs_a_warning_not_the_verdict(tmp_path, monkeypatch, capsys):
+    from pairscope.cli.run import _step_summary
+
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "no-such-dir" / "summary.md"))
+    _step_summary("### pairscope probe: PASS")  # returns: the exit code stays the verdict's
+    assert "warning: job summary not written" in capsys.readouterr().err
