@@ -186,11 +186,10 @@ def _read(
     except PairscopeError as exc:
         items.append(Item("model files", role, FAIL, exc.message, exc.hint))
         return None
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    pinned = {"revision": revision} if revision else {}  # a local read ignores it
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, **pinned}
     if source.kind != "hub":
         kwargs["local_files_only"] = True
-    elif revision is not None:
-        kwargs["revision"] = revision
     folder = str(target)
     try:
         if convert:
