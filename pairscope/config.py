@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from pairscope.defaults import DEFAULT_TASKS, LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
 PROBE_METHODS = ("nudging", "blendin")
@@ -38,7 +38,9 @@ def parse_n(text: str | None) -> int | Literal["all"] | None:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"--n must be a positive integer or 'all' (got '{text}').") from None
+        raise InputError(
+            f"-n/--limit must be a positive integer or 'all' (got '{text}')."
+        ) from None
 
 
 def parse_alpha(text: str | None) -> float | None:
@@ -57,6 +59,8 @@ class RunOptions:
     command: Literal["probe", "evaluate"] = "probe"
     base: str = "embedded:gemma-3-270m"
     guide: str = "embedded:smollm2-135m-instruct"
+    base_revision: str | None = None  # a Hub branch, tag or commit
+    guide_revision: str | None = None
     tasks: tuple[str, ...] = DEFAULT_TASKS
     methods: tuple[str, ...] = ("nudging",)
     n: int | Literal["all"] | None = None
@@ -75,7 +79,7 @@ class RunOptions:
     manifest: str | None = None
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 16
+    batch_size: int = BATCH_SIZE
     tokenization: str = "canonical"
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
@@ -131,7 +135,7 @@ class RunOptions:
         if self.alpha is not None and not 0 <= self.alpha <= 1:
             raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got {self.alpha}).")
         if isinstance(self.n, int) and self.n < 1:
-            raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
+            raise InputError(f"-n/--limit must be >= 1 or 'all' (got {self.n}).")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
         if self.min_calibration_samples < 0:
@@ -151,7 +155,7 @@ class RunOptions:
             if task not in known and not task.endswith((".yaml", ".yml")):
                 raise unknown("task", task, known)
         if not self.methods:
-            raise InputError("No method given.", hint="Use --methods base,guide,nudging,blendin.")
+            raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
         for method in self.methods:
             make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
         if len(set(self.methods)) != len(self.methods):
@@ -166,6 +170,8 @@ def settings_of(
         "command": opts.command,
         "base": opts.base,
         "guide": opts.guide,
+        "base_revision": opts.base_revision,
+        "guide_revision": opts.guide_revision,
         "tasks": list(opts.tasks),
         "task_args": list(opts.tasks),
         "data_dir": opts.data_dir,
@@ -195,6 +201,8 @@ def settings_of(
 FROM_RUN = {
     "base": "base",
     "guide": "guide",
+    "base_revision": "base_revision",
+    "guide_revision": "guide_revision",
     "methods": "methods",
     "n": "n",
     "seed": "seed",

@@ -164,6 +164,8 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[Summary, Pa
         device=opts.device,
         dtype=opts.dtype,
         trust_remote_code=opts.trust_remote_code,
+        base_revision=opts.base_revision,
+        guide_revision=opts.guide_revision,
     )
     load_seconds = time.perf_counter() - t0
     if resumed is not None:

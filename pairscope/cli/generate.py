@@ -10,10 +10,13 @@ import typer
 
 from pairscope.cli.app import (
     Base,
+    BaseRevision,
     BatchSize,
     Device,
     Dtype,
     Guide,
+    GuideRevision,
+    Json,
     Lam,
     Tau,
     Tokenization,
@@ -22,7 +25,7 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.defaults import LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 
 
@@ -36,7 +39,8 @@ def generate(
     method: Annotated[
         str,
         typer.Option(
-            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3)."
+            metavar="METHOD",
+            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3).",
         ),
     ] = "nudging",
     tau: Tau = TAU,
@@ -48,8 +52,9 @@ def generate(
     plain: Annotated[
         bool,
         typer.Option(
+            "--plain",
             help="Use PROMPT as the base's completion prompt as is "
-            "(default: 'Question: PROMPT\\nAnswer:')."
+            "(default: 'Question: PROMPT\\nAnswer:').",
         ),
     ] = False,
     guide_prompt: Annotated[
@@ -69,16 +74,25 @@ def generate(
     ] = None,
     output_file: Annotated[
         Path | None,
-        typer.Option("--output", help="With --input: write one JSON result a line here."),
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="With --input: write one JSON result a line here.",
+        ),
     ] = None,
-    batch_size: BatchSize = 8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    batch_size: BatchSize = BATCH_SIZE,
+    json_out: Json = False,
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
 ) -> None:
     """Decode one prompt (or a JSONL file of them) with a pair and show which model wrote
     each piece.
+
+    Exit codes: 0 done, 2 bad input, 3 runtime failure, 130 interrupted.
 
     Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
     """
@@ -109,7 +123,13 @@ def generate(
             )
         ]
     with load_pair(
-        base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        base,
+        guide,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        base_revision=base_revision,
+        guide_revision=guide_revision,
     ) as pair:
         results = run_generate(pair, requests, settings)
     if input_file is not None:

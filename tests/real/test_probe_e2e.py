@@ -1,4 +1,4 @@
-"""`pairscope probe` end to end on the embedded real pair: the CI-gate contract (issue 4).
+"""`pairscope probe` end to end on the embedded real pair: the CI-gate contract.
 
 One run of all three probes (n = 3, short responses) through the CLI, then
 checks on its exit code, summary.json, records.jsonl, the --json and --markdown
@@ -40,8 +40,8 @@ def probed(tmp_path_factory) -> dict[str, Any]:
         app,
         [
             "probe",
-            *("--data-dir", str(DATA), "--n", str(N), "--max-new-tokens", "16"),
-            *("--out", str(run), "--json", "-", "--markdown", str(root / "summary.md")),
+            *("--data-dir", str(DATA), "--limit", str(N), "--max-new-tokens", "16"),
+            *("--out", str(run), "--json", "--markdown", str(root / "summary.md")),
             *("--device", "cpu"),
         ],
     )

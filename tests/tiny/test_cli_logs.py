@@ -33,7 +33,7 @@ def test_probe_table_fits_the_log_width(tiny_dirs, tmp_path, columns):
         "--guide", tiny_dirs["guide"],
         "--data-dir", DATA,
         "--tasks", "truthfulqa,xstest",
-        "--n", "3",
+        "-n", "3",
         "--max-new-tokens", "4",
         "--tau", "2",
         "--no-calibration",
