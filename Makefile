@@ -3,8 +3,13 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-PAIRSCOPE_DATA_DIR ?= $(abspath ../shared/data)
+# Benchmark data: --data-dir, else PAIRSCOPE_DATA_DIR, else the Hugging Face Hub. A
+# local copy kept beside the checkout (as CI keeps one) is used when it exists.
+LOCAL_DATA := $(wildcard $(abspath ../shared/data))
+ifneq ($(LOCAL_DATA),)
+PAIRSCOPE_DATA_DIR ?= $(LOCAL_DATA)
 export PAIRSCOPE_DATA_DIR
+endif
 DEMO_OUT ?= reports/demo
 PYTEST_ARGS ?=
 # `make test` runs the suite in this many processes, one torch thread each (two
@@ -28,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The demo succeeds whenever the tool worked: exit 1 (the pair fails the gate) is a finding.
 demo: install
-	$(VENV)/bin/pairscope probe --data-dir "$(PAIRSCOPE_DATA_DIR)" --out $(DEMO_OUT) --force; \
+	$(VENV)/bin/pairscope probe --out $(DEMO_OUT) --force; \
 	rc=$$?; if [ $$rc -le 1 ]; then echo "demo finished (exit $$rc): open $(DEMO_OUT)/report.html"; else exit $$rc; fi
 
 # Headless Chromium checks the HTML report (Debian package).

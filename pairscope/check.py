@@ -802,8 +802,8 @@ def _overlap_item(base: _Model, guide: _Model) -> Item:
             "pair",
             WARN,
             found + "; the blend's two top-k lists will rarely share a string",
-            "Overlap does not predict success (DESIGN §1), but BlendIn then mostly picks one "
-            "model's token; NUDGING, which matches words, is less affected.",
+            "Overlap does not predict success (docs/methods.md §3), but BlendIn then mostly "
+            "picks one model's token; NUDGING, which matches words, is less affected.",
         )
     return Item("vocabulary overlap", "pair", PASS, found)
 

@@ -1,4 +1,4 @@
-"""The methods' default hyperparameters (DESIGN §2) and the default probes, defined once.
+"""The methods' default hyperparameters (docs/methods.md §2) and the default probes, defined once.
 
 Every command-line option, API default and dataclass field takes its value from
 here, so changing a default is a one-line change.

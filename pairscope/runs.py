@@ -1,6 +1,6 @@
 """The run directory: the contract between a run, its summary and its report.
 
-Layout (DESIGN.md §5)::
+Layout (docs/methods.md §5)::
 
     config.json      every setting, versions, model identities and data checksums
     manifest.json    the sample ids per task (pass it back with --manifest)

@@ -202,7 +202,7 @@ def _method_summary(
     if counts and sum(g.positions for g in counts) > 0:
         unc = [int(g.uncertain or 0) for g in counts]
         pos = [g.positions for g in counts]
-        # The method's own intervention rate (DESIGN §3): its numerator and denominator.
+        # The method's own intervention rate (docs/methods.md §3): its numerator and denominator.
         num = [int(g.ir_numerator or 0) for g in counts]
         den = [int(g.ir_denominator or 0) for g in counts]
         out["ir_definition"] = counts[0].ir_kind

@@ -1,6 +1,6 @@
 """Teacher forcing on reference answers: calibration, the arbitration check, MC answers.
 
-DESIGN.md §3. Each model reads its own prompt followed by the reference text; at
+docs/methods.md §3. Each model reads its own prompt followed by the reference text; at
 every reference token, confidence = max probability and correct = argmax equals
 the reference token. The arbitration check walks the *base* tokenization of the
 reference; at positions where the base is uncertain it asks the guide for its

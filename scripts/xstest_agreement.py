@@ -116,7 +116,7 @@ def xstest_score(rows: Sequence[Row], judge: str) -> float:
 
 
 def report(rows: Sequence[Row], design: Iterable[str] = DESIGN) -> dict[str, Any]:
-    """Every figure the README quotes, as plain data."""
+    """Every figure docs/xstest.md quotes, as plain data."""
     design = set(design)
     models = sorted({r.model for r in rows})
     confusion = Counter((r.human, r.pairscope) for r in rows)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the interface itself needs no torch (``pairscope check`` im
 
     from pairscope.decoding.scores import Scores
 
-# Used when a guide's tokenizer has no chat template (documented in the README).
+# Used when a guide's tokenizer has no chat template (docs/methods.md §2).
 FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"
 
 

@@ -145,20 +145,17 @@ def generate(
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
         return
-    colours = {"base": "cyan", "guide": "magenta", "blend": "yellow"}
-    from rich.text import Text
+    from pairscope.report.console import marked_text, source_legend
 
-    text = Text()
-    for step in result.steps:
-        text.append(step.text, style=colours.get(step.source, ""))
-    out.print(text)
+    # Colour is lost in a pipe, a file or a CI log: there the text itself marks the writers.
+    plain = not out.is_terminal
+    out.print(marked_text(result.steps, plain=plain))
     rate = result.intervention_rate
     out.print(
         f"\n[dim]{result.positions} positions, {result.uncertain} uncertain, "
         f"{result.overridden} overridden; intervention rate "
         f"{'n/a' if rate is None else f'{rate:.3f}'} ({result.ir_kind or 'none'}); "
-        f"stop: {result.stop_reason}. "
-        "Colours: [cyan]base[/] [magenta]guide[/] [yellow]blend[/][/]"
+        f"stop: {result.stop_reason}. {source_legend(plain=plain)}[/]"
     )
 
 

@@ -73,7 +73,7 @@ def check(
     Example: pairscope check --guide vllm:http://127.0.0.1:8000/v1 --json
     """
     from pairscope.check import check_pair
-    from pairscope.report.console import VERDICT_STYLE
+    from pairscope.report.console import VERDICT_STYLE, check_overall_line
 
     report = check_pair(
         base,
@@ -99,13 +99,14 @@ def check(
                 escape(item.fix or ""),
             )
         out.print(table)
-        out.print(f"[dim]{len(report.items)} items in {report.seconds:.1f} s[/]")
     for item in report.failures():
         err.print(
             f"[bold red]FAIL[/] {item.model} {item.check}: {escape(item.found)}",
             highlight=False,
             soft_wrap=True,
         )
+    if not json_out:
+        out.print(check_overall_line(report), highlight=False, soft_wrap=True)
     raise typer.Exit(int(report.exit_code))
 
 
@@ -242,7 +243,7 @@ def probe(
     Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
     130 interrupted (resume with --resume RUN_DIR).
 
-    Example: pairscope probe --data-dir ../shared/data -n 100 --out reports/my-pair
+    Example: pairscope probe --base ./my-base --guide ./my-guide --out reports/my-pair
     """
     opts = RunOptions.from_cli("probe", ctx.params, given_fields(ctx))
     _run_command(opts, as_json, json_out, markdown, junit)
@@ -303,7 +304,7 @@ def evaluate(
     Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
     130 interrupted (resume with --resume RUN_DIR).
 
-    Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k -n 200
+    Example: pairscope evaluate --data-dir DATA_DIR --tasks gsm8k -n 200
     """
     opts = RunOptions.from_cli("evaluate", ctx.params, given_fields(ctx))
     _run_command(opts, as_json, json_out, markdown, junit)
@@ -357,7 +358,8 @@ def compare(
     rows = compare_rows(run_dirs)
     table = Table(title="Pairs, best first")
     for col in ("run", "base", "guide", "verdict", "mean IR"):
-        table.add_column(col)
+        # Long paths and model ids fold onto more lines; the verdict is never cut.
+        table.add_column(col, overflow="fold", no_wrap=col == "verdict")
     for row in rows:
         table.add_row(
             *(str(row.get(c, "")) for c in ("run", "base", "guide", "verdict", "mean_ir"))

@@ -1,4 +1,4 @@
-"""Each model's token ids for its own context, under a tokenization policy (DESIGN §2).
+"""Each model's token ids for its own context, under a tokenization policy (docs/methods.md §2).
 
 A row's state is its response text. A model's context is its prompt text + that
 text, and the ids it holds for it follow the policy:

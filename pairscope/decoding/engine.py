@@ -1,4 +1,4 @@
-"""The one two-model decoding loop (DESIGN.md §2).
+"""The one two-model decoding loop (docs/methods.md §2).
 
 State per row is the response text. Each model holds its own token ids for its
 own context (prompt + response), kept by the tokenization policy of

@@ -1,4 +1,4 @@
-"""Decoding methods as small classes with one interface (DESIGN.md §2).
+"""Decoding methods as small classes with one interface (docs/methods.md §2).
 
 The engine asks every strategy the same thing, once per step: at these uncertain
 base positions (an :class:`Uncertain` view: the base's top-k, and on request the
@@ -264,7 +264,7 @@ def split_word(text: str) -> tuple[str, bool]:
 
 
 class Nudging(Strategy):
-    """NUDGING, by rounds as its reference code runs them (DESIGN §2).
+    """NUDGING, by rounds as its reference code runs them (docs/methods.md §2).
 
     A round starts at an uncertain position after a base-written token; its first
     guide word is always appended. While the base stays uncertain, the guide's next

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The intervention rate each method's authors' code reports (DESIGN §3).
+# The intervention rate each method's authors' code reports (docs/methods.md §3).
 IR_ROUNDS = "rounds / base-written tokens"  # NUDGING: intervention_count / total_tokens_generated
 IR_UNCERTAIN = "uncertain positions / positions"  # BlendIn: intervention_count / token_count
 

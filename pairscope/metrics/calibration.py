@@ -1,4 +1,4 @@
-"""Top-label calibration of teacher-forced next-token predictions (DESIGN §3).
+"""Top-label calibration of teacher-forced next-token predictions (docs/methods.md §3).
 
 Inputs are, per reference token, ``confidence`` = the model's maximum
 probability and ``correct`` = whether its argmax equals the reference token.

@@ -1,4 +1,4 @@
-"""Intervention rate, its bootstrap CI, and the PASS/WARN/FAIL verdicts (DESIGN §3).
+"""Intervention rate, its bootstrap CI, and the PASS/WARN/FAIL verdicts (docs/methods.md §3).
 
 A method's intervention rate (IR) is the quantity its authors' code reports: for
 NUDGING interventions (rounds) / base-written tokens, for BlendIn uncertain base

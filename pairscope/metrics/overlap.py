@@ -1,4 +1,4 @@
-"""Vocabulary overlap between base and guide at uncertain positions (DESIGN §3).
+"""Vocabulary overlap between base and guide at uncertain positions (docs/methods.md §3).
 
 Token strings are compared after :func:`normalize_token_string`, so a
 SentencePiece ``"▁the"`` and a byte-level BPE ``"Ġthe"`` both count as ``" the"``.

@@ -2,7 +2,7 @@
 
 Every bootstrap here resamples *samples* (rows) with replacement, never the
 tokens inside them: tokens of one response are not independent, so a
-token-level bootstrap would give intervals that are too narrow (DESIGN §3).
+token-level bootstrap would give intervals that are too narrow (docs/methods.md §3).
 All functions are pure and deterministic for a given ``seed``.
 """
 

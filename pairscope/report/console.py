@@ -8,13 +8,21 @@ decodes live here too, so the CLI only wires them up.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from pairscope.schema import Interval, SequentialSummary, Summary, TaskSummary
+
+if TYPE_CHECKING:
+    from pairscope.check import CheckReport
 
 VERDICT_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
 
@@ -51,60 +59,123 @@ def stop_text(seq: SequentialSummary) -> str:
     return f"all {seq.used} samples decoded, no early stop ({decided})"
 
 
-def fmt(est: Interval | None, digits: int = 3) -> str:
-    """``point [low, high]``, the point alone without an interval, ``n/a`` without a point."""
+def fmt(est: Interval | None, digits: int = 3, sep: str = " ") -> str:
+    """``point [low, high]``, the point alone without an interval, ``n/a`` without a point.
+
+    ``sep`` goes between the point and its interval (a newline stacks them in a cell).
+    """
     if est is None or est.point is None:
         return "n/a"
     if est.low is None or est.high is None:
         return f"{est.point:.{digits}f}"
-    return f"{est.point:.{digits}f} [{est.low:.{digits}f}, {est.high:.{digits}f}]"
+    return f"{est.point:.{digits}f}{sep}[{est.low:.{digits}f}, {est.high:.{digits}f}]"
+
+
+LAYOUTS = ("wide", "stacked", "narrow")
 
 
 def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
-    """The verdict table and the lines under it (calibration, arbitration, comparisons)."""
-    table = Table(
-        title=f"pairscope {summary.kind}: {summary.model_spec('base')}"
-        f" + {summary.model_spec('guide')}"
-    )
-    columns = ("task", "method", "n", "intervention rate", "uncertain", "override", "score")
-    for col in (*columns, "verdict"):
-        table.add_column(col)
-    formulas: dict[str, str] = {}
+    """The verdict table and the lines under it (calibration, arbitration, comparisons).
+
+    The table is shown whole at any width, in the first layout that fits the console
+    (see :func:`results_table`); nothing in it is cut short.
+    """
+    pair = f"{summary.model_spec('base')} + {summary.model_spec('guide')}"
+    title = f"pairscope {summary.kind}: {pair}"
+    unbounded = console.options.update_width(10_000)
+    for layout in LAYOUTS:
+        table = results_table(summary, layout)
+        if Measurement.get(console, unbounded, table).maximum <= console.width:
+            break
+    if layout == "wide":
+        table.title = title
+    else:
+        console.print(title, highlight=False, soft_wrap=True)
+    console.print(table)
+    _print_legend(console, summary, layout)
+    for task, t in summary.tasks.items():
+        _print_task(console, task, t)
+    console.print(overall_line(summary), highlight=False, soft_wrap=True)
+    console.print(f"Run directory: {run_dir}", highlight=False, soft_wrap=True)
+    if (run_dir / "report.html").exists():
+        console.print(f"Report: {run_dir / 'report.html'}", highlight=False, soft_wrap=True)
+
+
+def results_table(summary: Summary, layout: str = "wide") -> Table:
+    """One row per task and method; the gate's verdict on its method's row.
+
+    ``wide``: task, method, n, intervention rate, uncertain, override, score, verdict,
+    each rate as ``point [low, high]`` (about 130 columns). ``stacked``: the same
+    columns, each interval on the line under its point and the intervention rate
+    headed IR (about 105). ``narrow``: task, method, n, IR, score and verdict (about
+    70); the uncertain and override rates go to a line each under the table. Task,
+    method, n and verdict never wrap.
+    """
+    narrow = layout == "narrow"
+    table = Table() if layout == "wide" else Table(box=box.SIMPLE_HEAD, show_edge=False)
+    columns = ["task", "method", "n", "intervention rate" if layout == "wide" else "IR"]
+    columns += [] if narrow else ["uncertain", "override"]
+    for col in (*columns, "score", "verdict"):
+        fixed = col in ("task", "method", "n", "verdict")
+        table.add_column(col, no_wrap=fixed, min_width=len(col) if fixed else None)
+    sep = " " if layout == "wide" else "\n"
     for task, t in summary.tasks.items():
         for method, m in t.methods.items():
             v = t.verdict if method == t.gate_method and t.verdict else ""
-            if m.ir_definition:
-                formulas[method] = m.ir_definition
+            rates = [m.intervention_rate]
+            rates += [] if narrow else [m.uncertain_rate, m.override_rate]
             table.add_row(
                 task,
                 method,
                 samples_used(t),
-                fmt(m.intervention_rate),
-                fmt(m.uncertain_rate),
-                fmt(m.override_rate),
-                fmt(m.score),
+                *(fmt(r, sep=sep) for r in (*rates, m.score)),
                 f"[{VERDICT_STYLE.get(v, '')}]{v}[/]" if v else "",
             )
-    console.print(table)
-    for method, formula in formulas.items():
-        console.print(f"  [dim]intervention rate, {method}: {formula}[/]")
-    if formulas:
-        console.print(
-            "  [dim]uncertain: uncertain positions / positions; override: positions where "
-            "the guide changed the text / positions[/]"
-        )
-    for task, t in summary.tasks.items():
-        _print_task(console, task, t)
-    o, timing = summary.overall, summary.timing
+    return table
+
+
+def _print_legend(console: Console, summary: Summary, layout: str) -> None:
+    name = "intervention rate" if layout == "wide" else "IR (intervention rate)"
+    for method, formula in summary_formulas(summary).items():
+        console.print(f"  [dim]{name}, {method}: {formula}[/]", highlight=False)
+    if not summary_formulas(summary):
+        return
     console.print(
+        "  [dim]uncertain: uncertain positions / positions; override: positions where "
+        "the guide changed the text / positions[/]"
+    )
+    if layout != "narrow":
+        return
+    for task, t in summary.tasks.items():
+        for method, m in t.methods.items():
+            if m.uncertain_rate is None and m.override_rate is None:
+                continue
+            console.print(
+                f"  {task} {method}: uncertain {fmt(m.uncertain_rate)}, "
+                f"override {fmt(m.override_rate)}",
+                highlight=False,
+            )
+
+
+def summary_formulas(summary: Summary) -> dict[str, str]:
+    """Each method's intervention-rate formula, as the summary records it."""
+    return {
+        method: m.ir_definition
+        for t in summary.tasks.values()
+        for method, m in t.methods.items()
+        if m.ir_definition
+    }
+
+
+def overall_line(summary: Summary) -> str:
+    """The run's last word: overall verdict, gate, exit code and timing, in one line."""
+    o, timing = summary.overall, summary.timing
+    return (
         f"Overall: [{VERDICT_STYLE.get(o.verdict, '')}]{o.verdict}[/] "
         f"(gate {'passed' if o.gate_passed else 'failed'}, exit {o.exit_code}); "
         f"load {timing.load_seconds:.1f} s, decode {timing.decode_seconds:.1f} s, "
         f"total {timing.total_seconds or 0:.1f} s"
     )
-    console.print(f"Run directory: {run_dir}")
-    if (run_dir / "report.html").exists():
-        console.print(f"Report: {run_dir / 'report.html'}")
 
 
 def _print_task(console: Console, task: str, t: TaskSummary) -> None:
@@ -159,6 +230,67 @@ def markdown_summary(summary: Summary, run_dir: Path) -> str:
         )
     lines += ["", f"Run directory: `{run_dir}`", ""]
     return "\n".join(lines)
+
+
+def check_overall_line(report: CheckReport) -> str:
+    """The last line of `pairscope check`: the worst status, the counts and the exit code."""
+    counts = Counter(item.status.value for item in report.items)
+    status = report.status.value
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("FAIL", "WARN", "PASS"))
+    return (
+        f"Overall: [{VERDICT_STYLE[status]}]{status}[/] ({tally} of {len(report.items)} "
+        f"items, {report.seconds:.1f} s; exit {int(report.exit_code)})"
+    )
+
+
+# How `generate` shows which model wrote each piece: colours at a terminal, and marks in
+# the text itself where colour would be lost (a pipe, a file, a CI log).
+SOURCE_STYLE = {"base": "cyan", "guide": "magenta", "blend": "yellow"}
+
+
+def source_pieces(steps: Iterable[Any]) -> list[tuple[str, str]]:
+    """Consecutive steps of one source joined: ``[(source, text), ...]`` in order."""
+    pieces: list[tuple[str, str]] = []
+    for step in steps:
+        if not step.text:
+            continue
+        if pieces and pieces[-1][0] == step.source:
+            pieces[-1] = (step.source, pieces[-1][1] + step.text)
+        else:
+            pieces.append((step.source, step.text))
+    return pieces
+
+
+def marked_text(steps: Iterable[Any], *, plain: bool) -> Text:
+    """The response with its writers shown: coloured, or (``plain``) every piece the base
+    did not write enclosed as ``[guide: ...]`` or ``[blend: ...]``; taking the marks out
+    gives back the response."""
+    text = Text()
+    for source, piece in source_pieces(steps):
+        if not plain:
+            text.append(piece, style=SOURCE_STYLE.get(source, ""))
+        elif source == "base":
+            text.append(piece)
+        else:
+            # Spaces and newlines at the piece's ends stay outside the marks.
+            core = piece.strip()
+            if not core:
+                text.append(piece)
+                continue
+            head = piece[: len(piece) - len(piece.lstrip())]
+            tail = piece[len(piece.rstrip()) :]
+            text.append(f"{head}[{source}: {core}]{tail}")
+    return text
+
+
+def source_legend(*, plain: bool) -> str:
+    """One line saying how :func:`marked_text` shows the writers (Rich markup)."""
+    if plain:
+        return (
+            "Marks: \\[guide: ...] written by the guide, \\[blend: ...] chosen by the blend; "
+            "unmarked text by the base"
+        )
+    return "Colours: " + " ".join(f"[{style}]{src}[/]" for src, style in SOURCE_STYLE.items())
 
 
 class RichProgress:

@@ -1,4 +1,4 @@
-"""`pairscope probe` end to end on the embedded real pair: the CI-gate contract (issue 4).
+"""`pairscope probe` end to end on the embedded real pair: the CI-gate contract.
 
 One run of all three probes (n = 3, short responses) through the CLI, then
 checks on its exit code, summary.json, records.jsonl, the --json and --markdown

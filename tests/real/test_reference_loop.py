@@ -1,4 +1,4 @@
-"""An independent text-level reference loop, written from DESIGN §2 and the structure of
+"""An independent text-level reference loop, written from docs/methods.md §2 and the structure of
 the methods' reference code (fywalter/nudging, DecayingSeart/BlendIn): at every step
 each model's context is the string ``prompt + text``, encoded afresh; the blend merges
 the two models' top-100 strings; NUDGING runs by rounds of words split on " ".

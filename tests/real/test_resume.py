@@ -1,4 +1,4 @@
-"""Interrupted runs lose nothing and resume to the same result (DESIGN.md §5, issue 7).
+"""Interrupted runs lose nothing and resume to the same result (docs/methods.md §5).
 
 Ctrl-C (in process and as a real SIGINT), a cut last line and a real SIGKILL of
 a probe on the embedded pair: in every case the resumed run's records and
@@ -230,7 +230,7 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
 
 @pytest.mark.slow
 def test_sigkill_of_a_real_probe_then_resume_matches_an_uninterrupted_run(tmp_path):
-    """issue 7: kill -9 a probe of the embedded pair, resume it, compare with a clean run."""
+    """Kill -9 a probe of the embedded pair, resume it, compare with a clean run."""
     settings = [
         *("--data-dir", DATA, "--tasks", "gsm8k", "--limit", "4", "--batch-size", "1"),
         *("--no-calibration", "--max-new-tokens", "16", "--device", "cpu"),

@@ -90,7 +90,7 @@ def test_matches_torchmetrics_binary(seed: int, n_bins: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_matches_torchmetrics_multiclass_top_label(seed: int) -> None:
-    # The DESIGN's formulation: confidence = max prob, correct = argmax == reference.
+    # The definition (docs/methods.md §3): confidence = max prob, correct = argmax == reference.
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(1500, 12, generator=gen) * 3
     target = torch.randint(0, 12, (1500,), generator=gen)
