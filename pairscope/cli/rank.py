@@ -29,13 +29,13 @@ from pairscope.defaults import TAU
 @guard
 def rank(
     guides: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--guides",
             help="Comma-separated candidate guides (any model spec probe takes).",
             rich_help_panel="Models",
         ),
-    ],
+    ] = None,
     base: Annotated[
         str, typer.Option("--base", help="The base model.", rich_help_panel="Models")
     ] = "embedded:gemma-3-270m",
@@ -105,6 +105,22 @@ def rank(
             rich_help_panel="Output",
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="i/N: run this machine's share of the races (every N-th (base, task) from "
+            "the i-th) into a shared --out; combine the shards with --merge.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    merge: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Combine the shard files of these rank directories (repeatable) into "
+            "rank.json in --out (default: the first); decodes nothing.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print rank.json to stdout.", rich_help_panel="Output")
     ] = False,
@@ -126,12 +142,20 @@ def rank(
     from pairscope.rank.core import RankOptions, default_out
     from pairscope.rank.core import rank as run_rank
     from pairscope.rank.leaderboard import print_leaderboard
+    from pairscope.rank.shards import merge_into, parse_shard
     from pairscope.report.console import RichProgress
     from pairscope.schema import dump
 
+    fail = () if fail_on == "none" else parse_csv(fail_on)
+    if merge:
+        result = merge_into([d for m in merge for d in parse_csv(m)], out_dir, fail)
+        print_leaderboard(result, err if json_out else out)
+        if json_out:
+            sys.stdout.write(json.dumps(dump(result), indent=2) + "\n")
+        raise typer.Exit(result.exit_code)
     opts = RankOptions(
         bases=parse_csv(bases) if bases else (base,),
-        guides=parse_csv(guides),
+        guides=parse_csv(guides or ""),
         out=out_dir or default_out(),
         tasks=parse_csv(tasks),
         method=method,
@@ -147,7 +171,8 @@ def rank(
         device=device,
         dtype=dtype,
         trust_remote_code=trust_remote_code,
-        fail_on=() if fail_on == "none" else parse_csv(fail_on),
+        fail_on=fail,
+        shard=parse_shard(shard),
         probe={"tau": tau},
     )
     with RichProgress(err) as progress:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pairscope.config import RunOptions
+from pairscope.config import PROBE_METHODS, RunOptions
 from pairscope.defaults import DEFAULT_TASKS
-from pairscope.errors import InputError, unknown
+from pairscope.errors import ExitCode, InputError, unknown
 from pairscope.rank.cells import (
     Cell,
     TaskPlan,
@@ -43,10 +43,8 @@ from pairscope.rank.racing import (
 from pairscope.rank.schema import RANK_SCHEMA_VERSION, Race, RankResult
 from pairscope.schema import Interval
 
-RANK_FILE = "rank.json"
-METHODS = ("nudging", "blendin")
+METHODS = PROBE_METHODS
 FAIL_ON = ("infeasible", "unresolved")
-UNRESOLVED_EXIT = 4
 
 
 def default_out() -> str:
@@ -70,7 +68,7 @@ class RankOptions:
     guides: tuple[str, ...]
     out: str
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    method: str = "nudging"
+    method: str = PROBE_METHODS[0]
     objective: str = "score"
     epsilon: float = DEFAULT_EPSILON
     alpha: float = 0.05
@@ -84,6 +82,7 @@ class RankOptions:
     dtype: str = "auto"
     trust_remote_code: bool = False
     fail_on: tuple[str, ...] = FAIL_ON
+    shard: tuple[int, int] | None = None  # (i, N): this machine's share of the races
     probe: dict[str, Any] = field(default_factory=dict)  # other probe settings (tau, k, ...)
 
     def validate(self) -> None:
@@ -124,12 +123,12 @@ class RankOptions:
         return cell_options(opts, base, guide, task, out)
 
 
-def preflight(opts: RankOptions, progress: Phase) -> dict[tuple[str, str], str]:
-    """``pairscope check`` on every pair; the pairs that fail a hard check, with why."""
+def preflight(opts: RankOptions, progress: Phase, bases: list[str]) -> dict[tuple[str, str], str]:
+    """``pairscope check`` on every pair of ``bases``; the pairs that fail a hard check."""
     from pairscope.check import check_pair
 
     pruned = {}
-    for base in opts.bases:
+    for base in bases:
         for guide in opts.guides:
             progress.phase(f"Checking {base} + {guide}")
             report = check_pair(
@@ -189,10 +188,14 @@ def race_task(
     progress: Phase,
 ) -> RaceResult:
     """Race ``live`` guides on one task: replay, decode the next batch, repeat."""
-    from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+    from pairscope.decoding.strategies import make_strategy
     from pairscope.summary import ir_support
 
-    kind = IR_ROUNDS if opts.method == "nudging" else IR_UNCERTAIN
+    probe = opts.probe_options(base, live[0], plan.name)
+    kind = make_strategy(
+        opts.method, tau=probe.tau, lam=probe.lam, top_k=probe.k, alpha=probe.alpha
+    ).ir_kind
+    assert kind is not None  # a guided method always has an intervention rate
     settings = RaceSettings(
         threshold=plan.threshold,
         support=ir_support([], plan.max_new, kind),
@@ -283,19 +286,21 @@ def outcome_of(races: list[Race], fail_on: tuple[str, ...]) -> tuple[str, int]:
     """The rank's outcome and exit code: 1 when a race has no feasible pair, 4 when one
     is unresolved, else 0; a condition left out of ``fail_on`` exits 0."""
     if any(r.status == RACE_NONE for r in races):
-        return "none-feasible", 1 if "infeasible" in fail_on else 0
+        return "none-feasible", int(ExitCode.GATE_FAILED) if "infeasible" in fail_on else 0
     if any(r.status == RACE_UNRESOLVED for r in races):
-        return "unresolved", UNRESOLVED_EXIT if "unresolved" in fail_on else 0
+        return "unresolved", int(ExitCode.UNRESOLVED) if "unresolved" in fail_on else 0
     assert all(r.status in (RACE_WINNER, RACE_TIE) for r in races)
     return "feasible", 0
 
 
 def rank(opts: RankOptions, progress: Phase | None = None) -> RankResult:
-    """Run (or continue) a rank; write rank.json and return it.
+    """Run (or continue) a rank, or this shard's share of it; write rank.json (a shard
+    writes its own file, for ``--merge``) and return it.
 
     Raises:
         InputError: bad settings, data or models (exit 2).
     """
+    from pairscope.rank.shards import my_races, result_file
     from pairscope.runs import write_json_atomic
     from pairscope.schema import dump
 
@@ -306,26 +311,40 @@ def rank(opts: RankOptions, progress: Phase | None = None) -> RankResult:
         plan_task(t, opts.data_dir, opts.seed, opts.n, opts.threshold, opts.max_new_tokens)
         for t in opts.tasks
     ]
-    pruned = preflight(opts, progress)
+    mine = my_races([(b, p) for b in opts.bases for p in plans], opts.shard)
+    bases = list(dict.fromkeys(b for b, _ in mine))
+    pruned = preflight(opts, progress, bases)
     races = []
-    for base in opts.bases:
+    for base in bases:
         cut = {g: why for (b, g), why in pruned.items() if b == base}
         live = [g for g in opts.guides if g not in cut]
         models = Models(opts, base)
         try:
-            for plan in plans:
+            for plan in (p for b, p in mine if b == base):
                 result = race_task(opts, base, plan, live, models, progress) if live else None
                 races.append(race_record(opts, base, plan, result, cut))
         finally:
             models.close()
+    ranked = rank_result(
+        opts, races, [p.name for p in plans], _decoded(opts, mine), time.perf_counter() - started
+    )
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(opts.out) / result_file(opts.shard), dump(ranked))
+    return ranked
+
+
+def rank_result(
+    opts: RankOptions, races: list[Race], tasks: list[str], decoded: int, seconds: float
+) -> RankResult:
+    """rank.json's model: the races with the outcome and exit code they give."""
     outcome, code = outcome_of(races, opts.fail_on)
-    ranked = RankResult.model_validate(
+    return RankResult.model_validate(
         {
             "kind": "rank",
             "schema_version": RANK_SCHEMA_VERSION,
             "bases": list(opts.bases),
             "guides": list(opts.guides),
-            "tasks": [p.name for p in plans],
+            "tasks": tasks,
             "method": opts.method,
             "objective": opts.objective,
             "alpha": opts.alpha,
@@ -333,23 +352,21 @@ def rank(opts: RankOptions, progress: Phase | None = None) -> RankResult:
             "budget": opts.n,
             "batch": opts.batch,
             "seed": opts.seed,
+            "shard": None if opts.shard is None else f"{opts.shard[0]}/{opts.shard[1]}",
             "races": races,
             "outcome": outcome,
             "exit_code": code,
-            "samples_decoded": _decoded(opts, plans),
-            "seconds": round(time.perf_counter() - started, 3),
+            "samples_decoded": decoded,
+            "seconds": round(seconds, 3),
         }
     )
-    Path(opts.out).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(opts.out) / RANK_FILE, dump(ranked))
-    return ranked
 
 
-def _decoded(opts: RankOptions, plans: list[TaskPlan]) -> int:
+def _decoded(opts: RankOptions, races: list[tuple[str, TaskPlan]]) -> int:
+    """Generations on disk in the cells of ``races``."""
     out = Path(opts.out)
     return sum(
         len(read_outcomes(cell_path(out, b, g, p.name, opts.method), p.name, opts.method))
-        for b in opts.bases
+        for b, p in races
         for g in opts.guides
-        for p in plans
     )

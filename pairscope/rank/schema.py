@@ -75,8 +75,9 @@ class RankResult(Contract):
     budget: int
     batch: int
     seed: int | None
+    shard: str | None = None  # "i/N" for one shard's share of the races; None: all of them
     races: list[Race]
     outcome: Outcome
     exit_code: int
     samples_decoded: int  # generations on disk over every cell (all guides and tasks)
-    seconds: float
+    seconds: float  # wall time; merged shards: the longest shard's

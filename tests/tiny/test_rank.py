@@ -115,3 +115,37 @@ def test_bad_rank_options_exit_2(tiny_dirs, guides, tmp_path):
     result, _ = rank(tiny_dirs, guides, tmp_path / "r", "--fail-on", "sometimes")
     assert result.exit_code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_shards_merged_equal_one_unsharded_run(tiny_dirs, guides, tmp_path):
+    """Two shards share a directory, one race each; merged, they are the unsharded rank."""
+    tasks = ("--tasks", "xstest,truthfulqa", "--epsilon", "0.3")
+    _, whole = rank(tiny_dirs, guides, tmp_path / "whole", *tasks)
+    shared = tmp_path / "shared"
+    for i in (1, 2):
+        part = cli(
+            "rank", "--base", tiny_dirs["base"], "--guides", ",".join(map(str, guides)),
+            "--max-new-tokens", "6", "--tau", "0", "--n", "40", "--data-dir", DATA,
+            "--out", shared, "--shard", f"{i}/2", *tasks,
+        )  # fmt: skip
+        assert part.exit_code == 0, part.output
+    shard_one = RankResult.model_validate_json((shared / "rank-shard-1-of-2.json").read_text())
+    assert [r.task for r in shard_one.races] == ["xstest"]
+    merged = cli("rank", "--merge", shared)
+    assert merged.exit_code == 0, merged.output
+    combined = RankResult.model_validate_json((shared / "rank.json").read_text())
+    assert whole is not None and combined.races == whole.races
+    assert (combined.outcome, combined.exit_code) == (whole.outcome, whole.exit_code)
+    assert combined.samples_decoded == whole.samples_decoded
+
+
+def test_merge_refuses_missing_shards(tiny_dirs, guides, tmp_path):
+    out = tmp_path / "shared"
+    part = cli(
+        "rank", "--base", tiny_dirs["base"], "--guides", ",".join(map(str, guides)),
+        "--tasks", "xstest,truthfulqa", "--max-new-tokens", "6", "--tau", "2", "--n", "20",
+        "--data-dir", DATA, "--out", out, "--shard", "2/2",
+    )  # fmt: skip
+    assert part.exit_code == 1
+    merged = cli("rank", "--merge", out)
+    assert merged.exit_code == 2 and "Missing" in merged.output
