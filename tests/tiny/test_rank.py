@@ -149,3 +149,25 @@ def test_merge_refuses_missing_shards(tiny_dirs, guides, tmp_path):
     assert part.exit_code == 1
     merged = cli("rank", "--merge", out)
     assert merged.exit_code == 2 and "Missing" in merged.output
+
+
+def test_bench_rank_compares_with_the_fixed_design(tiny_dirs, guides, tmp_path):
+    """bench/rank.py runs both designs and reports what racing saved."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    command = [
+        sys.executable, str(REPO / "bench" / "rank.py"), "--base", str(tiny_dirs["base"]),
+        "--guides", ",".join(map(str, guides)), "--tasks", "xstest", "--n", "30",
+        "--max-new-tokens", "6", "--tau", "2", "--data-dir", str(DATA), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    # tau = 2: both guides are infeasible at the first decision (20 samples each).
+    assert result["rank"]["samples"] == 40 and result["rank"]["exit"] == 1
+    assert result["fixed"]["samples"] == 60
+    assert result["ratios"]["samples"] == pytest.approx(40 / 60, abs=1e-4)
+    assert result["rank"]["seconds"] > 0 and result["fixed"]["seconds"] > 0
