@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -141,18 +141,12 @@ def rank(
     """
     from pairscope.rank.core import RankOptions, default_out
     from pairscope.rank.core import rank as run_rank
-    from pairscope.rank.leaderboard import print_leaderboard
     from pairscope.rank.shards import merge_into, parse_shard
     from pairscope.report.console import RichProgress
-    from pairscope.schema import dump
 
     fail = () if fail_on == "none" else parse_csv(fail_on)
     if merge:
-        result = merge_into([d for m in merge for d in parse_csv(m)], out_dir, fail)
-        print_leaderboard(result, err if json_out else out)
-        if json_out:
-            sys.stdout.write(json.dumps(dump(result), indent=2) + "\n")
-        raise typer.Exit(result.exit_code)
+        _show(merge_into([d for m in merge for d in parse_csv(m)], out_dir, fail), json_out)
     opts = RankOptions(
         bases=parse_csv(bases) if bases else (base,),
         guides=parse_csv(guides or ""),
@@ -177,6 +171,14 @@ def rank(
     )
     with RichProgress(err) as progress:
         result = run_rank(opts, progress)
+    _show(result, json_out)
+
+
+def _show(result: Any, json_out: bool) -> None:
+    """The leaderboard (to stderr when stdout carries the JSON), then the exit code."""
+    from pairscope.rank.leaderboard import print_leaderboard
+    from pairscope.schema import dump
+
     print_leaderboard(result, err if json_out else out)
     if json_out:
         sys.stdout.write(json.dumps(dump(result), indent=2) + "\n")
