@@ -330,6 +330,11 @@ def rank(opts: RankOptions, progress: Phase | None = None) -> RankResult:
     )
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(opts.out) / result_file(opts.shard), dump(ranked))
+    if opts.shard is None:
+        from pairscope.rank.html import render_rank
+
+        progress.phase("Rendering rank.html")
+        render_rank(Path(opts.out), ranked)
     return ranked
 
 

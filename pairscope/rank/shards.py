@@ -108,6 +108,7 @@ def _moved(race: Race, where: Path, out: Path) -> Race:
 def merge_into(dirs: list[str], out: str | None, fail_on: tuple[str, ...]) -> RankResult:
     """``--merge``: merge the shards of ``dirs`` and write rank.json into ``out``."""
     from pairscope.rank.core import FAIL_ON
+    from pairscope.rank.html import render_rank
     from pairscope.runs import write_json_atomic
     from pairscope.schema import dump
 
@@ -119,4 +120,5 @@ def merge_into(dirs: list[str], out: str | None, fail_on: tuple[str, ...]) -> Ra
     result = merge(paths, target, fail_on)
     target.mkdir(parents=True, exist_ok=True)
     write_json_atomic(target / RANK_FILE, dump(result))
+    render_rank(target, result)
     return result

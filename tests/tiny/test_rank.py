@@ -61,6 +61,9 @@ def test_equal_guides_tie_and_a_broken_pair_is_pruned(tiny_dirs, guides, tmp_pat
         assert is_run_dir(cell) and read_summary(cell).tasks["xstest"].n == 20
     assert ranked.samples_decoded == 40
     assert "tie" in result.output
+    page = (tmp_path / "r" / "rank.html").read_text()
+    assert "The intervention paradox" in page and "tied" in page and "pruned" in page
+    assert "http" not in page.split("<body", 1)[1]  # self-contained
 
 
 def test_no_feasible_pair_exits_1_and_fail_on_chooses(tiny_dirs, guides, tmp_path):
