@@ -141,7 +141,8 @@ def rank(
     """
     from pairscope.rank.core import RankOptions, default_out
     from pairscope.rank.core import rank as run_rank
-    from pairscope.rank.shards import merge_into, parse_shard
+    from pairscope.rank.merge import merge_into
+    from pairscope.rank.shards import parse_shard
     from pairscope.report.console import RichProgress
 
     fail = () if fail_on == "none" else parse_csv(fail_on)
