@@ -105,6 +105,15 @@ def rank(
             rich_help_panel="Output",
         ),
     ] = None,
+    base_arm: Annotated[
+        bool,
+        typer.Option(
+            "--base-arm",
+            help="Also decode the base alone on the samples each race used (once for all "
+            "guides), for each guide's gain over it.",
+            rich_help_panel="Race",
+        ),
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -168,6 +177,7 @@ def rank(
         trust_remote_code=trust_remote_code,
         fail_on=fail,
         shard=parse_shard(shard),
+        base_arm=base_arm,
         probe={"tau": tau},
     )
     with RichProgress(err) as progress:

@@ -83,6 +83,7 @@ class RankOptions:
     trust_remote_code: bool = False
     fail_on: tuple[str, ...] = FAIL_ON
     shard: tuple[int, int] | None = None  # (i, N): this machine's share of the races
+    base_arm: bool = False  # also decode the base alone, for each guide's gain over it
     probe: dict[str, Any] = field(default_factory=dict)  # other probe settings (tau, k, ...)
 
     def validate(self) -> None:
@@ -226,6 +227,42 @@ def race_task(
             cells[g].decode(plan.order[start:stop])
     for path in paths.values():
         finish(path)
+    if opts.base_arm:
+        _base_arm(opts, base, plan, live, models, max(g.n for g in result.guides))
+    return result
+
+
+BASE_ALONE = "base-alone"
+
+
+def _base_arm(
+    opts: RankOptions, base: str, plan: TaskPlan, live: list[str], models: Models, n: int
+) -> None:
+    """The base decoding alone on the samples the race used, once for all the guides (the
+    gain a guide brings is measured against it)."""
+    from dataclasses import replace
+
+    path = cell_path(Path(opts.out), base, BASE_ALONE, plan.name, "base")
+    if n == 0 or len(read_outcomes(path, plan.name, "base")) >= n:
+        return
+    probe = replace(opts.probe_options(base, live[0], plan.name), methods=("base",), out=str(path))
+    Cell(path, probe, plan, models.pair(live[0]), models.seconds).decode(plan.order[:n])
+    finish(path)
+
+
+def gains(opts: RankOptions, base: str, plan: TaskPlan) -> dict[str, float]:
+    """Per guide: its mean paired score gain over the base alone, on the samples it decoded
+    (none without the base arm, or where the arm has not reached them)."""
+    out = Path(opts.out)
+    alone = read_outcomes(cell_path(out, base, BASE_ALONE, plan.name, "base"), plan.name, "base")
+    result = {}
+    for g in opts.guides:
+        mine = read_outcomes(
+            cell_path(out, base, g, plan.name, opts.method), plan.name, opts.method
+        )
+        ids = [i for i in plan.ids if i in mine]
+        if ids and all(i in alone for i in ids):
+            result[g] = sum(mine[i].score - alone[i].score for i in ids) / len(ids)
     return result
 
 
@@ -239,6 +276,7 @@ def race_record(
 ) -> Race:
     """A race as rank.json writes it; pruned guides are listed with their reason."""
     out = Path(opts.out)
+    gain = gains(opts, base, plan) if opts.base_arm else {}
     standings = []
     for g in opts.guides:
         if g in pruned:
@@ -259,6 +297,7 @@ def race_record(
                 "by": s.by,
                 "reason": s.reason,
                 "cell": cell,
+                "gain": gain.get(g),
             }
         )
     return Race.model_validate(

@@ -26,7 +26,7 @@ def _cell(g: GuideStanding) -> dict[str, Any]:
     return {
         "status": g.status, "n": g.n, "ir": _span(g.ir), "score": _span(g.score),
         "reason": g.reason + (f" ({g.by})" if g.by and g.by not in g.reason else ""),
-        "css": CSS[g.status],
+        "css": CSS[g.status], "gain": g.gain,
     }  # fmt: skip
 
 
@@ -52,12 +52,31 @@ def paradox(result: RankResult) -> list[dict[str, Any]]:
             for g in race.guides
             if g.ir is not None and g.score is not None and g.n > 0
         ]
+        with_gain = all(g.gain is not None for r in result.races for g in r.guides if g.n > 0)
+        if points and with_gain:
+            gain = {
+                (r.base, g.guide): g.gain for r in result.races if r.task == task for g in r.guides
+            }
+            for pt, key in zip(points, _keys(result, task)):
+                pt["score"] = gain[key]
         r, p = pearson(
             [float(pt["ir"] or 0.0) for pt in points], [float(pt["score"] or 0.0) for pt in points]
         )
-        figure = data_uri(paradox_png(points, r, p, title=f"{task}: score vs IR"))
-        out.append({"task": task, "n": len(points), "r": r, "p": p, "figure": figure})
+        what = "gain over the base" if points and with_gain else "score"
+        figure = data_uri(paradox_png(points, r, p, title=f"{task}: {what} vs IR"))
+        out.append({"task": task, "n": len(points), "r": r, "p": p, "figure": figure, "y": what})
     return out
+
+
+def _keys(result: RankResult, task: str) -> list[tuple[str, str]]:
+    """(base, guide) of the paradox points of ``task``, in their order."""
+    return [
+        (race.base, g.guide)
+        for race in result.races
+        if race.task == task
+        for g in race.guides
+        if g.ir is not None and g.score is not None and g.n > 0
+    ]
 
 
 def render_rank(out_dir: Path, result: RankResult) -> Path:

@@ -38,6 +38,7 @@ class GuideStanding(Contract):
     by: str | None = None
     reason: str = ""
     cell: str | None = None
+    gain: float | None = None  # mean paired score gain over the base alone (--base-arm)
 
 
 class Race(Contract):

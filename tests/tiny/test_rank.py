@@ -45,7 +45,9 @@ def rank(tiny_dirs, guides, out: Path, *extra: object, tau: str = "0", n: str = 
 
 def test_equal_guides_tie_and_a_broken_pair_is_pruned(tiny_dirs, guides, tmp_path):
     missing = tmp_path / "no-such-guide"
-    result, ranked = rank(tiny_dirs, [*guides, missing], tmp_path / "r", "--epsilon", "0.3")
+    result, ranked = rank(
+        tiny_dirs, [*guides, missing], tmp_path / "r", "--epsilon", "0.3", "--base-arm"
+    )
     assert result.exit_code == 0, result.output
     assert ranked is not None and ranked.outcome == "feasible"
     (race,) = ranked.races
@@ -57,12 +59,17 @@ def test_equal_guides_tie_and_a_broken_pair_is_pruned(tiny_dirs, guides, tmp_pat
     for g in guides:
         standing = by_guide[str(g)]
         assert standing.status == "tied" and standing.ir is not None and standing.ir.point == 0
+        # tau = 0: NUDGING never intervenes, so each guide's response is the base's own.
+        assert standing.gain == 0.0
         cell = tmp_path / "r" / (standing.cell or "")
         assert is_run_dir(cell) and read_summary(cell).tasks["xstest"].n == 20
-    assert ranked.samples_decoded == 40
+    assert ranked.samples_decoded == 40  # the guides' cells; the base arm is its own
+    alone = next((tmp_path / "r" / "cells").glob("*--base-alone")) / "xstest-base"
+    assert read_summary(alone).tasks["xstest"].n == 20
     assert "tie" in result.output
     page = (tmp_path / "r" / "rank.html").read_text()
     assert "The intervention paradox" in page and "tied" in page and "pruned" in page
+    assert "gain over the base" in page
     assert "http" not in page.split("<body", 1)[1]  # self-contained
 
 
