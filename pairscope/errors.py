@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     GATE_FAILED = 1
     USAGE = 2
     RUNTIME = 3
+    UNRESOLVED = 4  # rank: a race is undecided at its budget
     INTERRUPTED = 130
 
 

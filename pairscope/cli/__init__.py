@@ -7,12 +7,13 @@ from __future__ import annotations
 from pairscope.cli.app import app, given_fields, probes_app
 from pairscope.cli.data import probes_list, probes_show, score
 from pairscope.cli.generate import generate
+from pairscope.cli.rank import rank
 from pairscope.cli.run import check, compare, evaluate, probe, report
 from pairscope.cli.vocabulary import Command
 
 __all__ = ["app", "given_fields", "main"]
 
-for _command in (generate, check, probe, evaluate, report, compare, score):
+for _command in (generate, check, probe, evaluate, report, compare, rank, score):
     app.command(cls=Command)(_command)
 probes_app.command("list", cls=Command)(probes_list)
 probes_app.command("show", cls=Command)(probes_show)

@@ -1,0 +1,1 @@
+"""Racing candidate guides for a base: pick the best pair with the fewest samples."""

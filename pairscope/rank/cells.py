@@ -1,0 +1,171 @@
+"""A rank's cells: one ordinary run directory per (base, guide, task, method).
+
+A cell is a probe run directory (config.json, manifest.json, records.jsonl,
+summary.json) whose manifest is the race's committed order up to the budget, so
+``pairscope report`` and ``pairscope probe --resume`` read it as any other run.
+The race decodes prefixes of that order into it through the probe's own decoding
+step, one record per finished sample, so a killed rank resumes at sample
+granularity. The committed order is the seeded, stratum-interleaved order of the
+whole dataset: a larger budget extends it, and a raised ``--n`` continues a race.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pairscope.config import RunOptions, settings_of
+from pairscope.rank.racing import Outcome
+from pairscope.runs import RunDir, is_run_dir, iter_generations, read_config
+from pairscope.schema import SessionRecord
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task's committed order and the settings every cell of it shares."""
+
+    spec: Any
+    every: list[Any]  # the whole dataset
+    order: list[Any]  # the committed order, cut at the budget
+    manifest: Any
+    threshold: float
+    max_new: int
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.order]
+
+
+def plan_task(
+    task: str,
+    data_dir: str | None,
+    seed: int | None,
+    budget: int,
+    threshold: float | None,
+    max_new_tokens: int | None,
+) -> TaskPlan:
+    """Load a task's data and fix its sample order (before any decoding)."""
+    from pairscope.probes import build_samples, interleave, load_dataset_records, load_probe
+    from pairscope.probes.selection import make_manifest
+
+    spec = load_probe(task)
+    every = build_samples(spec, load_dataset_records(spec, data_dir))
+    use_seed = spec.seed if seed is None else seed
+    order = interleave(every, use_seed, stratify=spec.stratify is not None)[:budget]
+    return TaskPlan(
+        spec=spec,
+        every=list(every),
+        order=order,
+        manifest=make_manifest(spec, every, order, use_seed),
+        threshold=float(spec.threshold if threshold is None else threshold),
+        max_new=int(max_new_tokens or spec.max_new_tokens),
+    )
+
+
+def slug(spec: str) -> str:
+    """A model spec as a directory name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_") or "model"
+
+
+def cell_path(out: Path, base: str, guide: str, task: str, method: str) -> Path:
+    return out / "cells" / f"{slug(base)}--{slug(guide)}" / f"{task}-{method}"
+
+
+def read_outcomes(path: Path, task: str, method: str) -> dict[str, Outcome]:
+    """The finished samples of a cell, by sample id (none when it does not exist yet)."""
+    if not is_run_dir(path):
+        return {}
+    return {
+        r.sample_id: Outcome(int(r.ir_numerator or 0), int(r.ir_denominator or 0), float(r.correct))
+        for r in iter_generations(path)
+        if r.task == task and r.method == method
+    }
+
+
+class Cell:
+    """One cell's run directory, opened for decoding once its pair is loaded."""
+
+    def __init__(self, path: Path, opts: RunOptions, plan: TaskPlan, pair: Any, load: float):
+        self.path, self.opts, self.plan, self.pair = path, opts, plan, pair
+        self.run_dir = self._open(load)
+
+    def _settings(self) -> dict[str, Any]:
+        name = self.plan.name
+        settings = settings_of(self.opts, {name: self.plan.threshold}, {name: self.plan.max_new})
+        settings["tasks"] = [name]
+        return settings
+
+    def _open(self, load_seconds: float) -> RunDir:
+        from pairscope.pipeline import _write_config
+
+        settings = self._settings()
+        if is_run_dir(self.path):
+            # A raised budget continues the cell: its order is a prefix of the new one.
+            old_n = read_config(self.path).settings.n
+            run_dir = RunDir.resume(self.path, {**settings, "n": old_n})
+        else:
+            run_dir = RunDir.create(self.path, settings)
+        manifest = {**asdict(self.plan.manifest), "ids": list(self.plan.manifest.ids)}
+        run_dir.write_manifest({self.plan.name: manifest})
+        tasks = {
+            self.plan.name: (
+                self.plan.spec,
+                self.plan.order,
+                self.plan.manifest,
+                len(self.plan.every),
+            )
+        }
+        _write_config(run_dir, self.opts, settings, self.pair, tasks)
+        run_dir.append(
+            SessionRecord(
+                task="-",
+                sample_id=f"{time.time():.6f}",
+                method="-",
+                load_seconds=round(load_seconds, 3),
+            )
+        )
+        return run_dir
+
+    def decode(self, samples: Sequence[Any]) -> None:
+        """Decode those of ``samples`` not yet on disk (the probe's own decoding step)."""
+        from pairscope.pipeline import _generate, _Silent
+
+        method = self.opts.methods[0]
+        _generate(
+            self.run_dir, self.pair, self.opts, self.plan.name, self.plan.spec, samples, method,
+            self.plan.max_new, _Silent(),
+        )  # fmt: skip
+
+
+def finish(path: Path) -> None:
+    """Write a cell's summary.json from its files, as a probe does at its end."""
+    from pairscope.summary import summarize
+
+    if is_run_dir(path) and any(True for _ in iter_generations(path)):
+        RunDir(path).write_summary(summarize(path))
+
+
+def cell_options(base_opts: RunOptions, base: str, guide: str, task: str, out: Path) -> RunOptions:
+    """A cell's probe options: one pair, one task, the rank's method, no early stop of its
+    own (the race decides), no calibration pass, no per-cell report."""
+    return replace(
+        base_opts,
+        base=base,
+        guide=guide,
+        tasks=(task,),
+        out=str(out),
+        calibration=False,
+        sequential=False,
+        report=False,
+    )
+
+
+__all__ = ["Cell", "TaskPlan", "cell_options", "cell_path", "finish", "plan_task", "read_outcomes"]
