@@ -53,10 +53,12 @@ def score(
     ] = None,
 ) -> None:
     """Score responses produced elsewhere with pairscope's judge-free scorers."""
+    from pairscope.paths import check_file_writable
     from pairscope.probes import load_probe
     from pairscope.scoring import score_file
     from pairscope.tasks import get_task
 
+    check_file_writable(report_path, "--report")
     result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
     if report_path is not None:
         try:

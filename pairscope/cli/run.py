@@ -78,13 +78,13 @@ def check(
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        table = Table(title=f"pairscope check: {base} + {guide}", show_lines=True)
+        table = Table(title=escape(f"pairscope check: {base} + {guide}"), show_lines=True)
         for col in ("model", "check", "status", "found", "fix"):
             table.add_column(col, overflow="fold")
         for item in report.items:
             table.add_row(
-                item.model,
-                item.check,
+                escape(item.model),
+                escape(item.check),
                 f"[{VERDICT_STYLE[item.status.value]}]{item.status.value}[/]",
                 escape(item.found),
                 escape(item.fix or ""),
@@ -93,7 +93,7 @@ def check(
         out.print(f"[dim]{len(report.items)} items in {report.seconds:.1f} s[/]")
     for item in report.failures():
         err.print(
-            f"[bold red]FAIL[/] {item.model} {item.check}: {escape(item.found)}",
+            f"[bold red]FAIL[/] {escape(item.model)} {escape(item.check)}: {escape(item.found)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -101,10 +101,14 @@ def check(
 
 
 def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
+    from pairscope.paths import check_file_writable, prepare
     from pairscope.pipeline import run
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
 
+    # Output files are checked before the run, so a typo is exit 2, not a lost verdict.
+    check_file_writable(json_path, "--json")
+    check_file_writable(markdown, "--markdown")
     with RichProgress(err) as progress:
         summary, run_dir = run(opts, progress)
     # With --json - stdout carries only the JSON, so the table goes to stderr.
@@ -114,9 +118,9 @@ def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None
         if json_path == "-":
             sys.stdout.write(text + "\n")
         else:
-            Path(json_path).write_text(text + "\n", encoding="utf-8")
+            prepare(Path(json_path)).write_text(text + "\n", encoding="utf-8")
     if markdown:
-        Path(markdown).write_text(markdown_summary(summary, run_dir), encoding="utf-8")
+        prepare(Path(markdown)).write_text(markdown_summary(summary, run_dir), encoding="utf-8")
     raise typer.Exit(summary.overall.exit_code)
 
 
@@ -259,10 +263,12 @@ def report(
     ] = 100,
 ) -> None:
     """Render a self-contained report.html from a run directory (never re-runs a model)."""
+    from pairscope.paths import check_file_writable
     from pairscope.report.html import render_report
 
+    check_file_writable(out_file, "--out")
     path = render_report(run_dir, out_file, max_samples=max_samples or None)
-    out.print(f"report: {path}")
+    out.print(f"report: {escape(str(path))}")
 
 
 @guard
@@ -273,16 +279,18 @@ def compare(
     ),
 ) -> None:
     """Rank pairs by verdict and intervention rate; plot the intervention paradox."""
+    from pairscope.paths import check_file_writable
     from pairscope.report.html import compare_rows, render_compare
 
+    check_file_writable(out_file, "--out")
     rows = compare_rows(run_dirs)
     table = Table(title="Pairs, best first")
     for col in ("run", "base", "guide", "verdict", "mean IR"):
         table.add_column(col)
     for row in rows:
         table.add_row(
-            *(str(row.get(c, "")) for c in ("run", "base", "guide", "verdict", "mean_ir"))
+            *(escape(str(row.get(c, ""))) for c in ("run", "base", "guide", "verdict", "mean_ir"))
         )
     out.print(table)
     path = render_compare(run_dirs, out_file)
-    out.print(f"compare report: {path}")
+    out.print(f"compare report: {escape(str(path))}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pairscope.schema import Interval, SequentialSummary, Summary, TaskSummary
@@ -63,8 +64,10 @@ def fmt(est: Interval | None, digits: int = 3) -> str:
 def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
     """The verdict table and the lines under it (calibration, arbitration, comparisons)."""
     table = Table(
-        title=f"pairscope {summary.kind}: {summary.model_spec('base')}"
-        f" + {summary.model_spec('guide')}"
+        title=escape(
+            f"pairscope {summary.kind}: {summary.model_spec('base')}"
+            f" + {summary.model_spec('guide')}"
+        )
     )
     columns = ("task", "method", "n", "intervention rate", "uncertain", "override", "score")
     for col in (*columns, "verdict"):
@@ -102,9 +105,9 @@ def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
         f"load {timing.load_seconds:.1f} s, decode {timing.decode_seconds:.1f} s, "
         f"total {timing.total_seconds or 0:.1f} s"
     )
-    console.print(f"Run directory: {run_dir}")
+    console.print(f"Run directory: {escape(str(run_dir))}")
     if (run_dir / "report.html").exists():
-        console.print(f"Report: {run_dir / 'report.html'}")
+        console.print(f"Report: {escape(str(run_dir / 'report.html'))}")
 
 
 def _print_task(console: Console, task: str, t: TaskSummary) -> None:
@@ -193,7 +196,7 @@ class RichProgress:
         self.bars.__exit__(*exc)
 
     def phase(self, text: str) -> None:
-        self.bars.console.print(f"[dim]{text}[/]")
+        self.bars.console.print(f"[dim]{escape(text)}[/]")
 
     def start(self, task: str, method: str, total: int, done: int) -> None:
         key = (task, method)
