@@ -42,8 +42,10 @@ logprobs, which always include the actual prompt token's logprob.
 Throughput and failures. Rows of one call go out as concurrent requests (a thread
 pool, ``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own
 keep-alive connection). Connection errors, timeouts, 429 and 5xx are retried with
-exponential backoff (5 retries, about 15 s in all); ``PAIRSCOPE_SERVED_TIMEOUT``
-(default 300 s) bounds each request. Where the engine follows a model's greedy
+exponential backoff (5 retries, about 15 s of waiting); ``PAIRSCOPE_SERVED_DEADLINE``
+(default 180 s) bounds each request in all, retries included, and
+``PAIRSCOPE_SERVED_TIMEOUT`` (default 300 s) each attempt within it. Ctrl-C fails the
+requests in flight at once. Where the engine follows a model's greedy
 path (a confident base, the guide spelling out a NUDGING word), a request asks for
 up to ``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later
 contexts on that path are answered without a request (see :class:`ServedStream`).
@@ -79,6 +81,7 @@ from pairscope.backends.vllm_answers import (
     parse_models,
 )
 from pairscope.backends.vllm_http import (
+    DEFAULT_DEADLINE,
     DEFAULT_TIMEOUT,
     SPEC_PREFIX,
     Client,
@@ -99,6 +102,7 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_LOOKAHEAD = 16  # greedy tokens per request where the engine follows a greedy path
 ENV_LOGPROBS = "PAIRSCOPE_SERVED_LOGPROBS"
 ENV_TIMEOUT = "PAIRSCOPE_SERVED_TIMEOUT"
+ENV_DEADLINE = "PAIRSCOPE_SERVED_DEADLINE"
 ENV_CONCURRENCY = "PAIRSCOPE_SERVED_CONCURRENCY"
 ENV_LOOKAHEAD = "PAIRSCOPE_SERVED_LOOKAHEAD"
 RESTART_HINT = (
@@ -119,8 +123,8 @@ def _env_number(name: str, default: float, minimum: float) -> float:
         value = float(raw)
     except ValueError:
         raise InputError(f"{name}={raw!r} is not a number.") from None
-    if value < minimum:
-        raise InputError(f"{name} must be >= {minimum:g} (got {raw}).")
+    if not math.isfinite(value) or value < minimum:
+        raise InputError(f"{name} must be a finite number >= {minimum:g} (got {raw}).")
     return value
 
 
@@ -219,7 +223,11 @@ class ServedModel(Prompts):
         if len(chunks) == 1:
             answers = [ask(chunks[0])]
         else:
-            answers = list(self._executor().map(ask, chunks))
+            try:
+                answers = list(self._executor().map(ask, chunks))
+            except KeyboardInterrupt:
+                self.client.cancel()  # the other requests in flight end now
+                raise
         paths = []
         for prompt, choice in zip(prompts, (c for answer in answers for c in answer)):
             positions = self._parse(choice)
@@ -243,7 +251,7 @@ class ServedModel(Prompts):
         start = len(prompt)
         ids = list(prompt) + list(reference)
         [choice] = self._complete([ids], echo=True, logprobs=self.logprobs)
-        return self._dense(self._parse(choice, start, start + len(reference)))
+        return self._dense(self._parse(choice, start, start + len(reference), echo=True))
 
     def candidate_logprobs(self, prompt: Sequence[int], candidates: Sequence[int]) -> list[float]:
         """Exact next-token logprob of each candidate id after ``prompt`` (one request)."""
@@ -253,7 +261,7 @@ class ServedModel(Prompts):
         choices = self._complete(prompts, echo=True, logprobs=1)
         out = []
         for choice, cand in zip(choices, candidates):
-            [entry] = self._parse(choice, len(prompt), len(prompt) + 1)
+            [entry] = self._parse(choice, len(prompt), len(prompt) + 1, echo=True)
             out.append(entry.get(int(cand), -math.inf))
         return out
 
@@ -294,7 +302,7 @@ class ServedModel(Prompts):
             token_ids=self.token_ids,
             max_tokens=max_tokens,
         )
-        where = f"the vLLM server at {self.client.base_url} ({self.card.id})"
+        where = self._where
         self.requests += 1
         try:
             answer = self.client.post("/completions", body)
@@ -311,12 +319,18 @@ class ServedModel(Prompts):
             raise RuntimeFault(f"Unexpected answer from {where}: {exc}") from None
 
     def _parse(
-        self, choice: dict[str, Any], start: int = 0, stop: int | None = None
+        self, choice: dict[str, Any], start: int = 0, stop: int | None = None, echo: bool = False
     ) -> list[dict[int, float]]:
         try:
-            return choice_positions(choice, self.keys, start, stop)
+            return choice_positions(choice, self.keys, start, stop, echo=echo)
         except ValueError as exc:
-            raise RuntimeFault(f"Unexpected answer from the vLLM server: {exc}") from None
+            raise RuntimeFault(
+                f"Unexpected answer from {self._where} to POST /completions: {exc}"
+            ) from None
+
+    @property
+    def _where(self) -> str:
+        return f"the vLLM server at {self.client.base_url} ({self.card.id})"
 
     def _dense(self, positions: Sequence[dict[int, float]]) -> torch.Tensor:
         if any(v != v for entry in positions for v in entry.values()):  # NaN
@@ -521,10 +535,13 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
     started = time.perf_counter()
     parsed = parse_spec(spec)
     timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
+    deadline = _env_number(ENV_DEADLINE, DEFAULT_DEADLINE, 1)
     concurrency = int(_env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
     lookahead = int(_env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
     k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
-    client = Client(parsed.url, timeout=timeout, api_key=os.environ.get("VLLM_API_KEY"))
+    client = Client(
+        parsed.url, timeout=timeout, deadline=deadline, api_key=os.environ.get("VLLM_API_KEY")
+    )
     try:
         return _connect(spec, parsed, client, k, concurrency, lookahead, trust_remote_code, started)
     except BaseException:
