@@ -39,16 +39,15 @@ name when the server's path does not exist here.
 Calibration (teacher forcing) uses ``echo=true``: the prompt's own top-k
 logprobs, which always include the actual prompt token's logprob.
 
-Throughput and failures. Rows of one call go out as concurrent requests (a thread
-pool, ``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own
-keep-alive connection). Connection errors, timeouts, 429 and 5xx are retried with
-exponential backoff (5 retries, about 15 s of waiting); ``PAIRSCOPE_SERVED_DEADLINE``
-(default 180 s) bounds each request in all, retries included, and
-``PAIRSCOPE_SERVED_TIMEOUT`` (default 300 s) each attempt within it. Ctrl-C fails the
-requests in flight at once. Where the engine follows a model's greedy
-path (a confident base, the guide spelling out a NUDGING word), a request asks for
-up to ``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later
-contexts on that path are answered without a request (see :class:`ServedStream`).
+Throughput and failures. Rows of one call go out as concurrent requests (a thread pool,
+``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own keep-alive
+connection). Connection errors, timeouts, 429 and 5xx are retried with exponential
+backoff (5 retries); ``PAIRSCOPE_SERVED_DEADLINE`` (default 180 s) bounds a request,
+retries included, and ``PAIRSCOPE_SERVED_TIMEOUT`` (default 300 s) each attempt. Ctrl-C
+fails the requests in flight at once. Where the engine follows a model's greedy path (a
+confident base, the guide spelling out a NUDGING word), a request asks for up to
+``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later contexts on
+that path are answered without a request (see :class:`ServedStream`).
 An unreachable server at load time raises ``ModelLoadError`` (exit 2, nothing
 started); a failure mid-run raises
 ``RuntimeFault`` (exit 3; the run resumes with ``--resume``).
@@ -88,6 +87,7 @@ from pairscope.backends.vllm_http import (
     ServedSpec,
     ServerError,
     Unreachable,
+    env_number,
     is_logprobs_cap,
     logprobs_cap,
     parse_spec,
@@ -95,7 +95,7 @@ from pairscope.backends.vllm_http import (
 from pairscope.decoding.scores import Scores
 from pairscope.decoding.stream import common_prefix
 from pairscope.decoding.vocab import end_ids
-from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
+from pairscope.errors import ModelLoadError, RuntimeFault, did_you_mean
 
 DEFAULT_LOGPROBS = 100
 DEFAULT_CONCURRENCY = 8
@@ -113,19 +113,6 @@ RESTART_HINT = (
 
 
 # -- the model --------------------------------------------------------------------------------
-
-
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InputError(f"{name}={raw!r} is not a number.") from None
-    if not math.isfinite(value) or value < minimum:
-        raise InputError(f"{name} must be a finite number >= {minimum:g} (got {raw}).")
-    return value
 
 
 class ServedModel(Prompts):
@@ -223,11 +210,7 @@ class ServedModel(Prompts):
         if len(chunks) == 1:
             answers = [ask(chunks[0])]
         else:
-            try:
-                answers = list(self._executor().map(ask, chunks))
-            except KeyboardInterrupt:
-                self.client.cancel()  # the other requests in flight end now
-                raise
+            answers = list(self._executor().map(ask, chunks))
         paths = []
         for prompt, choice in zip(prompts, (c for answer in answers for c in answer)):
             positions = self._parse(choice)
@@ -266,11 +249,12 @@ class ServedModel(Prompts):
         return out
 
     def close(self) -> None:
-        """Stop the request threads (after the requests in flight) and close every
-        connection. Idempotent; a later call opens new ones."""
+        """Stop the request threads and close every connection; requests still in flight
+        (Ctrl-C, a failure) end at once. Idempotent; a later call opens new ones."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
+            self.client.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
@@ -534,14 +518,13 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
     """
     started = time.perf_counter()
     parsed = parse_spec(spec)
-    timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
-    deadline = _env_number(ENV_DEADLINE, DEFAULT_DEADLINE, 1)
-    concurrency = int(_env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
-    lookahead = int(_env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
-    k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
-    client = Client(
-        parsed.url, timeout=timeout, deadline=deadline, api_key=os.environ.get("VLLM_API_KEY")
-    )
+    timeout = env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
+    deadline = env_number(ENV_DEADLINE, DEFAULT_DEADLINE, 1)
+    concurrency = int(env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
+    lookahead = int(env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
+    k = int(env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
+    key = os.environ.get("VLLM_API_KEY")
+    client = Client(parsed.url, timeout=timeout, deadline=deadline, api_key=key)
     try:
         return _connect(spec, parsed, client, k, concurrency, lookahead, trust_remote_code, started)
     except BaseException:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
+import os
 import re
 import socket
 import ssl
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pairscope.errors import ModelLoadError
+from pairscope.errors import InputError, ModelLoadError
 
 SPEC_PREFIX = "vllm:"
 DEFAULT_TIMEOUT = 300.0  # seconds one attempt may wait for its answer
@@ -25,6 +27,20 @@ BACKOFF = 0.5  # seconds before the first retry; doubles, capped at MAX_BACKOFF
 MAX_BACKOFF = 8.0
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CAP = re.compile(r"max(?:imum)?[ _]?(?:allowed|logprobs)\D{0,24}(\d+)", re.IGNORECASE)
+
+
+def env_number(name: str, default: float, minimum: float) -> float:
+    """A numeric setting from the environment: finite and at least ``minimum``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{name}={raw!r} is not a number.") from None
+    if not math.isfinite(value) or value < minimum:
+        raise InputError(f"{name} must be a finite number >= {minimum:g} (got {raw}).")
+    return value
 
 
 @dataclass(frozen=True)
