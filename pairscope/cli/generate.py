@@ -192,7 +192,8 @@ def _generate_rows(
         results.finish()
         kept = len(rows) - len(todo)
         note = f" ({kept} kept from an earlier run)" if kept else ""
-        out.print(f"{len(rows)} results written to {escape(str(output_file))}{note}")
+        where = escape(str(output_file))
+        out.print(f"{len(rows)} results written to {where}{note}", soft_wrap=True, highlight=False)
 
 
 class _InOrder:
