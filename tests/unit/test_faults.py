@@ -389,6 +389,29 @@ def test_cancel_ends_requests_in_flight_at_once():
         server.close()
 
 
+def test_closing_a_served_model_does_not_wait_for_requests_in_flight():
+    """Ctrl-C reaches ServedModel.close (the pipeline's finally, generate's with-block)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pairscope.backends.served import ServedModel
+    from pairscope.backends.vllm_http import Client
+
+    server = _Silent()
+    model = object.__new__(ServedModel)
+    model.client = Client(server.url, timeout=8.0, retries=0)
+    model._pool_lock = threading.Lock()
+    model._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pairscope-test")
+    futures = [model._pool.submit(model.client.post, "/completions", {}) for _ in range(2)]
+    time.sleep(0.5)  # the requests are in flight
+    started = time.monotonic()
+    try:
+        model.close()
+        assert time.monotonic() - started < 5.0
+        assert all(f.done() for f in futures)
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("tops", [[None], ["not a table"], [{"token_id:1": {"x": 1}}]])
 def test_a_malformed_served_answer_is_refused(tops):
     from pairscope.backends.vllm_answers import choice_positions
