@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,18 +124,21 @@ def check_pair(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     tasks: Sequence[str] = DEFAULT_TASKS,
+    revisions: Mapping[str, str | None] | None = None,
 ) -> CheckReport:
     """Check a pair without loading weights; see the module docstring for the items.
 
     Never raises for a problem with either model: each becomes a FAIL item. An
     unknown task name raises InputError (a usage error, as in ``probe``).
+    ``revisions``: a Hub revision per role ("base", "guide") to read.
     """
     started = time.perf_counter()
     probes = _load_probes(tasks)
     items: list[Item] = []
     read: dict[str, _Model] = {}
     for role, spec in (("base", base), ("guide", guide)):
-        model = _read(role, spec, trust_remote_code, items)
+        revision = (revisions or {}).get(role)
+        model = _read(role, spec, trust_remote_code, items, revision)
         if model is None:
             continue
         read[role] = model
@@ -170,7 +173,9 @@ def _load_probes(tasks: Sequence[str]) -> list[Any]:
 # -- reading a model -----------------------------------------------------------------------
 
 
-def _read(role: str, spec: str, trust_remote_code: bool, items: list[Item]) -> _Model | None:
+def _read(
+    role: str, spec: str, trust_remote_code: bool, items: list[Item], revision: str | None = None
+) -> _Model | None:
     """Tokenizer and config of one model, plus its source/weights item (FAIL: None)."""
     if spec.startswith("vllm:"):
         return _read_served(role, spec, trust_remote_code, items)
@@ -181,7 +186,8 @@ def _read(role: str, spec: str, trust_remote_code: bool, items: list[Item]) -> _
     except PairscopeError as exc:
         items.append(Item("model files", role, FAIL, exc.message, exc.hint))
         return None
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    pinned = {"revision": revision} if revision else {}  # a local read ignores it
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, **pinned}
     if source.kind != "hub":
         kwargs["local_files_only"] = True
     folder = str(target)

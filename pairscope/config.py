@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pairscope.defaults import DEFAULT_TASKS, LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
 PROBE_METHODS = ("nudging", "blendin")
@@ -40,7 +40,9 @@ def parse_n(text: str | None) -> int | Literal["all"] | None:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"--n must be a positive integer or 'all' (got '{text}').") from None
+        raise InputError(
+            f"-n/--limit must be a positive integer or 'all' (got '{text}')."
+        ) from None
 
 
 def parse_alpha(text: str | None) -> float | None:
@@ -93,6 +95,8 @@ class RunOptions:
     command: Literal["probe", "evaluate"] = "probe"
     base: str = "embedded:gemma-3-270m"
     guide: str = "embedded:smollm2-135m-instruct"
+    base_revision: str | None = None  # a Hub branch, tag or commit
+    guide_revision: str | None = None
     tasks: tuple[str, ...] = DEFAULT_TASKS
     methods: tuple[str, ...] = ("nudging",)
     n: int | Literal["all"] | None = None
@@ -111,7 +115,7 @@ class RunOptions:
     manifest: str | None = None
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 16
+    batch_size: int = BATCH_SIZE
     tokenization: str = "canonical"
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
@@ -174,7 +178,7 @@ class RunOptions:
                 )
         check_decoding(self.tau, self.k, self.lam, self.alpha, self.max_new_tokens, self.batch_size)
         if isinstance(self.n, int) and self.n < 1:
-            raise InputError(f"--n must be >= 1 or 'all' (got {self.n}).")
+            raise InputError(f"-n/--limit must be >= 1 or 'all' (got {self.n}).")
         check_number("--min-calibration-samples", self.min_calibration_samples, 0)
         if self.seed is not None:
             check_number("--seed", self.seed, 0)
@@ -191,7 +195,7 @@ class RunOptions:
             if task not in known and not task.endswith((".yaml", ".yml")):
                 raise unknown("task", task, known)
         if not self.methods:
-            raise InputError("No method given.", hint="Use --methods base,guide,nudging,blendin.")
+            raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
         for method in self.methods:
             make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
         if len(set(self.methods)) != len(self.methods):
@@ -206,6 +210,8 @@ def settings_of(
         "command": opts.command,
         "base": opts.base,
         "guide": opts.guide,
+        "base_revision": opts.base_revision,
+        "guide_revision": opts.guide_revision,
         "tasks": list(opts.tasks),
         "task_args": list(opts.tasks),
         "data_dir": opts.data_dir,
@@ -235,6 +241,8 @@ def settings_of(
 FROM_RUN = {
     "base": "base",
     "guide": "guide",
+    "base_revision": "base_revision",
+    "guide_revision": "guide_revision",
     "methods": "methods",
     "n": "n",
     "seed": "seed",

@@ -14,3 +14,5 @@ TOP_K = 100
 LAMBDA = 0.1
 # The built-in probes a run uses when no --tasks are given.
 DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
+# Samples (or requests) decoded together, the same in every command.
+BATCH_SIZE = 16

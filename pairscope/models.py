@@ -276,9 +276,12 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
+    revision: str | None = None,
 ) -> Backend:
     """Load one model and its tokenizer from any supported spec: a served model by its
     prefix (:data:`SERVED_PREFIXES`), any other spec as a local transformers model.
+    ``revision`` (a Hub branch, tag or commit) goes to ``from_pretrained``; a local
+    directory has none and transformers ignores it there.
 
     Raises:
         ModelLoadError: the model or tokenizer cannot be found or loaded; the message
@@ -311,6 +314,8 @@ def load_model(
         "trust_remote_code": trust_remote_code,
         "local_files_only": local_only,
     }
+    if revision is not None and not convert:
+        kwargs["revision"] = revision
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(target), **kwargs)
     except Exception as exc:
@@ -380,13 +385,19 @@ def load_pair(
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
+    base_revision: str | None = None,
+    guide_revision: str | None = None,
 ) -> Pair:
-    """Load the base and guide models (defaults: the embedded pair)."""
-    base_model = load_model(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    """Load the base and guide models (defaults: the embedded pair), each at its Hub
+    revision when one is given."""
+    common: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+    }
+    base_model = load_model(base, revision=base_revision, **common)
     try:
-        guide_model = load_model(
-            guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+        guide_model = load_model(guide, revision=guide_revision, **common)
     except BaseException:
         base_model.close()
         raise

@@ -210,5 +210,7 @@ def load_models(opts: RunOptions) -> tuple[Any, float]:
         device=opts.device,
         dtype=opts.dtype,
         trust_remote_code=opts.trust_remote_code,
+        base_revision=opts.base_revision,
+        guide_revision=opts.guide_revision,
     )
     return pair, time.perf_counter() - t0

@@ -63,6 +63,8 @@ RESUME_KEYS = (
     "seed",
     "base",
     "guide",
+    "base_revision",
+    "guide_revision",
     "max_new_tokens",
     "thresholds",
     "tokenization",

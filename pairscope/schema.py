@@ -171,6 +171,9 @@ class Settings(Contract):
     command: str
     base: str
     guide: str
+    # The Hub revisions asked for (the commit loaded is the model's ``revision``).
+    base_revision: str | None = None
+    guide_revision: str | None = None
     tasks: list[str]
     task_args: list[str]
     data_dir: str | None

@@ -8,13 +8,14 @@ from pairscope.cli.app import app, given_fields, probes_app
 from pairscope.cli.data import probes_list, probes_show, score
 from pairscope.cli.generate import generate
 from pairscope.cli.run import check, compare, evaluate, probe, report
+from pairscope.cli.vocabulary import Command
 
 __all__ = ["app", "given_fields", "main"]
 
 for _command in (generate, check, probe, evaluate, report, compare, score):
-    app.command()(_command)
-probes_app.command("list")(probes_list)
-probes_app.command("show")(probes_show)
+    app.command(cls=Command)(_command)
+probes_app.command("list", cls=Command)(probes_list)
+probes_app.command("show", cls=Command)(probes_show)
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from pairscope import __version__
+from pairscope.cli.vocabulary import Group
 from pairscope.config import CLI_FIELDS
+from pairscope.defaults import BATCH_SIZE
 from pairscope.errors import ExitCode, PairscopeError
 
 app = typer.Typer(
@@ -30,14 +32,21 @@ app = typer.Typer(
     help=(
         "Will this guide model steer this base model well at inference time, and how sure "
         "are we? Probes intervention rate, vocabulary overlap and calibration on small "
-        "seeded benchmark samples and gates CI on the answer."
+        "seeded benchmark samples and gates CI on the answer.\n\n"
+        "Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure, "
+        "130 interrupted."
     ),
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-probes_app = typer.Typer(help="List and inspect the probe sets.", no_args_is_help=True)
+probes_app = typer.Typer(
+    help="List and inspect the probe sets.\n\nExit codes: 0 done, 2 bad input, 3 runtime failure.",
+    cls=Group,
+    no_args_is_help=True,
+)
 app.add_typer(probes_app, name="probes")
 
 out = Console()
@@ -51,6 +60,7 @@ Base = Annotated[
     str,
     typer.Option(
         "--base",
+        metavar="MODEL",
         help="Base model: Hub id, local directory, .gguf file, or embedded:gemma-3-270m.",
         rich_help_panel="Models",
     ),
@@ -59,6 +69,7 @@ Guide = Annotated[
     str,
     typer.Option(
         "--guide",
+        metavar="MODEL",
         help="Guide model: Hub id, local directory, .gguf file, or embedded:smollm2-135m-instruct.",
         rich_help_panel="Models",
     ),
@@ -106,7 +117,10 @@ Lam = Annotated[
     ),
 ]
 BatchSize = Annotated[
-    int, typer.Option(help="Samples decoded together.", rich_help_panel="Decoding")
+    int,
+    typer.Option(
+        help=f"Samples decoded together (default {BATCH_SIZE}).", rich_help_panel="Decoding"
+    ),
 ]
 MaxNew = Annotated[
     int | None,
@@ -117,12 +131,18 @@ MaxNew = Annotated[
 ]
 Tasks = Annotated[
     str,
-    typer.Option(help="Comma-separated probes (names or YAML files).", rich_help_panel="Data"),
+    typer.Option(
+        metavar="TASKS",
+        help="Comma-separated probes (names or YAML files).",
+        rich_help_panel="Data",
+    ),
 ]
 N = Annotated[
     str,
     typer.Option(
-        "--n",
+        "-n",
+        "--limit",
+        metavar="N",
         help="Samples per task, or 'all'. Default: the probe's own (100). Larger than the "
         "dataset is clamped with a warning.",
         rich_help_panel="Data",
@@ -138,6 +158,7 @@ Seed = Annotated[
 DataDir = Annotated[
     str | None,
     typer.Option(
+        metavar="DIR",
         help="Directory with the benchmark files (or set PAIRSCOPE_DATA_DIR); without it "
         "data comes from the Hub.",
         rich_help_panel="Data",
@@ -146,6 +167,7 @@ DataDir = Annotated[
 Manifest = Annotated[
     str | None,
     typer.Option(
+        metavar="PATH",
         help="Reuse the exact samples of an earlier run (its manifest.json or run directory).",
         rich_help_panel="Data",
     ),
@@ -154,6 +176,7 @@ OutDir = Annotated[
     str | None,
     typer.Option(
         "--out",
+        metavar="DIR",
         help="Run directory to create (default reports/COMMAND-TIME).",
         rich_help_panel="Output",
     ),
@@ -165,15 +188,64 @@ Force = Annotated[
 Resume = Annotated[
     str | None,
     typer.Option(
+        metavar="DIR",
         help="Continue an interrupted run directory. Settings not given again are the "
         "run's own; a setting given with another value is refused.",
         rich_help_panel="Output",
     ),
 ]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the result as JSON on stdout, and nothing else there.",
+        rich_help_panel="Output",
+    ),
+]
 JsonOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--json-out",
+        metavar="PATH",
+        help="Write the result as JSON to PATH.",
+        rich_help_panel="Output",
+    ),
+]
+Junit = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="PATH",
+        help="Write a JUnit XML report to PATH: one test case per task and method; a FAIL "
+        "verdict is a failure, WARN or no verdict is skipped, a run that could not finish "
+        "is an error.",
+        rich_help_panel="Output",
+    ),
+]
+Markdown = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="PATH",
+        help="Write a Markdown summary table to PATH. It is also appended to "
+        "$GITHUB_STEP_SUMMARY when that is set (a GitHub Actions job summary).",
+        rich_help_panel="Output",
+    ),
+]
+BaseRevision = Annotated[
     str | None,
     typer.Option(
-        "--json", help="Write the summary JSON to PATH ('-' for stdout).", rich_help_panel="Output"
+        metavar="REV",
+        help="Hub revision of --base (branch, tag or commit); recorded in config.json. "
+        "A local directory or file has none.",
+        rich_help_panel="Models",
+    ),
+]
+GuideRevision = Annotated[
+    str | None,
+    typer.Option(
+        metavar="REV",
+        help="Hub revision of --guide (branch, tag or commit); recorded in config.json.",
+        rich_help_panel="Models",
     ),
 ]
 Threshold = Annotated[
@@ -183,7 +255,9 @@ Threshold = Annotated[
         rich_help_panel="Gate",
     ),
 ]
-Strict = Annotated[bool, typer.Option(help="WARN fails the gate too.", rich_help_panel="Gate")]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="WARN fails the gate too.", rich_help_panel="Gate")
+]
 
 
 def guard(func: F) -> F:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pairscope.cli.app import (
     DataDir,
+    Json,
     N,
     Seed,
     err,
@@ -32,9 +33,11 @@ def score(
             "'output', ...) and a sample id, the prompt, or the row's own label."
         ),
     ],
-    task: Annotated[str, typer.Option(help="gsm8k, truthfulqa or xstest.")],
+    task: Annotated[str, typer.Option(metavar="TASK", help="gsm8k, truthfulqa or xstest.")],
     data_dir: DataDir = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON label per line.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON label per line on stdout.")
+    ] = False,
     skip_unmatched: Annotated[
         bool,
         typer.Option(
@@ -46,13 +49,18 @@ def score(
     report_path: Annotated[
         Path | None,
         typer.Option(
-            "--report",
+            "--json-out",
+            metavar="PATH",
             help="Write the whole result as JSON to PATH: accuracy, interval, XSTest "
             "rates, skipped line numbers, one label per row.",
         ),
     ] = None,
 ) -> None:
-    """Score responses produced elsewhere with pairscope's judge-free scorers."""
+    """Score responses produced elsewhere with pairscope's judge-free scorers.
+
+    Exit codes: 0 scored, 2 bad input (unreadable file, unknown task, unmatched rows),
+    3 runtime failure.
+    """
     from pairscope.paths import check_file_writable
     from pairscope.probes import load_probe
     from pairscope.scoring import score_file
@@ -93,7 +101,10 @@ def score(
 
 @guard
 def probes_list() -> None:
-    """List the built-in probes."""
+    """List the built-in probes.
+
+    Exit codes: 0 listed, 3 runtime failure.
+    """
     from pairscope.probes import list_probes, load_probe
 
     table = Table()
@@ -118,9 +129,12 @@ def probes_show(
     data_dir: DataDir = None,
     n: N = "",
     seed: Seed = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: Json = False,
 ) -> None:
-    """Show a probe: its definition, dataset size, strata and the sample its seed selects."""
+    """Show a probe: its definition, dataset size, strata and the sample its seed selects.
+
+    Exit codes: 0 shown, 2 bad input (unknown probe, missing data), 3 runtime failure.
+    """
     from pairscope.probes import load_probe, probe_info
 
     info = probe_info(load_probe(name), data_dir, n=parse_n(n), seed=seed)

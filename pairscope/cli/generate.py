@@ -11,10 +11,13 @@ from rich.markup import escape
 
 from pairscope.cli.app import (
     Base,
+    BaseRevision,
     BatchSize,
     Device,
     Dtype,
     Guide,
+    GuideRevision,
+    Json,
     Lam,
     Tau,
     Tokenization,
@@ -23,7 +26,7 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.defaults import LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.requests_file import ResultsFile, read_requests, result_line
 
@@ -38,7 +41,8 @@ def generate(
     method: Annotated[
         str,
         typer.Option(
-            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3)."
+            metavar="METHOD",
+            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3).",
         ),
     ] = "nudging",
     tau: Tau = TAU,
@@ -50,8 +54,9 @@ def generate(
     plain: Annotated[
         bool,
         typer.Option(
+            "--plain",
             help="Use PROMPT as the base's completion prompt as is "
-            "(default: 'Question: PROMPT\\nAnswer:')."
+            "(default: 'Question: PROMPT\\nAnswer:').",
         ),
     ] = False,
     guide_prompt: Annotated[
@@ -74,21 +79,27 @@ def generate(
     output_file: Annotated[
         Path | None,
         typer.Option(
+            "-o",
             "--output",
+            metavar="FILE",
             help="With --input: write one JSON result a line here, each as soon as it "
             "finishes, with 'input_line' (its request's line number); the finished file is "
             "in input order. Run the same command again to continue an interrupted file: "
             "finished rows are kept.",
         ),
     ] = None,
-    batch_size: BatchSize = 8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    batch_size: BatchSize = BATCH_SIZE,
+    json_out: Json = False,
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
 ) -> None:
     """Decode one prompt (or a JSONL file of them) with a pair and show which model wrote
     each piece.
+
+    Exit codes: 0 done, 2 bad input, 3 runtime failure, 130 interrupted.
 
     Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
     """
@@ -105,9 +116,16 @@ def generate(
         method=method, tau=tau, top_k=k, lam=lam, batch_size=size, tokenization=tokenization
     )
     settings.strategy()  # validate before loading models
+    load: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+        "base_revision": base_revision,
+        "guide_revision": guide_revision,
+    }
     if input_file is not None:
         rows = read_requests(input_file, max_new_tokens, tuple(stop or ()), system, guide_prefix)
-        _generate_rows(rows, output_file, settings, base, guide, device, dtype, trust_remote_code)
+        _generate_rows(rows, output_file, settings, base, guide, load)
         return
     assert prompt is not None
     base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
@@ -115,9 +133,7 @@ def generate(
     requests = [
         Request(base_prompt, guide_prompt or prompt, stops, max_new_tokens, system, guide_prefix)
     ]
-    with load_pair(
-        base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-    ) as pair:
+    with load_pair(base, guide, **load) as pair:
         results = run_generate(pair, requests, settings)
     result = results[0]
     if json_out:
@@ -154,11 +170,10 @@ def _generate_rows(
     settings: Any,
     base: str,
     guide: str,
-    device: str,
-    dtype: str,
-    trust_remote_code: bool,
+    load: dict[str, Any],
 ) -> None:
-    """Decode the rows not yet in ``output_file``, writing each result as it finishes."""
+    """Decode the rows not yet in ``output_file``, writing each result as it finishes
+    (``load``: the keyword arguments of ``load_pair``)."""
     from pairscope.decoding.engine import generate as run_generate
     from pairscope.models import load_pair
     from pairscope.paths import check_file_writable, prepare
@@ -176,9 +191,7 @@ def _generate_rows(
             printer.add(index, line)
 
     if todo:
-        with load_pair(
-            base, guide, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-        ) as pair:
+        with load_pair(base, guide, **load) as pair:
             try:
                 run_generate(pair, [row.request for row in todo], settings, on_result)
             except KeyboardInterrupt:

@@ -13,15 +13,20 @@ from rich.table import Table
 
 from pairscope.cli.app import (
     Base,
+    BaseRevision,
     BatchSize,
     DataDir,
     Device,
     Dtype,
     Force,
     Guide,
+    GuideRevision,
+    Json,
     JsonOut,
+    Junit,
     Lam,
     Manifest,
+    Markdown,
     MaxNew,
     N,
     OutDir,
@@ -40,7 +45,7 @@ from pairscope.cli.app import (
     out,
 )
 from pairscope.config import RunOptions, parse_csv
-from pairscope.defaults import LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
 
 
 @guard
@@ -51,7 +56,9 @@ def check(
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
+    json_out: Json = False,
 ) -> None:
     """Pre-flight check of a pair in seconds: tokenizers and configs only, no weights.
 
@@ -60,7 +67,8 @@ def check(
     size, context and sliding windows, dtype on the device, a served model's server
     and top-logprobs cap, and the pair's vocabulary overlap.
 
-    Exit codes: 0 no hard incompatibility (WARN items allowed), 2 a FAIL item.
+    Exit codes: 0 no hard incompatibility (WARN items allowed), 2 a FAIL item or bad
+    input, 3 runtime failure.
 
     Example: pairscope check --guide vllm:http://127.0.0.1:8000/v1 --json
     """
@@ -74,6 +82,7 @@ def check(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
         tasks=parse_csv(tasks),
+        revisions={"base": base_revision, "guide": guide_revision},
     )
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -100,28 +109,74 @@ def check(
     raise typer.Exit(int(report.exit_code))
 
 
-def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
-    from pairscope.paths import check_file_writable, prepare
+def _run_command(
+    opts: Any, as_json: bool, json_out: Path | None, markdown: Path | None, junit: Path | None
+) -> None:
+    from pairscope.paths import check_file_writable
     from pairscope.pipeline import run
+    from pairscope.report.ci import junit_xml, write_text
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
 
-    # Output files are checked before the run, so a typo is exit 2, not a lost verdict.
-    check_file_writable(json_path, "--json")
-    check_file_writable(markdown, "--markdown")
-    with RichProgress(err) as progress:
-        summary, run_dir = run(opts, progress)
-    # With --json - stdout carries only the JSON, so the table goes to stderr.
-    print_summary(summary, run_dir, err if json_path == "-" else out)
-    if json_path:
-        text = json.dumps(dump(summary), indent=2, sort_keys=True)
-        if json_path == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            prepare(Path(json_path)).write_text(text + "\n", encoding="utf-8")
+    try:
+        # Output files are checked before the run, so a typo is exit 2, not a lost verdict.
+        for option, path in (
+            ("--json-out", json_out),
+            ("--markdown", markdown),
+            ("--junit", junit),
+        ):
+            check_file_writable(path, option)
+        with RichProgress(err) as progress:
+            summary, run_dir = run(opts, progress)
+    except BaseException as exc:
+        _report_failure(opts, exc, junit)
+        raise
+    # With --json stdout carries only the JSON, so the table goes to stderr.
+    print_summary(summary, run_dir, err if as_json else out)
+    text = json.dumps(dump(summary), indent=2, sort_keys=True) + "\n"
+    if as_json:
+        sys.stdout.write(text)
+    if json_out:
+        write_text(json_out, text)
+    if junit:
+        write_text(junit, junit_xml(summary))
+    table = markdown_summary(summary, run_dir)
     if markdown:
-        prepare(Path(markdown)).write_text(markdown_summary(summary, run_dir), encoding="utf-8")
+        write_text(markdown, table)
+    _step_summary(table)
     raise typer.Exit(summary.overall.exit_code)
+
+
+def _step_summary(text: str) -> None:
+    """Append to the GitHub job summary; a summary that cannot be written costs a
+    warning, never the verdict's exit code."""
+    from pairscope.report.ci import append_step_summary
+
+    try:
+        append_step_summary(text)
+    except OSError as exc:
+        err.print(f"[yellow]warning:[/] job summary not written: {escape(str(exc))}")
+
+
+def _report_failure(opts: Any, exc: BaseException, junit: Path | None) -> None:
+    """A run that could not finish still leaves its JUnit errors and job-summary line."""
+    from pairscope.errors import PairscopeError
+    from pairscope.report.ci import junit_error_xml, write_text
+
+    if isinstance(exc, (typer.Exit, SystemExit)):
+        return
+    if isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    elif isinstance(exc, PairscopeError):
+        message = exc.message
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    _step_summary(f"### pairscope {opts.command}: could not finish\n\n{message}\n")
+    if junit:
+        try:
+            write_text(junit, junit_error_xml(opts.command, opts.tasks, opts.methods, message))
+        except OSError as write_error:
+            err.print(f"[yellow]warning:[/] JUnit report not written: {escape(str(write_error))}")
 
 
 @guard
@@ -137,6 +192,7 @@ def probe(
     method: Annotated[
         str,
         typer.Option(
+            metavar="METHOD",
             help="Guided method whose interventions are measured: nudging or blendin.",
             rich_help_panel="Decoding",
         ),
@@ -148,18 +204,15 @@ def probe(
     out_dir: OutDir = None,
     force: Force = False,
     resume: Resume = None,
-    json_path: JsonOut = None,
-    markdown: Annotated[
-        str | None,
-        typer.Option(
-            help="Write a Markdown summary table (for a CI job summary).", rich_help_panel="Output"
-        ),
-    ] = None,
+    as_json: Json = False,
+    json_out: JsonOut = None,
+    markdown: Markdown = None,
+    junit: Junit = None,
     fixed: Annotated[
         bool,
         typer.Option(
             "--fixed",
-            help="Decode all --n samples of every task and gate on the bootstrap interval "
+            help="Decode all --limit samples of every task and gate on the bootstrap interval "
             "(default: stop a task as soon as the anytime-valid test decides).",
             rich_help_panel="Gate",
         ),
@@ -176,18 +229,20 @@ def probe(
     ] = False,
     device: Device = "auto",
     dtype: Dtype = "auto",
-    batch_size: BatchSize = 16,
+    batch_size: BatchSize = BATCH_SIZE,
     max_new_tokens: MaxNew = None,
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
 ) -> None:
     """Probe a base/guide pair and gate on its intervention rate.
 
     Each task decodes its samples in a fixed, seeded, stratum-interleaved order and
     stops as soon as an anytime-valid test (95 %, valid although it looks after every
     sample) declares the pooled intervention rate above the threshold (FAIL) or below
-    it (PASS); --n is the budget, and a task still undecided when it is spent is WARN.
+    it (PASS); --limit is the budget, and a task still undecided when it is spent is WARN.
     A task the budget cannot settle stops early as WARN: from 30 samples on, once a
     decision within the budget is estimated under 2 % likely. --fixed always spends the
     budget and gates on the bootstrap interval instead.
@@ -195,10 +250,10 @@ def probe(
     Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
     130 interrupted (resume with --resume RUN_DIR).
 
-    Example: pairscope probe --data-dir ../shared/data --n 100 --out reports/my-pair
+    Example: pairscope probe --data-dir ../shared/data -n 100 --out reports/my-pair
     """
     opts = RunOptions.from_cli("probe", ctx.params, given_fields(ctx))
-    _run_command(opts, json_path, markdown)
+    _run_command(opts, as_json, json_out, markdown, junit)
 
 
 @guard
@@ -210,6 +265,8 @@ def evaluate(
     methods: Annotated[
         str,
         typer.Option(
+            "--method",
+            metavar="METHODS",
             help=(
                 "Comma-separated methods: base, guide, nudging, blendin, "
                 "blend:ALPHA (a fixed weight, e.g. blend:0.3)."
@@ -235,54 +292,80 @@ def evaluate(
     out_dir: OutDir = None,
     force: Force = False,
     resume: Resume = None,
-    json_path: JsonOut = None,
+    as_json: Json = False,
+    json_out: JsonOut = None,
+    markdown: Markdown = None,
+    junit: Junit = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
-    batch_size: BatchSize = 16,
+    batch_size: BatchSize = BATCH_SIZE,
     max_new_tokens: MaxNew = None,
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
+    base_revision: BaseRevision = None,
+    guide_revision: GuideRevision = None,
 ) -> None:
     """Compare methods on identical samples with paired statistics and an HTML report.
 
-    Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k --n 200
+    Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure,
+    130 interrupted (resume with --resume RUN_DIR).
+
+    Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k -n 200
     """
     opts = RunOptions.from_cli("evaluate", ctx.params, given_fields(ctx))
-    _run_command(opts, json_path, None)
+    _run_command(opts, as_json, json_out, markdown, junit)
 
 
 @guard
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by probe or evaluate.")],
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="HTML file (default RUN_DIR/report.html).")
+        Path | None,
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="HTML file (default RUN_DIR/report.html)."
+        ),
     ] = None,
     max_samples: Annotated[
-        int, typer.Option(help="Transcripts shown per task (0 = all; large runs make large pages).")
-    ] = 100,
+        str,
+        typer.Option(
+            "-n",
+            "--limit",
+            metavar="N",
+            help="Transcripts shown per task, or 'all' (large runs make large pages).",
+        ),
+    ] = "100",
 ) -> None:
-    """Render a self-contained report.html from a run directory (never re-runs a model)."""
+    """Render a self-contained report.html from a run directory (never re-runs a model).
+
+    Exit codes: 0 written, 2 bad input (not a run directory), 3 runtime failure.
+    """
+    from pairscope.config import parse_n
     from pairscope.paths import check_file_writable
     from pairscope.report.html import render_report
 
-    check_file_writable(out_file, "--out")
-    path = render_report(run_dir, out_file, max_samples=max_samples or None)
+    check_file_writable(out_file, "--output")
+    limit = parse_n(max_samples)
+    shown = limit if isinstance(limit, int) and limit > 0 else None  # 0: all, as before
+    path = render_report(run_dir, out_file, max_samples=shown)
     out.print(f"report: {escape(str(path))}")
 
 
 @guard
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories of several pairs.")],
-    out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
-        "reports/compare.html"
-    ),
+    out_file: Annotated[
+        Path, typer.Option("-o", "--output", metavar="FILE", help="HTML file to write.")
+    ] = Path("reports/compare.html"),
 ) -> None:
-    """Rank pairs by verdict and intervention rate; plot the intervention paradox."""
+    """Rank pairs by verdict and intervention rate; plot the intervention paradox.
+
+    Exit codes: 0 written, 2 bad input (not a run directory), 3 runtime failure.
+    """
     from pairscope.paths import check_file_writable
     from pairscope.report.html import compare_rows, render_compare
 
-    check_file_writable(out_file, "--out")
+    check_file_writable(out_file, "--output")
     rows = compare_rows(run_dirs)
     table = Table(title="Pairs, best first")
     for col in ("run", "base", "guide", "verdict", "mean IR"):

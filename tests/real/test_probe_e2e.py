@@ -40,8 +40,8 @@ def probed(tmp_path_factory) -> dict[str, Any]:
         app,
         [
             "probe",
-            *("--data-dir", str(DATA), "--n", str(N), "--max-new-tokens", "16"),
-            *("--out", str(run), "--json", "-", "--markdown", str(root / "summary.md")),
+            *("--data-dir", str(DATA), "--limit", str(N), "--max-new-tokens", "16"),
+            *("--out", str(run), "--json", "--markdown", str(root / "summary.md")),
             *("--device", "cpu"),
         ],
     )

@@ -69,7 +69,7 @@ def tiny_args(tiny_dirs, out: Path, *extra: object, task: str = "truthfulqa") ->
     return [
         "probe",
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
-        *("--data-dir", DATA, "--tasks", task, "--n", "3"),
+        *("--data-dir", DATA, "--tasks", task, "--limit", "3"),
         *("--max-new-tokens", "5", "--batch-size", "1", "--out", out),
         *extra,
     ]
@@ -211,7 +211,7 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
     args = [
         "probe",
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
-        *("--data-dir", DATA, "--tasks", "xstest", "--n", "200", "--batch-size", "1"),
+        *("--data-dir", DATA, "--tasks", "xstest", "--limit", "200", "--batch-size", "1"),
         # --fixed: a sequential probe of the tiny pair may decide and end within seconds.
         *("--max-new-tokens", "32", "--no-calibration", "--fixed", "--out", run),
     ]
@@ -232,7 +232,7 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
 def test_sigkill_of_a_real_probe_then_resume_matches_an_uninterrupted_run(tmp_path):
     """issue 7: kill -9 a probe of the embedded pair, resume it, compare with a clean run."""
     settings = [
-        *("--data-dir", DATA, "--tasks", "gsm8k", "--n", "4", "--batch-size", "1"),
+        *("--data-dir", DATA, "--tasks", "gsm8k", "--limit", "4", "--batch-size", "1"),
         *("--no-calibration", "--max-new-tokens", "16", "--device", "cpu"),
     ]
     killed = tmp_path / "killed"

@@ -654,7 +654,7 @@ def test_probe_with_a_served_guide_exits_0_in_a_subprocess(
         fake_vllm.spec,
         "--tasks",
         "gsm8k",
-        "--n",
+        "--limit",
         2,
         "--batch-size",
         2,

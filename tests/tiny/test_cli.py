@@ -48,7 +48,7 @@ def probe(tiny_dirs, tmp_path):
             data or DATA,
             "--tasks",
             tasks,
-            "--n",
+            "--limit",
             n,
             "--max-new-tokens",
             "6",
@@ -111,7 +111,7 @@ def test_any_fail_policy_over_several_tasks(tiny_dirs, tmp_path):
     result = cli(
         "probe",
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
-        *("--data-dir", DATA, "--tasks", "xstest,truthfulqa", "--n", "2"),
+        *("--data-dir", DATA, "--tasks", "xstest,truthfulqa", "--limit", "2"),
         *("--max-new-tokens", "4", "--no-calibration", "--tau", "2", "--threshold", "0.5"),
         *("--out", tmp_path / "run", "--fixed"),
     )
@@ -121,7 +121,7 @@ def test_any_fail_policy_over_several_tasks(tiny_dirs, tmp_path):
 
 
 def test_json_to_stdout_is_only_the_summary(probe, tmp_path):
-    result = probe("--json", "-")
+    result = probe("--json")
     assert result.exit_code in (0, 1)
     printed = json.loads(result.stdout)  # nothing else on stdout: the table went to stderr
     assert printed == summary_of(tmp_path / "run")
@@ -130,7 +130,7 @@ def test_json_to_stdout_is_only_the_summary(probe, tmp_path):
 
 
 def test_json_and_markdown_files(probe, tmp_path):
-    result = probe("--json", tmp_path / "s.json", "--markdown", tmp_path / "s.md")
+    result = probe("--json-out", tmp_path / "s.json", "--markdown", tmp_path / "s.md")
     summary = summary_of(tmp_path / "run")
     assert read_json(tmp_path / "s.json") == summary
     md = (tmp_path / "s.md").read_text()

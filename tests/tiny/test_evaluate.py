@@ -39,9 +39,9 @@ def eval_run(tiny_dirs, tmp_path_factory) -> Path:
         DATA,
         "--tasks",
         "truthfulqa,xstest",
-        "--n",
+        "--limit",
         "5",
-        "--methods",
+        "--method",
         ",".join(METHODS),
         "--max-new-tokens",
         "6",
@@ -113,7 +113,7 @@ def test_summary_is_reproduced_from_the_files(eval_run):
 
 def test_report_command_renders_the_runs_numbers(eval_run, tmp_path):
     out = tmp_path / "again.html"
-    result = cli("report", eval_run, "--out", out)
+    result = cli("report", eval_run, "--output", out)
     assert result.exit_code == 0, result.output
     html = out.read_text()
     summary = read_json(eval_run / "summary.json")
@@ -126,6 +126,6 @@ def test_report_command_renders_the_runs_numbers(eval_run, tmp_path):
 
 def test_compare_ranks_runs_and_plots_the_paradox(eval_run, tmp_path):
     out = tmp_path / "compare.html"
-    result = cli("compare", eval_run, eval_run, "--out", out)
+    result = cli("compare", eval_run, eval_run, "--output", out)
     assert result.exit_code == 0, result.output
     assert out.exists() and "data:image/png;base64," in out.read_text()

@@ -40,7 +40,7 @@ def probe_args(tiny_dirs, run: Path, *extra: object) -> list:
     return [
         "probe",
         *("--base", tiny_dirs["base"], "--guide", tiny_dirs["guide"]),
-        *("--data-dir", DATA, "--tasks", "xstest", "--n", "12", "--batch-size", "1"),
+        *("--data-dir", DATA, "--tasks", "xstest", "-n", "12", "--batch-size", "1"),
         *("--max-new-tokens", "12", "--no-calibration", "--fixed", "--out", run),
         *extra,
     ]

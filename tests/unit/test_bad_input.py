@@ -65,7 +65,7 @@ def tiny(tiny_dirs, tmp_path):
             DATA,
             "--tasks",
             "xstest",
-            "--n",
+            "--limit",
             "2",
             "--max-new-tokens",
             "8",
@@ -100,7 +100,7 @@ def test_misspelt_method_suggests_the_close_name():
 
 
 def test_misspelt_method_in_evaluate_suggests_the_close_name():
-    line = error_line(cli("evaluate", "--methods", "base,blendn"))
+    line = error_line(cli("evaluate", "--method", "base,blendn"))
     assert "'blendn'" in line and "Did you mean 'blendin'?" in line
 
 
@@ -181,7 +181,7 @@ def test_alpha_not_a_number():
 
 
 def test_blend_alpha_outside_unit_interval():
-    line = error_line(cli("evaluate", "--methods", "blend:1.5"))
+    line = error_line(cli("evaluate", "--method", "blend:1.5"))
     assert "1.5" in line
 
 
@@ -195,12 +195,12 @@ def test_k_below_one():
 
 @pytest.mark.parametrize("n", ["0", "-3"])
 def test_n_not_positive(n):
-    assert f"--n must be >= 1 or 'all' (got {n})" in error_line(cli("probe", "--n", n))
+    assert f"-n/--limit must be >= 1 or 'all' (got {n})" in error_line(cli("probe", "--limit", n))
 
 
 def test_n_not_a_number():
-    line = error_line(cli("probe", "--n", "ten"))
-    assert "--n must be a positive integer or 'all' (got 'ten')" in line
+    line = error_line(cli("probe", "--limit", "ten"))
+    assert "-n/--limit must be a positive integer or 'all' (got 'ten')" in line
 
 
 @pytest.mark.parametrize("threshold", ["1.5", "-0.1"])
@@ -281,7 +281,7 @@ def test_n_larger_than_the_dataset_is_clamped_with_a_warning(tiny_dirs, tmp_path
         tiny_dirs["guide"],
         "--tasks",
         probe,
-        "--n",
+        "--limit",
         "10",
         "--max-new-tokens",
         "4",
@@ -427,7 +427,7 @@ def test_out_of_memory_on_a_batch_retries_with_a_smaller_batch(tiny, tmp_path, m
     # n = 4 at batch size 2: the first batch finishes, the second runs out of memory once.
     calls = oom_engine(monkeypatch, lambda call, rows: error if call == 2 else None)
     args = tiny("--batch-size", "2")
-    args[args.index("--n") + 1] = "4"
+    args[args.index("--limit") + 1] = "4"
     result = cli(*args)
     assert result.exit_code in (0, 1), result.output
     no_traceback(result)

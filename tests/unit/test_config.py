@@ -25,7 +25,7 @@ def options(command: str, *args: str) -> RunOptions:
 def test_probe_options_map_every_renamed_parameter():
     opts = options(
         "probe", "--method", "blendin", "--fixed", "--no-calibration", "--out", "x",
-        "--tasks", "gsm8k, xstest", "--n", "all", "--lambda", "0.3",
+        "--tasks", "gsm8k, xstest", "--limit", "all", "--lambda", "0.3",
     )  # fmt: skip
     assert opts.methods == ("blendin",) and opts.sequential is False
     assert opts.calibration is False and opts.out == "x"
@@ -48,12 +48,12 @@ def test_a_probe_files_seed_and_n_apply_unless_given():
         return len(samples), manifest.seed
 
     assert chosen() == (4, 7)  # the file's n: 4 and seed: 7
-    assert chosen("--n", "2") == (2, 7)
+    assert chosen("--limit", "2") == (2, 7)
     assert chosen("--seed", "3") == (4, 3)
 
 
 def test_evaluate_options_parse_alpha_and_methods():
-    opts = options("evaluate", "--methods", "base,blendin", "--alpha", "0.25")
+    opts = options("evaluate", "--method", "base,blendin", "--alpha", "0.25")
     assert opts.methods == ("base", "blendin") and opts.alpha == 0.25
     assert opts.calibration is False and options("evaluate").alpha is None
     with pytest.raises(InputError, match="--alpha"):

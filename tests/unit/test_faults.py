@@ -215,7 +215,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, no_models):
     try:
         line = refused(cli("probe", "--resume", live.path), "in use", f"pid {os.getpid()}")
         assert "another pairscope process" in line
-        result = cli("probe", "--tasks", ARITHMETIC, "--n", "2", "--out", live.path, "--force")
+        result = cli("probe", "--tasks", ARITHMETIC, "-n", "2", "--out", live.path, "--force")
         refused(result, "in use", f"pid {os.getpid()}")
         assert (live.path / "config.json").is_file()
     finally:
@@ -238,7 +238,7 @@ def test_the_summary_refuses_duplicate_records(tmp_path):
 # -- 5. exit codes that stay true ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--json", "--markdown"])
+@pytest.mark.parametrize("option", ["--json-out", "--markdown", "--junit"])
 def test_an_unwritable_output_file_is_bad_input_before_the_models_load(tmp_path, no_models, option):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -256,8 +256,8 @@ def test_an_out_under_a_file_is_bad_input_before_the_models_load(tmp_path, no_mo
 def test_report_and_compare_outputs_are_checked_first(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    refused(cli("report", tmp_path, "--out", blocker / "r.html"), "--out")
-    refused(cli("compare", tmp_path, "--out", blocker / "c.html"), "--out")
+    refused(cli("report", tmp_path, "--output", blocker / "r.html"), "--output")
+    refused(cli("compare", tmp_path, "--output", blocker / "c.html"), "--output")
 
 
 @pytest.mark.parametrize("name", ["m[/]", "[pr-123]", "[link=http://x]m"])

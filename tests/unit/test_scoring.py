@@ -313,7 +313,7 @@ def test_cli_score_unmatched_exit_code_skip_and_report(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "line 2: prompt matches no sample" in refused.output
     out = tmp_path / "report.json"
-    scored = cli("score", path, "--task", USER_PROBE, "--skip-unmatched", "--report", out)
+    scored = cli("score", path, "--task", USER_PROBE, "--skip-unmatched", "--json-out", out)
     assert scored.exit_code == 0, scored.output
     assert "skipped 1 row matching no sample (lines 2)" in scored.output
     assert "accuracy 1.000" in scored.output
