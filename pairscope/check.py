@@ -370,7 +370,7 @@ def _ask_server(
     try:
         tokenizer, tok_source = served._load_tokenizer(card, trust_remote_code)
         vocab, eos = served._model_facts(tok_source, tokenizer)
-        k = int(served._env_number(served.ENV_LOGPROBS, served.DEFAULT_LOGPROBS, 1))
+        k = int(served.env_number(served.ENV_LOGPROBS, served.DEFAULT_LOGPROBS, 1))
     except PairscopeError as exc:
         fail("model files", exc.message, exc.hint)
         return None

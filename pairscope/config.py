@@ -9,8 +9,10 @@ are None by default here, and ``probes.choose`` then takes the file's).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from pairscope.defaults import BATCH_SIZE, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
@@ -50,6 +52,40 @@ def parse_alpha(text: str | None) -> float | None:
         return float(text)
     except ValueError:
         raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got '{text}').") from None
+
+
+def check_number(
+    option: str, value: float, low: float, high: float = math.inf, *, what: str | None = None
+) -> None:
+    """Raise InputError unless ``value`` is a finite number in [low, high].
+
+    Every numeric option goes through here, so NaN and infinities are refused the same
+    way everywhere (``nan < 0`` is false: a range check alone lets NaN through).
+    """
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{option} must be a finite number (got {value}).")
+    if not low <= value <= high:
+        wanted = what or (f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]")
+        raise InputError(f"{option} must be {wanted} (got {value}).")
+
+
+def check_decoding(
+    tau: float, k: int, lam: float, alpha: float | None, max_new_tokens: int | None, batch_size: int
+) -> None:
+    """The numeric decoding options shared by probe, evaluate and generate."""
+    check_number("--tau", tau, 0)
+    check_number("--k", k, 1)
+    check_number("--lambda", lam, 0)
+    if alpha is not None:
+        check_number("--alpha", alpha, 0, 1, what="'auto' or a number in [0, 1]")
+    if max_new_tokens is not None:
+        check_number("--max-new-tokens", max_new_tokens, 1)
+    check_number("--batch-size", batch_size, 1)
+
+
+# Options a resume would ignore (the run already has its directory and samples); given
+# with --resume they are refused rather than silently dropped.
+NOT_WITH_RESUME = {"force": "--force", "manifest": "--manifest"}
 
 
 @dataclass(frozen=True)
@@ -126,26 +162,30 @@ class RunOptions:
         from pairscope.probes import list_probes
 
         check_policy(self.tokenization)
-        if self.tau < 0:
-            raise InputError(f"--tau must be >= 0 (got {self.tau}).")
-        if self.k < 1:
-            raise InputError(f"--k must be >= 1 (got {self.k}).")
-        if self.lam < 0:
-            raise InputError(f"--lambda must be >= 0 (got {self.lam}).")
-        if self.alpha is not None and not 0 <= self.alpha <= 1:
-            raise InputError(f"--alpha must be 'auto' or a number in [0, 1] (got {self.alpha}).")
+        if self.resume is not None:
+            for name, option in NOT_WITH_RESUME.items():
+                if getattr(self, name):
+                    raise InputError(
+                        f"{option} cannot be used with --resume: a resumed run keeps its own "
+                        "directory and samples.",
+                        hint=f"Drop {option}, or start a new run with --out instead of --resume.",
+                    )
+            if self.out is not None and Path(self.out) != Path(self.resume):
+                raise InputError(
+                    f"--out {self.out} and --resume {self.resume} name two directories; a "
+                    "resumed run writes into its own.",
+                    hint="Drop --out, or start a new run with --out instead of --resume.",
+                )
+        check_decoding(self.tau, self.k, self.lam, self.alpha, self.max_new_tokens, self.batch_size)
         if isinstance(self.n, int) and self.n < 1:
             raise InputError(f"-n/--limit must be >= 1 or 'all' (got {self.n}).")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be >= 1 (got {self.batch_size}).")
-        if self.min_calibration_samples < 0:
-            raise InputError(
-                f"--min-calibration-samples must be >= 0 (got {self.min_calibration_samples})."
-            )
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise InputError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens}).")
+        check_number("--min-calibration-samples", self.min_calibration_samples, 0)
+        if self.seed is not None:
+            check_number("--seed", self.seed, 0)
         if self.threshold is not None:
             check_threshold(self.threshold)
+        for value in self.thresholds.values():
+            check_threshold(value)
         if self.policy not in POLICIES:
             raise unknown("gate policy", self.policy, POLICIES)
         if not self.tasks:

@@ -14,9 +14,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from pairscope.config import RunOptions, options_from_run, settings_of
-from pairscope.errors import InputError, RuntimeFault
-from pairscope.runs import RunDir, versions
+from pairscope.config import RunOptions
+from pairscope.errors import RuntimeFault
+from pairscope.preflight import (
+    check_same_data,
+    check_same_models,
+    data_info,
+    default_out,
+    load_models,
+    prepare,
+)
+from pairscope.runs import MANIFEST, RunDir, versions
 from pairscope.schema import (
     AnswerRecord,
     ArbitrationRecord,
@@ -55,47 +63,6 @@ class _Silent:
         pass
 
 
-def _load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
-    """(spec, samples in decoding order, manifest, dataset size) for each task."""
-    from pairscope.probes import Manifest, build_samples, choose, load_dataset_records, load_probe
-
-    out = {}
-    for task in opts.tasks:
-        spec = load_probe(task)
-        every = build_samples(spec, load_dataset_records(spec, opts.data_dir))
-        manifest = None
-        if spec.name in manifests_in:
-            data = dict(manifests_in[spec.name])
-            manifest = Manifest(**{**data, "ids": tuple(data["ids"])})
-        chosen, made = choose(spec, every, opts.n, opts.seed, manifest)
-        out[spec.name] = (spec, chosen, made, len(every))
-    return out
-
-
-def _read_manifest_option(path: str | None) -> dict[str, Any]:
-    """--manifest: a run's manifest.json (task -> manifest) or one task's manifest file."""
-    if path is None:
-        return {}
-    from pairscope.probes import load_manifest
-    from pairscope.runs import read_json
-
-    file = Path(path)
-    if file.is_dir():
-        file = file / "manifest.json"
-    try:
-        data = read_json(file)
-    except FileNotFoundError:
-        raise InputError(f"Manifest file not found: {file}") from None
-    except ValueError as exc:
-        raise InputError(f"Manifest {file} is not valid JSON: {exc}") from None
-    if isinstance(data, dict) and "ids" in data:
-        m = load_manifest(file)
-        return {m.task: {**asdict(m)}}
-    if not isinstance(data, dict):
-        raise InputError(f"Manifest {file} must be a JSON object.")
-    return data
-
-
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run. Carries the run directory so the CLI can say how to resume."""
 
@@ -117,64 +84,37 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[Summary, Pa
         RuntimeFault: a failure while decoding; finished samples stay on disk (exit 3).
         RunInterrupted: Ctrl-C; finished samples stay on disk (exit 130).
     """
-    from pairscope.errors import RunDirError
-    from pairscope.models import load_pair
-    from pairscope.runs import MANIFEST, is_run_dir, read_config, read_json
     from pairscope.summary import summarize
 
     progress = progress or _Silent()
     opts.validate()
     started = time.perf_counter()
     progress.phase("Loading probes and data")
-    out = Path(opts.resume or opts.out or _default_out(opts.command))
-    manifests_in: dict[str, Any] = {}
-    if opts.resume:
-        if not is_run_dir(out):
-            raise RunDirError(
-                f"--resume {out}: not a pairscope run directory (no config.json).",
-                hint="Give the --out directory of an earlier probe or evaluate run.",
-            )
-        opts = options_from_run(opts, dump(read_config(out).settings))
-        # A run killed before its manifest was written re-selects by its seed.
-        if (out / MANIFEST).is_file():
-            manifests_in = read_json(out / MANIFEST)
-    else:
-        RunDir.check_new(out, force=opts.force)
-        manifests_in = _read_manifest_option(opts.manifest)
-    tasks = _load_tasks(opts, manifests_in)
-    thresholds = {
-        name: float(
-            opts.thresholds.get(
-                name, opts.threshold if opts.threshold is not None else spec.threshold
-            )
-        )
-        for name, (spec, *_) in tasks.items()
-    }
-    max_new = {
-        name: int(opts.max_new_tokens or spec.max_new_tokens) for name, (spec, *_) in tasks.items()
-    }
-    settings = settings_of(opts, thresholds, max_new)
-    settings["tasks"] = list(tasks)
+    out = Path(opts.resume or opts.out or default_out(opts.command))
+    opts, old, tasks, settings = prepare(opts, out)
+    max_new = settings["max_new_tokens"]
     resumed = RunDir.resume(out, settings) if opts.resume else None
-    progress.phase(f"Loading models: base {opts.base}, guide {opts.guide}")
-    t0 = time.perf_counter()
-    pair = load_pair(
-        opts.base,
-        opts.guide,
-        device=opts.device,
-        dtype=opts.dtype,
-        trust_remote_code=opts.trust_remote_code,
-        base_revision=opts.base_revision,
-        guide_revision=opts.guide_revision,
-    )
-    load_seconds = time.perf_counter() - t0
-    if resumed is not None:
-        run_dir = resumed
-    else:
-        run_dir = RunDir.create(out, settings, force=opts.force)
-    if not (run_dir.path / MANIFEST).is_file():
-        run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
     try:
+        if resumed is not None and old is not None:
+            check_same_data(out, old, tasks)
+        progress.phase(f"Loading models: base {opts.base}, guide {opts.guide}")
+        pair, load_seconds = load_models(opts)
+    except BaseException:
+        if resumed is not None:
+            resumed.close()
+        raise
+    try:
+        if resumed is not None and old is not None:
+            check_same_models(out, old, pair)
+        run_dir = resumed or RunDir.create(out, settings, force=opts.force)
+    except BaseException:
+        pair.close()
+        if resumed is not None:
+            resumed.close()
+        raise
+    try:
+        if not (run_dir.path / MANIFEST).is_file():
+            run_dir.write_manifest({name: _manifest_dict(t[2]) for name, t in tasks.items()})
         _work(run_dir, pair, opts, settings, tasks, max_new, load_seconds, progress)
         progress.phase("Summarising")
         summary = summarize(run_dir.path)
@@ -196,6 +136,7 @@ def run(opts: RunOptions, progress: Progress | None = None) -> tuple[Summary, Pa
         raise
     finally:
         pair.close()
+        run_dir.close()
     return summary, run_dir.path
 
 
@@ -243,11 +184,6 @@ def _work(
                 raise
 
 
-def _default_out(command: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / f"{command}-{stamp}"
-
-
 def _manifest_dict(manifest: Any) -> dict[str, Any]:
     data = asdict(manifest)
     data["ids"] = list(manifest.ids)
@@ -269,17 +205,7 @@ def _write_config(
                 pair.guide.tokenizer.convert_ids_to_tokens(list(range(len(pair.guide.tokenizer)))),
             )
         )
-    data = {
-        name: {
-            "file": spec.source.local.file if spec.source.local else None,
-            "sha256": spec.source.local.sha256 if spec.source.local else None,
-            "hub": spec.source.hub.path if spec.source.hub else None,
-            "probe_version": spec.version,
-            "data_fingerprint": man.data_sha256,
-            "scorer": spec.scorer,
-        }
-        for name, (spec, _, man, _) in tasks.items()
-    }
+    data = data_info(tasks)
     sizes = {
         name: {"n": len(samples), "dataset_size": size}
         for name, (_, samples, _, size) in tasks.items()

@@ -45,12 +45,15 @@ CONFIG = "config.json"
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
 SUMMARY = "summary.json"
+LOCK = ".lock"  # held (flock) by the one process writing the run
+COMMANDS = ("probe", "evaluate")
 
-# Settings that must match for a resume to be valid; the rest (device, batch size,
-# output options) may change between the original run and its resume.
+# Settings that must match for a resume to be valid: everything that changes results.
+# Only the device, the dtype and the batch size may change between a run and its resume.
 RESUME_KEYS = (
     "command",
     "tasks",
+    "task_args",
     "methods",
     "tau",
     "k",
@@ -64,6 +67,13 @@ RESUME_KEYS = (
     "guide_revision",
     "max_new_tokens",
     "thresholds",
+    "tokenization",
+    "sequential",
+    "calibration",
+    "min_calibration_samples",
+    "strict",
+    "policy",
+    "data_dir",
 )
 
 
@@ -100,15 +110,89 @@ def versions() -> dict[str, str]:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / CONFIG).is_file()
+    """Whether ``path`` holds a pairscope run: a ``config.json`` that is a JSON object with
+    a schema version and a pairscope command. Any other ``config.json`` (a Hugging Face
+    model's, another tool's) is not a run, so pairscope never writes beside it."""
+    file = Path(path) / CONFIG
+    if not file.is_file():
+        return False
+    try:
+        data = read_json(file)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("schema_version"), int)
+        and data.get("command") in COMMANDS
+    )
+
+
+def _has_files(path: Path) -> bool:
+    """Whether a directory holds anything besides a lock file left by an earlier run."""
+    return any(entry.name != LOCK for entry in path.iterdir())
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock``, held for the whole run, so only one
+    process writes a run directory. The holder writes its pid into the file; the
+    operating system drops the lock when the holder exits, however it exits."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise at once (never waits).
+
+        Raises:
+            RunDirError: another process holds it (its pid is named).
+        """
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): no lock, as documented
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"Cannot write the run directory {self.path.parent}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(
+                f"{self.path.parent} is in use by another pairscope process (pid {holder}).",
+                hint="A run directory takes one writer at a time: wait for that process to "
+                "finish (or stop it), then resume.",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def check_free(self) -> None:
+        """Raise as :meth:`acquire` does if another process holds the lock; keep nothing."""
+        if self.path.is_file():
+            self.acquire().release()
 
 
 class RunDir:
     """A run directory, created fresh or opened to resume."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock: RunLock | None = None) -> None:
         self.path = path
         self.done: set[tuple[str, str, str, str]] = set()
+        self.lock = lock
+
+    def close(self) -> None:
+        """Release the run directory's lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
 
     @staticmethod
     def check_new(path: Path, force: bool = False) -> None:
@@ -116,39 +200,36 @@ class RunDir:
 
         Raises:
             RunDirError: ``path`` is a file, or exists and is not empty, unless it is a
-                run and ``force`` is set (the old run is then replaced).
+                run and ``force`` is set (the old run is then replaced); or another
+                process is writing that run; or ``path`` cannot be created.
         """
-        if path.exists() and not path.is_dir():
-            raise RunDirError(
-                f"Output path {path} is a file, not a directory.",
-                hint="Choose a new --out directory.",
-            )
-        if path.exists() and any(path.iterdir()):
-            if not is_run_dir(path):
-                raise RunDirError(
-                    f"Output directory {path} exists and is not a pairscope run; refusing to "
-                    "write into it.",
-                    hint="Choose a new --out directory.",
-                )
-            if not force:
-                raise RunDirError(
-                    f"Output directory {path} already holds a run.",
-                    hint=f"Continue it with --resume {path}, or pass --force to replace it.",
-                )
+        _check_contents(path, force)
+        if path.is_dir():
+            RunLock(path).check_free()
 
     @classmethod
     def create(cls, path: Path, settings: dict[str, Any], force: bool = False) -> RunDir:
         """Start a new run in ``path`` with these settings (:func:`pairscope.config.settings_of`).
 
+        The run's lock is taken before anything is written and held until
+        :meth:`close`; the checks of :meth:`check_new` are repeated under it, so two
+        processes creating the same directory cannot both write it.
+
         Raises:
             RunDirError: as :meth:`check_new`.
         """
         cls.check_new(path, force)
-        if path.exists() and force:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(path).acquire()
+        try:
+            _check_contents(path, force)
+        except BaseException:
+            lock.release()
+            raise
+        if force:
             for name in (CONFIG, MANIFEST, RECORDS, SUMMARY, "report.html"):
                 (path / name).unlink(missing_ok=True)
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
+        run = cls(path, lock)
         full = RunConfig.model_validate(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -163,12 +244,24 @@ class RunDir:
 
     @classmethod
     def resume(cls, path: Path, settings: dict[str, Any]) -> RunDir:
-        """Open an interrupted run; refuse if its settings differ from ``settings``."""
+        """Open an interrupted run and take its lock; refuse if its settings differ from
+        ``settings`` (every setting that changes results is compared), or if another
+        process holds the run."""
         if not is_run_dir(path):
             raise RunDirError(
-                f"--resume {path}: not a pairscope run directory (no {CONFIG}).",
+                f"--resume {path}: not a pairscope run directory (no pairscope {CONFIG}).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
+        lock = RunLock(path).acquire()
+        try:
+            run = cls._open(path, settings, lock)
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    @classmethod
+    def _open(cls, path: Path, settings: dict[str, Any], lock: RunLock) -> RunDir:
         old = dump(read_config(path).settings)
         differing = [
             k for k in RESUME_KEYS if k in settings and old.get(k) != _jsonable(settings[k])
@@ -181,7 +274,7 @@ class RunDir:
                 f"Cannot resume {path} with different settings ({detail}).",
                 hint="Resume with the original settings, or start a new run with --out.",
             )
-        run = cls(path)
+        run = cls(path, lock)
         run._repair()
         run.done = {record_key(r) for r in run.records()}
         return run
@@ -227,6 +320,30 @@ class RunDir:
 
     def write_summary(self, summary: Summary) -> None:
         write_json_atomic(self.path / SUMMARY, dump(summary))
+
+
+def _check_contents(path: Path, force: bool) -> None:
+    """:meth:`RunDir.check_new` without the lock: what ``path`` holds and whether it can be made."""
+    from pairscope.paths import check_dir_creatable
+
+    if path.exists() and not path.is_dir():
+        raise RunDirError(
+            f"Output path {path} is a file, not a directory.",
+            hint="Choose a new --out directory.",
+        )
+    check_dir_creatable(path, "--out")
+    if path.exists() and _has_files(path):
+        if not is_run_dir(path):
+            raise RunDirError(
+                f"Output directory {path} exists and is not a pairscope run; refusing to "
+                "write into it.",
+                hint="Choose a new --out directory.",
+            )
+        if not force:
+            raise RunDirError(
+                f"Output directory {path} already holds a run.",
+                hint=f"Continue it with --resume {path}, or pass --force to replace it.",
+            )
 
 
 def iter_records(path: Path) -> Iterator[Record]:

@@ -335,7 +335,10 @@ def score_file(
             names = "', '".join(_COMPLETION_KEYS[:3])
             raise DataError(f"{where}: needs a string field '{names}' or similar.")
         matched, why = _match(row, by_id, by_text)
-        own = task_def.row_target(row)
+        try:
+            own = task_def.row_target(row)
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}.") from None
         sample = _row_sample(own, spec.name, row, matched) or matched
         if sample is None:
             if not why:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pairscope.errors import RunDirError
 from pairscope.metrics.calibration import calibration_summary
 from pairscope.metrics.intervention import (
     Verdict,
@@ -32,7 +33,7 @@ from pairscope.metrics.stats import (
     paired_bootstrap_diff,
     proportion,
 )
-from pairscope.runs import MANIFEST, iter_records, read_config, read_json
+from pairscope.runs import MANIFEST, RECORDS, iter_records, read_config, read_json
 from pairscope.schema import (
     SCHEMA_VERSION,
     AnswerRecord,
@@ -54,6 +55,7 @@ from pairscope.schema import (
     TaskSize,
     TaskSummary,
     Timing,
+    record_key,
 )
 from pairscope.tasks import run_rates
 
@@ -122,7 +124,17 @@ def summarize(run_dir: Path) -> Summary:
     settings = config.settings
     records: dict[str, ByKind] = defaultdict(lambda: defaultdict(list))
     load_seconds = 0.0
+    seen: set[tuple[str, str, str, str]] = set()
     for rec in iter_records(run_dir):
+        key = record_key(rec)
+        if key in seen:
+            raise RunDirError(
+                f"{run_dir / RECORDS} holds the record {'/'.join(key)} twice; a run "
+                "directory was written by two processes at once, or edited.",
+                hint="Delete the repeated lines (keep the first), or run the probe again "
+                "in a new --out directory.",
+            )
+        seen.add(key)
         if isinstance(rec, SessionRecord):
             load_seconds = rec.load_seconds
             continue

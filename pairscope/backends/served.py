@@ -39,14 +39,15 @@ name when the server's path does not exist here.
 Calibration (teacher forcing) uses ``echo=true``: the prompt's own top-k
 logprobs, which always include the actual prompt token's logprob.
 
-Throughput and failures. Rows of one call go out as concurrent requests (a thread
-pool, ``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own
-keep-alive connection). Connection errors, timeouts, 429 and 5xx are retried with
-exponential backoff (5 retries, about 15 s in all); ``PAIRSCOPE_SERVED_TIMEOUT``
-(default 300 s) bounds each request. Where the engine follows a model's greedy
-path (a confident base, the guide spelling out a NUDGING word), a request asks for
-up to ``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later
-contexts on that path are answered without a request (see :class:`ServedStream`).
+Throughput and failures. Rows of one call go out as concurrent requests (a thread pool,
+``PAIRSCOPE_SERVED_CONCURRENCY``, default 8, each thread with its own keep-alive
+connection). Connection errors, timeouts, 429 and 5xx are retried with exponential
+backoff (5 retries); ``PAIRSCOPE_SERVED_DEADLINE`` (default 180 s) bounds a request,
+retries included, and ``PAIRSCOPE_SERVED_TIMEOUT`` (default 300 s) each attempt. Ctrl-C
+fails the requests in flight at once. Where the engine follows a model's greedy path (a
+confident base, the guide spelling out a NUDGING word), a request asks for up to
+``PAIRSCOPE_SERVED_LOOKAHEAD`` tokens (default 16; 1 turns it off) and later contexts on
+that path are answered without a request (see :class:`ServedStream`).
 An unreachable server at load time raises ``ModelLoadError`` (exit 2, nothing
 started); a failure mid-run raises
 ``RuntimeFault`` (exit 3; the run resumes with ``--resume``).
@@ -79,12 +80,14 @@ from pairscope.backends.vllm_answers import (
     parse_models,
 )
 from pairscope.backends.vllm_http import (
+    DEFAULT_DEADLINE,
     DEFAULT_TIMEOUT,
     SPEC_PREFIX,
     Client,
     ServedSpec,
     ServerError,
     Unreachable,
+    env_number,
     is_logprobs_cap,
     logprobs_cap,
     parse_spec,
@@ -92,13 +95,14 @@ from pairscope.backends.vllm_http import (
 from pairscope.decoding.scores import Scores
 from pairscope.decoding.stream import common_prefix
 from pairscope.decoding.vocab import end_ids
-from pairscope.errors import InputError, ModelLoadError, RuntimeFault, did_you_mean
+from pairscope.errors import ModelLoadError, RuntimeFault, did_you_mean
 
 DEFAULT_LOGPROBS = 100
 DEFAULT_CONCURRENCY = 8
 DEFAULT_LOOKAHEAD = 16  # greedy tokens per request where the engine follows a greedy path
 ENV_LOGPROBS = "PAIRSCOPE_SERVED_LOGPROBS"
 ENV_TIMEOUT = "PAIRSCOPE_SERVED_TIMEOUT"
+ENV_DEADLINE = "PAIRSCOPE_SERVED_DEADLINE"
 ENV_CONCURRENCY = "PAIRSCOPE_SERVED_CONCURRENCY"
 ENV_LOOKAHEAD = "PAIRSCOPE_SERVED_LOOKAHEAD"
 RESTART_HINT = (
@@ -109,19 +113,6 @@ RESTART_HINT = (
 
 
 # -- the model --------------------------------------------------------------------------------
-
-
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InputError(f"{name}={raw!r} is not a number.") from None
-    if value < minimum:
-        raise InputError(f"{name} must be >= {minimum:g} (got {raw}).")
-    return value
 
 
 class ServedModel(Prompts):
@@ -243,7 +234,7 @@ class ServedModel(Prompts):
         start = len(prompt)
         ids = list(prompt) + list(reference)
         [choice] = self._complete([ids], echo=True, logprobs=self.logprobs)
-        return self._dense(self._parse(choice, start, start + len(reference)))
+        return self._dense(self._parse(choice, start, start + len(reference), echo=True))
 
     def candidate_logprobs(self, prompt: Sequence[int], candidates: Sequence[int]) -> list[float]:
         """Exact next-token logprob of each candidate id after ``prompt`` (one request)."""
@@ -253,16 +244,17 @@ class ServedModel(Prompts):
         choices = self._complete(prompts, echo=True, logprobs=1)
         out = []
         for choice, cand in zip(choices, candidates):
-            [entry] = self._parse(choice, len(prompt), len(prompt) + 1)
+            [entry] = self._parse(choice, len(prompt), len(prompt) + 1, echo=True)
             out.append(entry.get(int(cand), -math.inf))
         return out
 
     def close(self) -> None:
-        """Stop the request threads (after the requests in flight) and close every
-        connection. Idempotent; a later call opens new ones."""
+        """Stop the request threads and close every connection; requests still in flight
+        (Ctrl-C, a failure) end at once. Idempotent; a later call opens new ones."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
+            self.client.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
@@ -294,7 +286,7 @@ class ServedModel(Prompts):
             token_ids=self.token_ids,
             max_tokens=max_tokens,
         )
-        where = f"the vLLM server at {self.client.base_url} ({self.card.id})"
+        where = self._where
         self.requests += 1
         try:
             answer = self.client.post("/completions", body)
@@ -311,12 +303,18 @@ class ServedModel(Prompts):
             raise RuntimeFault(f"Unexpected answer from {where}: {exc}") from None
 
     def _parse(
-        self, choice: dict[str, Any], start: int = 0, stop: int | None = None
+        self, choice: dict[str, Any], start: int = 0, stop: int | None = None, echo: bool = False
     ) -> list[dict[int, float]]:
         try:
-            return choice_positions(choice, self.keys, start, stop)
+            return choice_positions(choice, self.keys, start, stop, echo=echo)
         except ValueError as exc:
-            raise RuntimeFault(f"Unexpected answer from the vLLM server: {exc}") from None
+            raise RuntimeFault(
+                f"Unexpected answer from {self._where} to POST /completions: {exc}"
+            ) from None
+
+    @property
+    def _where(self) -> str:
+        return f"the vLLM server at {self.client.base_url} ({self.card.id})"
 
     def _dense(self, positions: Sequence[dict[int, float]]) -> torch.Tensor:
         if any(v != v for entry in positions for v in entry.values()):  # NaN
@@ -520,11 +518,13 @@ def load_served(spec: str, *, trust_remote_code: bool = False) -> ServedModel:
     """
     started = time.perf_counter()
     parsed = parse_spec(spec)
-    timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
-    concurrency = int(_env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
-    lookahead = int(_env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
-    k = int(_env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
-    client = Client(parsed.url, timeout=timeout, api_key=os.environ.get("VLLM_API_KEY"))
+    timeout = env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT, 1)
+    deadline = env_number(ENV_DEADLINE, DEFAULT_DEADLINE, 1)
+    concurrency = int(env_number(ENV_CONCURRENCY, DEFAULT_CONCURRENCY, 1))
+    lookahead = int(env_number(ENV_LOOKAHEAD, DEFAULT_LOOKAHEAD, 1))
+    k = int(env_number(ENV_LOGPROBS, DEFAULT_LOGPROBS, 1))
+    key = os.environ.get("VLLM_API_KEY")
+    client = Client(parsed.url, timeout=timeout, deadline=deadline, api_key=key)
     try:
         return _connect(spec, parsed, client, k, concurrency, lookahead, trust_remote_code, started)
     except BaseException:

@@ -103,6 +103,8 @@ class TokenKeys:
 
 
 def _value(x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+        raise ValueError(f"a logprob is {type(x).__name__}, not a number")
     value = float(x)
     return -math.inf if value <= _FLOOR else value
 
@@ -112,6 +114,8 @@ def choice_positions(
     keys: Callable[[str], int | None],
     start: int = 0,
     stop: int | None = None,
+    *,
+    echo: bool = False,
 ) -> list[dict[int, float]]:
     """``{token id: logprob}`` at each position of a choice: its top-k plus its own token.
 
@@ -119,9 +123,12 @@ def choice_positions(
         choice: one element of a completions answer's ``choices``.
         keys: maps answer keys (``token_id:N`` or decoded strings) to ids.
         start, stop: the positions wanted (with ``echo``, prompt positions come first).
+        echo: the answer echoes its prompt, whose first position has no distribution
+            (null top logprobs, read as an empty entry); anywhere else null is refused.
 
     Raises:
-        ValueError: the choice has no logprobs or fewer positions than asked for.
+        ValueError: the choice has no logprobs, fewer positions than asked for, a
+            wanted position without its top logprobs, or a logprob that is not a number.
     """
     logprobs = choice.get("logprobs")
     if not isinstance(logprobs, dict):
@@ -135,7 +142,12 @@ def choice_positions(
     out: list[dict[int, float]] = []
     for i in range(start, stop):
         entry: dict[int, float] = {}
-        for key, value in (tops[i] or {}).items():
+        if tops[i] is None and echo and i == 0:
+            out.append({})
+            continue
+        if not isinstance(tops[i], dict):
+            raise ValueError(f"position {i} has no top_logprobs (got {tops[i]!r})")
+        for key, value in tops[i].items():
             token = keys(key)
             if token is not None and value is not None:
                 entry[token] = _value(value)

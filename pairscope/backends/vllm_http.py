@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
+import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -14,15 +17,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pairscope.errors import ModelLoadError
+from pairscope.errors import InputError, ModelLoadError
 
 SPEC_PREFIX = "vllm:"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 300.0  # seconds one attempt may wait for its answer
+DEFAULT_DEADLINE = 180.0  # seconds a request may take in all, retries and back-off included
 RETRIES = 5
 BACKOFF = 0.5  # seconds before the first retry; doubles, capped at MAX_BACKOFF
 MAX_BACKOFF = 8.0
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CAP = re.compile(r"max(?:imum)?[ _]?(?:allowed|logprobs)\D{0,24}(\d+)", re.IGNORECASE)
+
+
+def env_number(name: str, default: float, minimum: float) -> float:
+    """A numeric setting from the environment: finite and at least ``minimum``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{name}={raw!r} is not a number.") from None
+    if not math.isfinite(value) or value < minimum:
+        raise InputError(f"{name} must be a finite number >= {minimum:g} (got {raw}).")
+    return value
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,7 @@ class Client:
         retries: int = RETRIES,
         api_key: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         self.base_url = base_url
@@ -121,6 +140,8 @@ class Client:
         self.path = parts.path.rstrip("/")
         self.timeout = timeout
         self.retries = retries
+        self.deadline = deadline
+        self._cancelled = threading.Event()
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -142,6 +163,19 @@ class Client:
             for conn in self._open:
                 conn.close()
             self._open.clear()
+        self._cancelled.clear()  # a later request opens a new connection
+
+    def cancel(self) -> None:
+        """Fail every request in flight at once and send no more until :meth:`close`
+        (Ctrl-C: nothing waits for an answer that is no longer wanted)."""
+        self._cancelled.set()
+        with self._lock:
+            for conn in self._open:
+                if conn.sock is not None:
+                    try:
+                        conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread in recv()
+                    except OSError:
+                        pass
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -179,10 +213,18 @@ class Client:
     ) -> Any:
         attempts = 1 + (self.retries if retries is None else retries)
         last = "no attempt made"
+        end = time.monotonic() + self.deadline
+        made = 0
         for attempt in range(attempts):
             wait = min(BACKOFF * 2**attempt, MAX_BACKOFF)
+            left = end - time.monotonic()
+            if self._cancelled.is_set():
+                raise Unreachable(f"{method} {self.base_url}{path} was cancelled")
+            if left <= 0:
+                break
+            made += 1
             try:
-                conn = self._connection(timeout or self.timeout)
+                conn = self._connection(min(timeout or self.timeout, left))
                 conn.request(method, self.path + path, body=data, headers=self.headers)
                 response = conn.getresponse()
                 raw = response.read()
@@ -205,6 +247,9 @@ class Client:
                     wait = min(float(retry_after), 30.0)
                 if response.getheader("Connection", "").lower() == "close":
                     self._drop()
-            if attempt + 1 < attempts:
-                self._sleep(wait)
-        raise Unreachable(f"{method} {self.base_url}{path} failed {attempts} times; last: {last}")
+            if attempt + 1 < attempts and not self._cancelled.is_set():
+                self._sleep(max(0.0, min(wait, end - time.monotonic())))
+        raise Unreachable(
+            f"{method} {self.base_url}{path} failed {made} times within its "
+            f"{self.deadline:g} s deadline; last: {last}"
+        )

@@ -279,7 +279,10 @@ def guard(func: F) -> F:
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt as exc:
             run_dir = getattr(exc, "run_dir", None)
-            if run_dir is None:
+            message = getattr(exc, "message", None)
+            if message:
+                err.print(f"[yellow]interrupted:[/] {escape(message)}", soft_wrap=True)
+            elif run_dir is None:
                 err.print("[yellow]interrupted[/] before decoding started; nothing new was saved.")
             else:
                 where = escape(str(run_dir))

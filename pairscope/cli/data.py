@@ -61,10 +61,12 @@ def score(
     Exit codes: 0 scored, 2 bad input (unreadable file, unknown task, unmatched rows),
     3 runtime failure.
     """
+    from pairscope.paths import check_file_writable
     from pairscope.probes import load_probe
     from pairscope.scoring import score_file
     from pairscope.tasks import get_task
 
+    check_file_writable(report_path, "--report")
     result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
     if report_path is not None:
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from pairscope.cli.app import (
     Base,
@@ -27,6 +28,7 @@ from pairscope.cli.app import (
 )
 from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
+from pairscope.requests_file import ResultsFile, read_requests, result_line
 
 
 @guard
@@ -69,7 +71,9 @@ def generate(
         typer.Option(
             "--input",
             help="JSONL file, one request a line: base_prompt (used as is), optional "
-            "guide_prompt, system, guide_prefix, max_new_tokens, stop.",
+            "guide_prompt, system, guide_prefix, max_new_tokens, stop. Other keys (an "
+            "'id', say) are copied to the row's result unchanged. Every line is checked "
+            "before the models load.",
         ),
     ] = None,
     output_file: Annotated[
@@ -78,7 +82,10 @@ def generate(
             "-o",
             "--output",
             metavar="FILE",
-            help="With --input: write one JSON result a line here.",
+            help="With --input: write one JSON result a line here, each as soon as it "
+            "finishes, with 'input_line' (its request's line number); the finished file is "
+            "in input order. Run the same command again to continue an interrupted file: "
+            "finished rows are kept.",
         ),
     ] = None,
     batch_size: BatchSize = BATCH_SIZE,
@@ -96,6 +103,7 @@ def generate(
 
     Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
     """
+    from pairscope.config import check_decoding
     from pairscope.decoding.engine import DecodeSettings, Request
     from pairscope.decoding.engine import generate as run_generate
     from pairscope.models import load_pair
@@ -103,44 +111,30 @@ def generate(
     if (prompt is None) == (input_file is None):
         raise InputError("Give exactly one of --prompt and --input.")
     size = batch_size if input_file is not None else 1
+    check_decoding(tau, k, lam, None, max_new_tokens, batch_size)
     settings = DecodeSettings(
         method=method, tau=tau, top_k=k, lam=lam, batch_size=size, tokenization=tokenization
     )
     settings.strategy()  # validate before loading models
-    if max_new_tokens < 1:
-        raise InputError(f"--max-new-tokens must be >= 1 (got {max_new_tokens}).")
+    load: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+        "base_revision": base_revision,
+        "guide_revision": guide_revision,
+    }
     if input_file is not None:
-        requests = read_requests(
-            input_file, max_new_tokens, tuple(stop or ()), system, guide_prefix
-        )
-    else:
-        assert prompt is not None
-        base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
-        stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
-        requests = [
-            Request(
-                base_prompt, guide_prompt or prompt, stops, max_new_tokens, system, guide_prefix
-            )
-        ]
-    with load_pair(
-        base,
-        guide,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        base_revision=base_revision,
-        guide_revision=guide_revision,
-    ) as pair:
-        results = run_generate(pair, requests, settings)
-    if input_file is not None:
-        lines = [json.dumps(r.to_dict(with_steps=False), ensure_ascii=False) for r in results]
-        if output_file is not None:
-            output_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            out.print(f"{len(results)} results written to {output_file}")
-        else:
-            for line in lines:
-                typer.echo(line)
+        rows = read_requests(input_file, max_new_tokens, tuple(stop or ()), system, guide_prefix)
+        _generate_rows(rows, output_file, settings, base, guide, load)
         return
+    assert prompt is not None
+    base_prompt = prompt if plain else f"Question: {prompt}\nAnswer:"
+    stops = tuple(stop) if stop else (() if plain else ("\nQuestion:",))
+    requests = [
+        Request(base_prompt, guide_prompt or prompt, stops, max_new_tokens, system, guide_prefix)
+    ]
+    with load_pair(base, guide, **load) as pair:
+        results = run_generate(pair, requests, settings)
     result = results[0]
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
@@ -159,45 +153,68 @@ def generate(
     )
 
 
-_REQUEST_KEYS = {"base_prompt", "guide_prompt", "system", "guide_prefix", "max_new_tokens", "stop"}
+class GenerateInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `generate --input`; ``message`` says what is kept."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-def read_requests(
-    path: Path, max_new: int, stop: tuple[str, ...], system: str | None, prefix: str
-) -> list[Any]:
-    """Requests from a JSONL file (one object a line); command-line values are defaults."""
-    from pairscope.decoding.engine import Request
+def _generate_rows(
+    rows: list[Any],
+    output_file: Path | None,
+    settings: Any,
+    base: str,
+    guide: str,
+    load: dict[str, Any],
+) -> None:
+    """Decode the rows not yet in ``output_file``, writing each result as it finishes
+    (``load``: the keyword arguments of ``load_pair``)."""
+    from pairscope.decoding.engine import generate as run_generate
+    from pairscope.models import load_pair
+    from pairscope.paths import check_file_writable, prepare
 
-    if not path.is_file():
-        raise InputError(f"No such input file: {path}.")
-    requests = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{n}: not JSON ({exc.msg}).") from None
-        if not isinstance(row, dict) or not isinstance(row.get("base_prompt"), str):
-            raise InputError(f"{path}:{n}: each line needs a string 'base_prompt'.")
-        extra = set(row) - _REQUEST_KEYS
-        if extra:
-            raise InputError(
-                f"{path}:{n}: unknown key(s) {', '.join(sorted(extra))}; "
-                f"allowed: {', '.join(sorted(_REQUEST_KEYS))}."
-            )
-        stops = row.get("stop", list(stop))
-        stops = [stops] if isinstance(stops, str) else stops
-        requests.append(
-            Request(
-                row["base_prompt"],
-                str(row.get("guide_prompt", row["base_prompt"])),
-                tuple(str(x) for x in stops),
-                int(row.get("max_new_tokens", max_new)),
-                row.get("system", system),
-                str(row.get("guide_prefix", prefix)),
-            )
-        )
-    if not requests:
-        raise InputError(f"{path} holds no requests.")
-    return requests
+    check_file_writable(output_file, "--output")
+    results = ResultsFile(prepare(output_file), rows, settings.method) if output_file else None
+    todo = [row for row in rows if results is None or row.line not in results.done]
+    printer = _InOrder()
+
+    def on_result(index: int, result: Any) -> None:
+        line = result_line(todo[index], result)
+        if results is not None:
+            results.append(line)
+        else:
+            printer.add(index, line)
+
+    if todo:
+        with load_pair(base, guide, **load) as pair:
+            try:
+                run_generate(pair, [row.request for row in todo], settings, on_result)
+            except KeyboardInterrupt:
+                if results is None:
+                    raise
+                raise GenerateInterrupted(
+                    f"finished rows are saved in {output_file}; run the same command "
+                    "again to decode the rest."
+                ) from None
+    if results is not None:
+        results.finish()
+        kept = len(rows) - len(todo)
+        note = f" ({kept} kept from an earlier run)" if kept else ""
+        where = escape(str(output_file))
+        out.print(f"{len(rows)} results written to {where}{note}", soft_wrap=True, highlight=False)
+
+
+class _InOrder:
+    """Print results to stdout in input order, each as soon as the rows before it are out."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.next = 0
+
+    def add(self, index: int, line: dict[str, Any]) -> None:
+        self.pending[index] = line
+        while self.next in self.pending:
+            typer.echo(json.dumps(self.pending.pop(self.next), ensure_ascii=False))
+            self.next += 1

@@ -87,13 +87,13 @@ def check(
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        table = Table(title=f"pairscope check: {base} + {guide}", show_lines=True)
+        table = Table(title=escape(f"pairscope check: {base} + {guide}"), show_lines=True)
         for col in ("model", "check", "status", "found", "fix"):
             table.add_column(col, overflow="fold")
         for item in report.items:
             table.add_row(
-                item.model,
-                item.check,
+                escape(item.model),
+                escape(item.check),
                 f"[{VERDICT_STYLE[item.status.value]}]{item.status.value}[/]",
                 escape(item.found),
                 escape(item.fix or ""),
@@ -101,7 +101,7 @@ def check(
         out.print(table)
     for item in report.failures():
         err.print(
-            f"[bold red]FAIL[/] {item.model} {item.check}: {escape(item.found)}",
+            f"[bold red]FAIL[/] {escape(item.model)} {escape(item.check)}: {escape(item.found)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -113,12 +113,20 @@ def check(
 def _run_command(
     opts: Any, as_json: bool, json_out: Path | None, markdown: Path | None, junit: Path | None
 ) -> None:
+    from pairscope.paths import check_file_writable
     from pairscope.pipeline import run
     from pairscope.report.ci import junit_xml, write_text
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
 
     try:
+        # Output files are checked before the run, so a typo is exit 2, not a lost verdict.
+        for option, path in (
+            ("--json-out", json_out),
+            ("--markdown", markdown),
+            ("--junit", junit),
+        ):
+            check_file_writable(path, option)
         with RichProgress(err) as progress:
             summary, run_dir = run(opts, progress)
     except BaseException as exc:
@@ -334,12 +342,14 @@ def report(
     Exit codes: 0 written, 2 bad input (not a run directory), 3 runtime failure.
     """
     from pairscope.config import parse_n
+    from pairscope.paths import check_file_writable
     from pairscope.report.html import render_report
 
+    check_file_writable(out_file, "--output")
     limit = parse_n(max_samples)
     shown = limit if isinstance(limit, int) and limit > 0 else None  # 0: all, as before
     path = render_report(run_dir, out_file, max_samples=shown)
-    out.print(f"report: {path}")
+    out.print(f"report: {escape(str(path))}")
 
 
 @guard
@@ -353,8 +363,10 @@ def compare(
 
     Exit codes: 0 written, 2 bad input (not a run directory), 3 runtime failure.
     """
+    from pairscope.paths import check_file_writable
     from pairscope.report.html import compare_rows, render_compare
 
+    check_file_writable(out_file, "--output")
     rows = compare_rows(run_dirs)
     table = Table(title="Pairs, best first")
     for col in ("run", "base", "guide", "verdict", "mean IR"):
@@ -362,8 +374,8 @@ def compare(
         table.add_column(col, overflow="fold", no_wrap=col == "verdict")
     for row in rows:
         table.add_row(
-            *(str(row.get(c, "")) for c in ("run", "base", "guide", "verdict", "mean_ir"))
+            *(escape(str(row.get(c, ""))) for c in ("run", "base", "guide", "verdict", "mean_ir"))
         )
     out.print(table)
     path = render_compare(run_dirs, out_file)
-    out.print(f"compare report: {path}")
+    out.print(f"compare report: {escape(str(path))}")

@@ -273,6 +273,10 @@ def _parse_probe_file(path: Path) -> ProbeSpec:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DataError(f"Probe file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"Probe file {path} is not UTF-8 text: {exc.reason}.") from None
+    except OSError as exc:
+        raise DataError(f"Probe file {path} cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise DataError(f"Probe file {path}: expected a mapping at the top level.")
     try:

@@ -257,29 +257,44 @@ def load_manifest(path: str | Path) -> Manifest:
         data = json.loads(src.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"Manifest file not found: {src}") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise DataError(f"Manifest {src} is not readable JSON: {exc}") from None
+    return manifest_from_dict(data, str(src))
+
+
+def manifest_from_dict(data: Any, where: str) -> Manifest:
+    """A manifest from its JSON object (a manifest file, or one task's entry in a run's
+    manifest.json); ``where`` names it in errors.
+
+    Raises:
+        DataError: missing or extra keys, or a field of the wrong type.
+    """
     keys = {"task", "probe_version", "seed", "n", "ids", "data_sha256", "format_version"}
     if not isinstance(data, dict) or set(data) != keys:
-        raise DataError(f"Manifest {src} must have exactly the keys {sorted(keys)}.")
+        raise DataError(f"Manifest {where} must have exactly the keys {sorted(keys)}.")
     ids = data["ids"]
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise DataError(f"Manifest {src}: field 'ids' must be a list of strings.")
+        raise DataError(f"Manifest {where}: field 'ids' must be a list of strings.")
     if data["format_version"] != MANIFEST_VERSION:
         raise DataError(
-            f"Manifest {src} has format_version {data['format_version']}; "
+            f"Manifest {where} has format_version {data['format_version']}; "
             f"this pairscope reads {MANIFEST_VERSION}."
         )
     if len(ids) != data["n"] or len(set(ids)) != len(ids):
-        raise DataError(f"Manifest {src}: 'n' must equal the number of distinct ids.")
-    return Manifest(
-        task=str(data["task"]),
-        probe_version=int(data["probe_version"]),
-        seed=int(data["seed"]),
-        n=int(data["n"]),
-        ids=tuple(ids),
-        data_sha256=str(data["data_sha256"]),
-    )
+        raise DataError(f"Manifest {where}: 'n' must equal the number of distinct ids.")
+    try:
+        return Manifest(
+            task=str(data["task"]),
+            probe_version=int(data["probe_version"]),
+            seed=int(data["seed"]),
+            n=int(data["n"]),
+            ids=tuple(ids),
+            data_sha256=str(data["data_sha256"]),
+        )
+    except (TypeError, ValueError):
+        raise DataError(
+            f"Manifest {where}: 'probe_version', 'seed' and 'n' must be integers."
+        ) from None
 
 
 def select_by_manifest(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -81,7 +82,7 @@ def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
     (see :func:`results_table`); nothing in it is cut short.
     """
     pair = f"{summary.model_spec('base')} + {summary.model_spec('guide')}"
-    title = f"pairscope {summary.kind}: {pair}"
+    title = escape(f"pairscope {summary.kind}: {pair}")
     unbounded = console.options.update_width(10_000)
     for layout in LAYOUTS:
         table = results_table(summary, layout)
@@ -96,9 +97,11 @@ def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
     for task, t in summary.tasks.items():
         _print_task(console, task, t)
     console.print(overall_line(summary), highlight=False, soft_wrap=True)
-    console.print(f"Run directory: {run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"Run directory: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
     if (run_dir / "report.html").exists():
-        console.print(f"Report: {run_dir / 'report.html'}", highlight=False, soft_wrap=True)
+        console.print(
+            f"Report: {escape(str(run_dir / 'report.html'))}", highlight=False, soft_wrap=True
+        )
 
 
 def results_table(summary: Summary, layout: str = "wide") -> Table:
@@ -325,7 +328,7 @@ class RichProgress:
         self.bars.__exit__(*exc)
 
     def phase(self, text: str) -> None:
-        self.bars.console.print(f"[dim]{text}[/]")
+        self.bars.console.print(f"[dim]{escape(text)}[/]")
 
     def start(self, task: str, method: str, total: int, done: int) -> None:
         key = (task, method)

@@ -128,6 +128,12 @@ def _row_target(row: Mapping[str, Any]) -> RowTarget | None:
     if isinstance(targets, Mapping):
         choices, labels = targets.get("choices"), targets.get("labels")
         if isinstance(choices, list) and isinstance(labels, list) and 1 in labels:
+            if not 2 <= len(choices) <= len(LETTERS) or labels.index(1) >= len(choices):
+                raise ValueError(
+                    f"mc1_targets has {len(choices)} choices and its label 1 at position "
+                    f"{labels.index(1) + 1}; it needs 2 to {len(LETTERS)} choices and the "
+                    "label among them"
+                )
             letters = tuple(LETTERS[: len(choices)])
             return _own_options(letters, choices, letters[labels.index(1)])
         return None

@@ -191,7 +191,7 @@ def test_echo_answer_gives_teacher_forced_positions():
     for t, token in enumerate(reference):
         assert float(dense[t, token]) == pytest.approx(logprobs["token_logprobs"][start + t])
     # The very first prompt position has no distribution at all.
-    assert choice_positions(choice, ids_only, 0, 1) == [{}]
+    assert choice_positions(choice, ids_only, 0, 1, echo=True) == [{}]
     with pytest.raises(ValueError):
         choice_positions(choice, ids_only, 0, len(logprobs["tokens"]) + 1)
 

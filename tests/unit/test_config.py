@@ -40,11 +40,11 @@ def test_defaults_leave_seed_and_n_to_the_probe_file():
 
 
 def test_a_probe_files_seed_and_n_apply_unless_given():
-    from pairscope.pipeline import _load_tasks
+    from pairscope.preflight import load_tasks
 
     def chosen(*args: str) -> tuple[int, int]:
         opts = options("probe", "--tasks", str(USER_PROBE), *args)
-        _, samples, manifest, _ = _load_tasks(opts, {})["tiny-arithmetic"]
+        _, samples, manifest, _ = load_tasks(opts, {})["tiny-arithmetic"]
         return len(samples), manifest.seed
 
     assert chosen() == (4, 7)  # the file's n: 4 and seed: 7

@@ -499,11 +499,12 @@ def test_interleaved_order_depends_on_the_set_and_the_seed_only(loaded) -> None:
 
 
 def test_a_probe_files_seed_selects_unless_the_run_gives_one() -> None:
-    from pairscope.pipeline import RunOptions, _load_tasks
+    from pairscope.config import RunOptions
+    from pairscope.preflight import load_tasks
 
     def chosen(**kw: object) -> tuple[list[str], int]:
         opts = RunOptions(tasks=(str(USER_PROBE),), n=2, **kw)  # type: ignore[arg-type]
-        _, samples, manifest, _ = _load_tasks(opts, {})["tiny-arithmetic"]
+        _, samples, manifest, _ = load_tasks(opts, {})["tiny-arithmetic"]
         return [s.id for s in samples], manifest.seed
 
     own, seed = chosen()

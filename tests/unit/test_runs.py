@@ -49,7 +49,10 @@ def gen(sample: str, method: str = "nudging", text: str = "x") -> GenerationReco
 
 
 def new_run(path: Path) -> RunDir:
-    return RunDir.create(path, SETTINGS)
+    """A new run whose writer has finished (its lock released; appends still work)."""
+    run = RunDir.create(path, SETTINGS)
+    run.close()
+    return run
 
 
 def test_create_writes_config_and_empty_records(tmp_path):
