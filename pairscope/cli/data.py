@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pairscope.cli.app import (
     DataDir,
+    JudgeModel,
     N,
     Seed,
     err,
@@ -51,16 +52,24 @@ def score(
             "rates, skipped line numbers, one label per row.",
         ),
     ] = None,
+    judge: JudgeModel = None,
 ) -> None:
-    """Score responses produced elsewhere with pairscope's judge-free scorers."""
+    """Score responses produced elsewhere with pairscope's judge-free scorers (and, with
+    --judge, a model judge beside them on XSTest)."""
     from pairscope.probes import load_probe
     from pairscope.scoring import score_file
     from pairscope.tasks import get_task
 
     result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
+    judged = None
+    if judge:
+        from pairscope.judge.runs import judge_file
+
+        judged = judge_file(judge, task, file, data_dir, result)
     if report_path is not None:
+        whole = {**result.to_dict(), **({"judge": judged} if judged else {})}
         try:
-            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            report_path.write_text(json.dumps(whole, indent=2) + "\n")
         except OSError as exc:
             raise InputError(f"Cannot write {report_path}: {exc}") from None
     console = err if json_out else out
@@ -87,6 +96,11 @@ def score(
         describe = get_task(load_probe(task).scorer).describe_rates
         if describe is not None:
             out.print(f"  {describe(result.rates)}", highlight=False, soft_wrap=True)
+    if judged:
+        from pairscope.judge.runs import describe as describe_judge
+
+        for text in describe_judge(judged):
+            out.print(text, highlight=False, soft_wrap=True)
 
 
 @guard

@@ -20,6 +20,7 @@ from pairscope.cli.app import (
     Force,
     Guide,
     JsonOut,
+    JudgeModel,
     Lam,
     Manifest,
     MaxNew,
@@ -100,13 +101,20 @@ def check(
     raise typer.Exit(int(report.exit_code))
 
 
-def _run_command(opts: Any, json_path: str | None, markdown: str | None) -> None:
+def _run_command(
+    opts: Any, json_path: str | None, markdown: str | None, judge: str | None = None
+) -> None:
     from pairscope.pipeline import run
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
 
     with RichProgress(err) as progress:
         summary, run_dir = run(opts, progress)
+    if judge:
+        from pairscope.judge.runs import judge_finished_run
+
+        err.print(f"judging XSTest responses with {judge} ...", highlight=False)
+        summary = judge_finished_run(run_dir, judge, opts)
     # With --json - stdout carries only the JSON, so the table goes to stderr.
     print_summary(summary, run_dir, err if json_path == "-" else out)
     if json_path:
@@ -177,6 +185,7 @@ def probe(
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
+    judge: JudgeModel = None,
 ) -> None:
     """Probe a base/guide pair and gate on its intervention rate.
 
@@ -194,7 +203,7 @@ def probe(
     Example: pairscope probe --data-dir ../shared/data --n 100 --out reports/my-pair
     """
     opts = RunOptions.from_cli("probe", ctx.params, given_fields(ctx))
-    _run_command(opts, json_path, markdown)
+    _run_command(opts, json_path, markdown, judge)
 
 
 @guard
@@ -239,13 +248,14 @@ def evaluate(
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     trust_remote_code: TrustRemoteCode = False,
+    judge: JudgeModel = None,
 ) -> None:
     """Compare methods on identical samples with paired statistics and an HTML report.
 
     Example: pairscope evaluate --data-dir ../shared/data --tasks gsm8k --n 200
     """
     opts = RunOptions.from_cli("evaluate", ctx.params, given_fields(ctx))
-    _run_command(opts, json_path, None)
+    _run_command(opts, json_path, None, judge)
 
 
 @guard

@@ -102,6 +102,11 @@ def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
         f"load {timing.load_seconds:.1f} s, decode {timing.decode_seconds:.1f} s, "
         f"total {timing.total_seconds or 0:.1f} s"
     )
+    if summary.judge:
+        from pairscope.judge.runs import describe
+
+        for line in describe(summary.judge):
+            console.print(line, highlight=False, soft_wrap=True)
     console.print(f"Run directory: {run_dir}")
     if (run_dir / "report.html").exists():
         console.print(f"Report: {run_dir / 'report.html'}")
