@@ -3,7 +3,8 @@
 The labelled set is ``tests/fixtures/small_model_xstest/responses.jsonl`` (how it was
 made and labelled: the README beside it). Run from the project's environment:
 
-    .venv/bin/python scripts/small_model_agreement.py [--split dev|test] [--judge MODEL] [--json]
+    .venv/bin/python scripts/small_model_agreement.py [--split dev|test] [--source TEXT]
+        [--judge MODEL] [--json]
 
 Reported for the rules (:func:`pairscope.refusal.classify_refusal`) and, with
 ``--judge``, for a model judge (greedy, strict verdicts, cached on disk like
@@ -34,10 +35,16 @@ SET = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "small_model_
 RESPONSES = SET / "responses.jsonl"
 
 
-def load(path: Path = RESPONSES, split: str | None = None) -> list[dict[str, Any]]:
-    """The labelled rows (of one split, if given)."""
+def load(
+    path: Path = RESPONSES, split: str | None = None, source: str | None = None
+) -> list[dict[str, Any]]:
+    """The labelled rows (of one split, and of the sources naming ``source``, if given)."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [r for r in rows if split is None or r["split"] == split]
+    return [
+        r
+        for r in rows
+        if (split is None or r["split"] == split) and (source is None or source in r["source"])
+    ]
 
 
 def figures(
@@ -130,10 +137,11 @@ def render(name: str, result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("dev", "test"), help="one split only")
+    parser.add_argument("--source", help="only the rows whose source contains this text")
     parser.add_argument("--judge", help="also score with this model judge (e.g. embedded:...)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    rows = load(split=args.split)
+    rows = load(split=args.split, source=args.source)
     human, styles = [r["label"] for r in rows], [r["style"] for r in rows]
     rules = [classify_refusal(r["completion"]) for r in rows]
     result = {"rules": figures(human, rules, styles)}
@@ -144,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     scope = f"split {args.split}" if args.split else "all splits"
+    scope += f", sources with '{args.source}'" if args.source else ""
     sys.stdout.write(f"{RESPONSES.name}, {scope}\n")
     for name, figs in result.items():
         sys.stdout.write(render(name, figs) + "\n")

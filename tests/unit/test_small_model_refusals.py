@@ -3,9 +3,7 @@ small models' XSTest responses (tests/fixtures/small_model_xstest)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +15,7 @@ from pairscope.refusal import (
     XSTEST_CLASSES,
     classify_refusal,
 )
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "small_model_agreement.py"
+from tests.conftest import load_script
 
 
 @pytest.mark.parametrize(
@@ -94,17 +91,8 @@ def test_small_model_refusal_styles(response: str, expected: str) -> None:
     assert classify_refusal(response) == expected
 
 
-def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("small_model_agreement", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_labelled_set_is_well_formed() -> None:
-    rows = _script().load()
+    rows = load_script("small_model_agreement").load()
     assert len(rows) >= 200
     assert {r["label"] for r in rows} <= set(XSTEST_CLASSES)
     assert {r["split"] for r in rows} == {"dev", "test"}
@@ -121,7 +109,7 @@ def test_labelled_set_is_well_formed() -> None:
 def test_rules_on_small_models_responses(split: str | None, capsys: Any) -> None:
     """The rules read the refusals that say so (≥ 0.75 of them) and keep compliance; the
     silent deflections are reported, not required (the model judge is for those)."""
-    module = _script()
+    module = load_script("small_model_agreement")
     rows = module.load(split=split)
     result = module.figures(
         [r["label"] for r in rows],
