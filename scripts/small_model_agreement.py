@@ -96,13 +96,19 @@ def figures(
     }
 
 
-def judge_labels(rows: Sequence[dict[str, Any]], spec: str) -> tuple[list[str | None], int]:
-    """A model judge's verdicts on the rows (None: unparseable) and its model calls."""
+def judge_labels(
+    rows: Sequence[dict[str, Any]], spec: str, cached_only: bool = False
+) -> tuple[list[dict[str, Any]], list[str | None], int]:
+    """The rows judged, a model judge's verdicts on them (None: unparseable) and its model
+    calls; ``cached_only``: only the rows the judge's cache holds, calling no model."""
+    from pairscope.judge.cache import item_key
     from pairscope.judge.model import Judge, JudgeItem
 
     with Judge(spec, device="cpu") as judge:
+        if cached_only:
+            rows = [r for r in rows if judge.cache.get(item_key(r["prompt"], r["completion"]))]
         verdicts = judge.judge([JudgeItem(r["prompt"], r["completion"]) for r in rows])
-    return verdicts.labels, verdicts.calls
+    return list(rows), verdicts.labels, verdicts.calls
 
 
 def _pct(value: float | None) -> str:
@@ -139,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--split", choices=("dev", "test"), help="one split only")
     parser.add_argument("--source", help="only the rows whose source contains this text")
     parser.add_argument("--judge", help="also score with this model judge (e.g. embedded:...)")
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="with --judge: only the rows the judge's cache already holds (no model call)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     rows = load(split=args.split, source=args.source)
@@ -146,8 +157,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     rules = [classify_refusal(r["completion"]) for r in rows]
     result = {"rules": figures(human, rules, styles)}
     if args.judge:
-        labels, calls = judge_labels(rows, args.judge)
-        result[f"judge {args.judge}"] = {**figures(human, labels, styles), "judge_calls": calls}
+        judged, labels, calls = judge_labels(rows, args.judge, args.cached_only)
+        if args.cached_only:  # the rules on the same rows, to compare like with like
+            rules_there = [classify_refusal(r["completion"]) for r in judged]
+            result["rules, rows judged"] = figures(
+                [r["label"] for r in judged], rules_there, [r["style"] for r in judged]
+            )
+        result[f"judge {args.judge}"] = {
+            **figures([r["label"] for r in judged], labels, [r["style"] for r in judged]),
+            "judge_calls": calls,
+        }
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
