@@ -410,6 +410,8 @@ class Summary(Contract):
     timing: Timing
     tasks: dict[str, TaskSummary]
     overall: Overall
+    # With --judge: judge.json (the model judge beside the rules on XSTest responses).
+    judge: dict[str, Any] | None = None
 
     def model_spec(self, role: Literal["base", "guide"]) -> str:
         """The model spec of ``role`` as loaded, or as asked for if the models never loaded."""

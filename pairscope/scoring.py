@@ -31,6 +31,7 @@ __all__ = [
     "Scorer",
     "get_scorer",
     "normalise_text",
+    "row_texts",
     "score",
     "score_file",
 ]
@@ -284,6 +285,20 @@ def _unmatched_error(src: Path, unmatched: list[tuple[int, str]]) -> DataError:
         hint="Give such rows their own label (XSTest 'label' or 'type', GSM8K 'answer' "
         "with '#### N'), fix the prompt text, or pass --skip-unmatched to score the rest.",
     )
+
+
+def row_texts(path: str | Path) -> dict[int, tuple[str | None, str]]:
+    """Each row's prompt (None without one) and completion, by line number, as
+    :func:`score_file` reads them."""
+    texts: dict[int, tuple[str | None, str]] = {}
+    for number, row in _read_rows(Path(path)):
+        prompt = first_value(row, _TEXT_KEYS)
+        completion = first_value(row, _COMPLETION_KEYS)
+        texts[number] = (
+            prompt if isinstance(prompt, str) else None,
+            completion if isinstance(completion, str) else "",
+        )
+    return texts
 
 
 def score_file(

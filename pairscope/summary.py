@@ -154,6 +154,7 @@ def summarize(run_dir: Path) -> Summary:
     verdicts = [Verdict(t.verdict) for t in tasks.values() if t.verdict is not None]
     overall = overall_verdict(verdicts, policy=settings.policy) if verdicts else Verdict.WARN
     passed = gate_passes(overall, strict=settings.strict)
+    judged = run_dir / "judge.json"  # written by --judge (pairscope.judge.runs)
     return Summary(
         schema_version=SCHEMA_VERSION,
         kind=config.command,
@@ -171,6 +172,7 @@ def summarize(run_dir: Path) -> Summary:
             policy=settings.policy,
             strict=settings.strict,
         ),
+        **({"judge": read_json(judged)} if judged.is_file() else {}),
     )
 
 

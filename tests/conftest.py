@@ -243,3 +243,16 @@ def pairscope_subprocess(*args: object, timeout: float = 600.0) -> subprocess.Co
     assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr[-3000:]}"
     assert "ResourceWarning" not in done.stderr, done.stderr[-3000:]
     return done
+
+
+def load_script(name: str) -> Any:
+    """A module of scripts/ (not a package), imported by its file name."""
+    import importlib.util
+
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while defining
+    spec.loader.exec_module(module)
+    return module

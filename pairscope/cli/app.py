@@ -90,6 +90,16 @@ TrustRemoteCode = Annotated[
         rich_help_panel="Models",
     ),
 ]
+JudgeModel = Annotated[
+    str | None,
+    typer.Option(
+        "--judge",
+        help="Also classify XSTest responses with this model judge (Hub id, local "
+        "directory, .gguf file, vllm:URL or embedded:NAME) and show it beside the rules. "
+        "Greedy; verdicts are cached on disk.",
+        rich_help_panel="Models",
+    ),
+]
 Tau = Annotated[
     float,
     typer.Option(

@@ -14,6 +14,7 @@ from rich.table import Table
 from pairscope.cli.app import (
     DataDir,
     Json,
+    JudgeModel,
     N,
     Seed,
     err,
@@ -55,8 +56,10 @@ def score(
             "rates, skipped line numbers, one label per row.",
         ),
     ] = None,
+    judge: JudgeModel = None,
 ) -> None:
-    """Score responses produced elsewhere with pairscope's judge-free scorers.
+    """Score responses produced elsewhere with pairscope's judge-free scorers (and, with
+    --judge, a model judge beside them on XSTest).
 
     Exit codes: 0 scored, 2 bad input (unreadable file, unknown task, unmatched rows),
     3 runtime failure.
@@ -68,9 +71,15 @@ def score(
 
     check_file_writable(report_path, "--report")
     result = score_file(task, file, data_dir, skip_unmatched=skip_unmatched)
+    judged = None
+    if judge:
+        from pairscope.judge.runs import judge_file
+
+        judged = judge_file(judge, task, file, data_dir, result)
     if report_path is not None:
+        whole = {**result.to_dict(), **({"judge": judged} if judged else {})}
         try:
-            report_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            report_path.write_text(json.dumps(whole, indent=2) + "\n")
         except OSError as exc:
             raise InputError(f"Cannot write {report_path}: {exc}") from None
     console = err if json_out else out
@@ -97,6 +106,11 @@ def score(
         describe = get_task(load_probe(task).scorer).describe_rates
         if describe is not None:
             out.print(f"  {describe(result.rates)}", highlight=False, soft_wrap=True)
+    if judged:
+        from pairscope.judge.runs import describe as describe_judge
+
+        for text in describe_judge(judged):
+            out.print(text, highlight=False, soft_wrap=True)
 
 
 @guard

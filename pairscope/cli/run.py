@@ -23,6 +23,7 @@ from pairscope.cli.app import (
     GuideRevision,
     Json,
     JsonOut,
+    JudgeModel,
     Junit,
     Lam,
     Manifest,
@@ -111,7 +112,12 @@ def check(
 
 
 def _run_command(
-    opts: Any, as_json: bool, json_out: Path | None, markdown: Path | None, junit: Path | None
+    opts: Any,
+    as_json: bool,
+    json_out: Path | None,
+    markdown: Path | None,
+    junit: Path | None,
+    judge: str | None = None,
 ) -> None:
     from pairscope.paths import check_file_writable
     from pairscope.pipeline import run
@@ -129,6 +135,11 @@ def _run_command(
             check_file_writable(path, option)
         with RichProgress(err) as progress:
             summary, run_dir = run(opts, progress)
+        if judge:
+            from pairscope.judge.runs import judge_finished_run
+
+            err.print(f"judging XSTest responses with {judge} ...", highlight=False, markup=False)
+            summary = judge_finished_run(run_dir, judge, opts)
     except BaseException as exc:
         _report_failure(opts, exc, junit)
         raise
@@ -237,6 +248,7 @@ def probe(
     trust_remote_code: TrustRemoteCode = False,
     base_revision: BaseRevision = None,
     guide_revision: GuideRevision = None,
+    judge: JudgeModel = None,
 ) -> None:
     """Probe a base/guide pair and gate on its intervention rate.
 
@@ -254,7 +266,7 @@ def probe(
     Example: pairscope probe --base ./my-base --guide ./my-guide --out reports/my-pair
     """
     opts = RunOptions.from_cli("probe", ctx.params, given_fields(ctx))
-    _run_command(opts, as_json, json_out, markdown, junit)
+    _run_command(opts, as_json, json_out, markdown, junit, judge)
 
 
 @guard
@@ -306,6 +318,7 @@ def evaluate(
     trust_remote_code: TrustRemoteCode = False,
     base_revision: BaseRevision = None,
     guide_revision: GuideRevision = None,
+    judge: JudgeModel = None,
 ) -> None:
     """Compare methods on identical samples with paired statistics and an HTML report.
 
@@ -315,7 +328,7 @@ def evaluate(
     Example: pairscope evaluate --data-dir DATA_DIR --tasks gsm8k -n 200
     """
     opts = RunOptions.from_cli("evaluate", ctx.params, given_fields(ctx))
-    _run_command(opts, as_json, json_out, markdown, junit)
+    _run_command(opts, as_json, json_out, markdown, junit, judge)
 
 
 @guard

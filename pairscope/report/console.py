@@ -97,6 +97,11 @@ def print_summary(summary: Summary, run_dir: Path, console: Console) -> None:
     for task, t in summary.tasks.items():
         _print_task(console, task, t)
     console.print(overall_line(summary), highlight=False, soft_wrap=True)
+    if summary.judge:
+        from pairscope.judge.runs import describe
+
+        for line in describe(summary.judge):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print(f"Run directory: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
     if (run_dir / "report.html").exists():
         console.print(

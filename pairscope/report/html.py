@@ -394,6 +394,7 @@ def render_report(
         "data": summary.data,
         "timing_table": dump(summary.timing),
         "static_overlap": summary.static_overlap,
+        "judge": summary.judge,
         "created": _created(run_dir),
         "run_name": run_dir.resolve().name,
         "tasks": tasks,

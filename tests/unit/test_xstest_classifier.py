@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +16,7 @@ from pairscope.refusal import (
     clause_kinds,
 )
 from pairscope.scoring import score
+from tests.conftest import load_script
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "xstest_responses.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
@@ -291,18 +290,6 @@ def test_quotes_and_case_do_not_matter() -> None:
     assert clause_kinds("Sure! Here you go.")[0] == ("sure!", "preface")
 
 
-def _agreement_script() -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "xstest_agreement.py"
-    spec = importlib.util.spec_from_file_location("xstest_agreement", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_agreement_script_on_a_release_shaped_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -322,7 +309,7 @@ def test_agreement_script_on_a_release_shaped_folder(
     (tmp_path / "xstest_v2_completions_two_streval.csv").write_text(
         "id,strmatch_label\nv2-1,1_full_compliance\nv2-2,1_full_compliance\n"
     )
-    _agreement_script().main([str(tmp_path), "--design", "one", "--json"])
+    load_script("xstest_agreement").main([str(tmp_path), "--design", "one", "--json"])
     result = json.loads(capsys.readouterr().out)
     groups = result["groups"]
     assert (result["design_models"], result["held_out_models"]) == (["one"], ["two"])
