@@ -4,8 +4,8 @@ Both designs run here, one after the other, on the same base, guides, tasks, bud
 and seed, each as its own command (so each pays its own model loading, as a user's
 would):
 
-- **rank**: ``pairscope rank --n N`` (pre-flight checks, then the race);
-- **fixed**: ``pairscope probe --fixed --no-calibration --n N`` for every guide, the
+- **rank**: ``pairscope rank --limit N`` (pre-flight checks, then the race);
+- **fixed**: ``pairscope probe --fixed --no-calibration --limit N`` for every guide, the
   design that decodes the whole budget of every pair.
 
 Printed: the samples each design decoded (generations on disk) and its wall time,
@@ -13,9 +13,9 @@ and the ratios rank / fixed. ``--json`` prints one JSON object. By default the b
 is the embedded Gemma and the guides are the two embedded guides (SmolLM2 and
 Qwen2.5-Coder, optional extra ``qwen``).
 
-    python bench/rank.py --n 100 --data-dir ../shared/data
+    python bench/rank.py --limit 100 --data-dir DIR
 
-On a CPU the embedded pair takes long at the default budget; ``--n``, ``--tasks`` and
+On a CPU the embedded pair takes long at the default budget; ``--limit``, ``--tasks`` and
 ``--max-new-tokens`` make it smaller, and ``--base``/``--guides`` take any models.
 """
 
@@ -52,11 +52,13 @@ def _generations(root: Path) -> int:
 
 
 def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
-    common = ["--tasks", opts.tasks, "--n", str(opts.n), "--tau", str(opts.tau)]
+    common = ["--tasks", opts.tasks, "--limit", str(opts.limit), "--tau", str(opts.tau)]
     common += ["--data-dir", opts.data_dir] if opts.data_dir else []
     common += ["--max-new-tokens", str(opts.max_new_tokens)] if opts.max_new_tokens else []
-    rank_args = ["rank", "--base", opts.base, "--guides", opts.guides, "--batch", str(opts.batch)]
+    rank_args = ["rank", "--base", opts.base, "--guides", opts.guides]
     rank_args += [
+        "--race-batch",
+        str(opts.race_batch),
         "--epsilon",
         str(opts.epsilon),
         "--method",
@@ -100,8 +102,8 @@ def main() -> None:
     )
     parser.add_argument("--tasks", default="gsm8k,truthfulqa,xstest")
     parser.add_argument("--method", default="nudging")
-    parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("-n", "--limit", type=int, default=100)
+    parser.add_argument("--race-batch", type=int, default=10)
     parser.add_argument("--epsilon", type=float, default=0.02)
     parser.add_argument("--tau", type=float, default=TAU)
     parser.add_argument("--max-new-tokens", type=int, default=None)

@@ -34,7 +34,7 @@ app = typer.Typer(
         "are we? Probes intervention rate, vocabulary overlap and calibration on small "
         "seeded benchmark samples and gates CI on the answer.\n\n"
         "Exit codes: 0 pass, 1 the pair fails the gate, 2 bad input, 3 runtime failure, "
-        "130 interrupted."
+        "4 rank: a race undecided at its budget, 130 interrupted."
     ),
     cls=Group,
     no_args_is_help=True,
@@ -70,7 +70,9 @@ Guide = Annotated[
     typer.Option(
         "--guide",
         metavar="MODEL",
-        help="Guide model: Hub id, local directory, .gguf file, or embedded:smollm2-135m-instruct.",
+        help="Guide model: Hub id, local directory, .gguf file, or an embedded guide: "
+        "embedded:smollm2-135m-instruct, embedded:qwen2.5-coder-0.5b-instruct (optional "
+        "extra qwen).",
         rich_help_panel="Models",
     ),
 ]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pairscope.cli.app import (
+    Base,
     DataDir,
     Device,
     Dtype,
+    Json,
+    JsonOut,
     MaxNew,
     Seed,
     Tasks,
@@ -32,17 +36,19 @@ def rank(
         str | None,
         typer.Option(
             "--guides",
-            help="Comma-separated candidate guides (any model spec probe takes).",
+            metavar="MODELS",
+            help="Comma-separated candidate guides, each a Hub id, local directory, .gguf "
+            "file, served URL or embedded name: embedded:smollm2-135m-instruct, "
+            "embedded:qwen2.5-coder-0.5b-instruct (optional extra qwen).",
             rich_help_panel="Models",
         ),
     ] = None,
-    base: Annotated[
-        str, typer.Option("--base", help="The base model.", rich_help_panel="Models")
-    ] = "embedded:gemma-3-270m",
+    base: Base = "embedded:gemma-3-270m",
     bases: Annotated[
         str | None,
         typer.Option(
             "--bases",
+            metavar="MODELS",
             help="Several bases, comma-separated (instead of --base).",
             rich_help_panel="Models",
         ),
@@ -72,13 +78,22 @@ def rank(
     n: Annotated[
         int,
         typer.Option(
-            "--n",
-            help="Budget: samples per task at most. A larger --n later continues the race.",
+            "-n",
+            "--limit",
+            metavar="N",
+            help="Budget: samples per task at most. A larger --limit later continues the race.",
             rich_help_panel="Race",
         ),
     ] = 100,
-    batch: Annotated[
-        int, typer.Option(help="Samples between two decisions.", rich_help_panel="Race")
+    race_batch: Annotated[
+        int,
+        typer.Option(
+            "--race-batch",
+            metavar="N",
+            help="Samples every guide in the race decodes between two decisions (they are "
+            "also decoded together: rank has no separate --batch-size).",
+            rich_help_panel="Race",
+        ),
     ] = 10,
     fail_on: Annotated[
         str,
@@ -100,6 +115,7 @@ def rank(
         str | None,
         typer.Option(
             "--out",
+            metavar="DIR",
             help="Rank directory: rank.json and one run directory per cell "
             "(default reports/rank-TIME). Running again continues it.",
             rich_help_panel="Output",
@@ -130,9 +146,8 @@ def rank(
             rich_help_panel="Output",
         ),
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print rank.json to stdout.", rich_help_panel="Output")
-    ] = False,
+    as_json: Json = False,
+    json_out: JsonOut = None,
 ) -> None:
     """Race candidate guides for a base on the same samples and pick the best pair.
 
@@ -142,8 +157,11 @@ def rank(
     when a guide shown feasible beats its score by more than epsilon, with anytime-valid
     confidence sequences (every elimination right with probability at least 1 - alpha).
 
+    The result is rank.json in --out; --json prints it on stdout, --json-out copies it.
+
     Exit codes: 0 a feasible winner or a tie in every race, 1 a race has no feasible
-    pair, 4 a race is unresolved at the budget, 2 bad input, 3 runtime failure.
+    pair, 4 a race is unresolved at the budget, 2 bad input, 3 runtime failure, 130
+    interrupted (running the same command again continues).
 
     Example: pairscope rank --guides
     embedded:smollm2-135m-instruct,embedded:qwen2.5-coder-0.5b-instruct
@@ -156,7 +174,8 @@ def rank(
 
     fail = () if fail_on == "none" else parse_csv(fail_on)
     if merge:
-        _show(merge_into([d for m in merge for d in parse_csv(m)], out_dir, fail), json_out)
+        merged = merge_into([d for m in merge for d in parse_csv(m)], out_dir, fail)
+        _show(merged, as_json, json_out)
     opts = RankOptions(
         bases=parse_csv(bases) if bases else (base,),
         guides=parse_csv(guides or ""),
@@ -167,7 +186,7 @@ def rank(
         epsilon=epsilon,
         alpha=alpha,
         n=n,
-        batch=batch,
+        batch=race_batch,
         seed=seed,
         threshold=threshold,
         max_new_tokens=max_new_tokens,
@@ -182,15 +201,19 @@ def rank(
     )
     with RichProgress(err) as progress:
         result = run_rank(opts, progress)
-    _show(result, json_out)
+    _show(result, as_json, json_out)
 
 
-def _show(result: Any, json_out: bool) -> None:
-    """The leaderboard (to stderr when stdout carries the JSON), then the exit code."""
+def _show(result: Any, as_json: bool, json_out: Path | None) -> None:
+    """The leaderboard (to stderr when stdout carries the JSON), the JSON, the exit code."""
     from pairscope.rank.leaderboard import print_leaderboard
+    from pairscope.report.ci import write_text
     from pairscope.schema import dump
 
-    print_leaderboard(result, err if json_out else out)
+    print_leaderboard(result, err if as_json else out)
+    text = json.dumps(dump(result), indent=2) + "\n"
+    if as_json:
+        sys.stdout.write(text)
     if json_out:
-        sys.stdout.write(json.dumps(dump(result), indent=2) + "\n")
+        write_text(json_out, text)
     raise typer.Exit(result.exit_code)

@@ -5,9 +5,10 @@ The vocabulary (docs/cli.md lists it for users):
 * ``--json`` is a switch: the command's result as JSON on stdout, and nothing else there.
 * ``--json-out PATH`` writes that JSON to a file; other formats name theirs the same
   way by format: ``--markdown PATH``, ``--junit PATH``.
-* ``--out DIR`` is a run directory; ``-o/--output FILE`` is the one file a command
-  writes (an HTML report, a JSONL of results).
-* ``-n/--limit N`` caps samples (or transcripts) per task; ``all`` lifts the cap.
+* ``--out DIR`` is a run directory (rank's: its rank directory); ``-o/--output FILE``
+  is the one file a command writes (an HTML report, a JSONL of results).
+* ``-n/--limit N`` caps samples (or transcripts) per task; ``all`` lifts the cap (rank's
+  budget is a number).
 * ``--method`` names the decoding method (comma-separated where a command takes several).
 * ``-h/--help`` everywhere; every help ends with the command's exit codes.
 
@@ -29,7 +30,8 @@ _err = Console(stderr=True)
 # Old spelling -> (new spelling, the commands that had the old one). A new spelling of
 # None: the old switch only restated the default and is dropped.
 RENAMED: dict[str, tuple[str | None, frozenset[str]]] = {
-    "--n": ("--limit", frozenset({"probe", "evaluate", "show"})),
+    "--n": ("--limit", frozenset({"probe", "evaluate", "show", "rank"})),
+    "--batch": ("--race-batch", frozenset({"rank"})),
     "--max-samples": ("--limit", frozenset({"report"})),
     "--methods": ("--method", frozenset({"evaluate"})),
     "--report": ("--json-out", frozenset({"score"})),

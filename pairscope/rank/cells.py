@@ -6,7 +6,7 @@ summary.json) whose manifest is the race's committed order up to the budget, so
 The race decodes prefixes of that order into it through the probe's own decoding
 step, one record per finished sample, so a killed rank resumes at sample
 granularity. The committed order is the seeded, stratum-interleaved order of the
-whole dataset: a larger budget extends it, and a raised ``--n`` continues a race.
+whole dataset: a larger budget extends it, and a raised ``--limit`` continues a race.
 """
 
 from __future__ import annotations

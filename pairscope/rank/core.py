@@ -5,7 +5,7 @@ on one committed sample order; each (base, guide, task, method) cell is an ordin
 run directory under the rank's output directory (:mod:`pairscope.rank.cells`). A pair
 that fails the hard checks of ``pairscope check`` is pruned and never decoded. The
 race is replayed from the records on disk before every batch, so running the same
-command again (after a kill, or with a larger ``--n``) continues where it stopped.
+command again (after a kill, or with a larger ``--limit``) continues where it stopped.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ class RankOptions:
             if item not in FAIL_ON:
                 raise unknown("--fail-on condition", item, FAIL_ON)
         if self.n < 1 or self.batch < 1:
-            raise InputError(f"--n and --batch must be >= 1 (got {self.n}, {self.batch}).")
+            got = f"{self.n}, {self.batch}"
+            raise InputError(f"--limit and --race-batch must be >= 1 (got {got}).")
         self.probe_options(self.bases[0], self.guides[0], self.tasks[0]).validate()
 
     def probe_options(self, base: str, guide: str, task: str) -> RunOptions:

@@ -235,7 +235,7 @@ class RaceSettings:
         if not 0.0 <= self.epsilon < 1.0:
             raise InputError(f"--epsilon must be in [0, 1); got {self.epsilon!r}.")
         if self.batch < 1 or self.budget < 1 or self.min_samples < 0:
-            raise InputError("--batch and --n must be >= 1.")
+            raise InputError("--race-batch and --limit must be >= 1.")
 
     def alpha_each(self, guides: int) -> float:
         """The level of each sequence: α over the guides' IR sequences and, for the

@@ -32,7 +32,7 @@ def guides(tiny_dirs, tmp_path_factory) -> list[Path]:
 def rank(tiny_dirs, guides, out: Path, *extra: object, tau: str = "0", n: str = "40"):
     result = cli(
         "rank", "--base", tiny_dirs["base"], "--guides", ",".join(str(g) for g in guides),
-        "--tasks", "xstest", "--max-new-tokens", "6", "--tau", tau, "--n", n,
+        "--tasks", "xstest", "--max-new-tokens", "6", "--tau", tau, "-n", n,
         "--data-dir", DATA, "--out", out, *extra,
     )  # fmt: skip
     loaded = (
@@ -80,21 +80,25 @@ def test_no_feasible_pair_exits_1_and_fail_on_chooses(tiny_dirs, guides, tmp_pat
     assert ranked is not None and ranked.races[0].status == "none-feasible"
     assert {g.status for g in ranked.races[0].guides} == {"infeasible"}
     assert all(g.decided_at == 2 for g in ranked.races[0].guides)  # at 20 samples
-    again, replayed = rank(tiny_dirs, guides, out, "--fail-on", "unresolved", tau="2")
+    copy = tmp_path / "ci" / "rank.json"
+    again, replayed = rank(
+        tiny_dirs, guides, out, "--fail-on", "unresolved", "--json-out", copy, tau="2"
+    )
     assert again.exit_code == 0
     assert replayed is not None and replayed.samples_decoded == ranked.samples_decoded
+    assert RankResult.model_validate_json(copy.read_text()) == replayed
 
 
 def test_unresolved_exits_4_and_a_larger_n_continues_the_race(tiny_dirs, guides, tmp_path):
     out = tmp_path / "r"
-    result, ranked = rank(tiny_dirs, guides, out, "--batch", "5", n="10")
+    result, ranked = rank(tiny_dirs, guides, out, "--race-batch", "5", n="10")
     assert result.exit_code == 4, result.output
     assert ranked is not None and ranked.outcome == "unresolved"
     assert {g.status for g in ranked.races[0].guides} == {"unresolved"}
     assert ranked.samples_decoded == 20
-    more, continued = rank(tiny_dirs, guides, out, "--batch", "5", "--epsilon", "0.3", n="40")
+    more, continued = rank(tiny_dirs, guides, out, "--race-batch", "5", "--epsilon", "0.3", n="40")
     fresh, once = rank(
-        tiny_dirs, guides, tmp_path / "once", "--batch", "5", "--epsilon", "0.3", n="40"
+        tiny_dirs, guides, tmp_path / "once", "--race-batch", "5", "--epsilon", "0.3", n="40"
     )
     assert more.exit_code == fresh.exit_code == 0
     assert continued is not None and once is not None
@@ -135,7 +139,7 @@ def test_shards_merged_equal_one_unsharded_run(tiny_dirs, guides, tmp_path):
     for i in (1, 2):
         part = cli(
             "rank", "--base", tiny_dirs["base"], "--guides", ",".join(map(str, guides)),
-            "--max-new-tokens", "6", "--tau", "0", "--n", "40", "--data-dir", DATA,
+            "--max-new-tokens", "6", "--tau", "0", "--limit", "40", "--data-dir", DATA,
             "--out", shared, "--shard", f"{i}/2", *tasks,
         )  # fmt: skip
         assert part.exit_code == 0, part.output
@@ -153,7 +157,7 @@ def test_merge_refuses_missing_shards(tiny_dirs, guides, tmp_path):
     out = tmp_path / "shared"
     part = cli(
         "rank", "--base", tiny_dirs["base"], "--guides", ",".join(map(str, guides)),
-        "--tasks", "xstest,truthfulqa", "--max-new-tokens", "6", "--tau", "2", "--n", "20",
+        "--tasks", "xstest,truthfulqa", "--max-new-tokens", "6", "--tau", "2", "--limit", "20",
         "--data-dir", DATA, "--out", out, "--shard", "2/2",
     )  # fmt: skip
     assert part.exit_code == 1
@@ -170,7 +174,7 @@ def test_bench_rank_compares_with_the_fixed_design(tiny_dirs, guides, tmp_path):
 
     command = [
         sys.executable, str(REPO / "bench" / "rank.py"), "--base", str(tiny_dirs["base"]),
-        "--guides", ",".join(map(str, guides)), "--tasks", "xstest", "--n", "30",
+        "--guides", ",".join(map(str, guides)), "--tasks", "xstest", "-n", "30",
         "--max-new-tokens", "6", "--tau", "2", "--data-dir", str(DATA), "--json",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)

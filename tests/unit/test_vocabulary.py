@@ -58,7 +58,7 @@ def _id(path: tuple[str, ...]) -> str:
 def test_the_walk_finds_every_command():
     leaves = {p[-1] for p in COMMANDS if p}
     assert {"generate", "check", "probe", "evaluate", "report", "compare", "score"} <= leaves
-    assert {"list", "show"} <= leaves
+    assert {"list", "show", "rank"} <= leaves
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=_id)
@@ -75,6 +75,7 @@ def test_help_has_h_exit_codes_and_no_type_names(path):
 def test_shared_flags_follow_the_vocabulary(path):
     options = _options(path)
     retired = {"--n", "--max-samples", "--methods", "--report", "--no-strict", "--no-plain"}
+    retired |= {"--batch"}
     assert not retired & set(options), "an old spelling is declared, not only aliased"
     if "--json" in options:
         assert options["--json"].is_flag, "--json is a switch: JSON on stdout"
@@ -82,7 +83,7 @@ def test_shared_flags_follow_the_vocabulary(path):
         assert not options["--json-out"].is_flag and options["--json-out"].metavar == "PATH"
     if "--out" in options:
         assert options["--out"].metavar == "DIR", "--out is a run directory"
-        assert path[-1] in ("probe", "evaluate")
+        assert path[-1] in ("probe", "evaluate", "rank")
     if "--output" in options:
         assert "-o" in options["--output"].opts and options["--output"].metavar == "FILE"
     if "--limit" in options:
@@ -94,7 +95,10 @@ def test_shared_flags_follow_the_vocabulary(path):
         assert not (param.is_flag and param.secondary_opts), param.opts
     if path[-1] in ("generate", "probe", "evaluate"):
         assert "--method" in options
-    if "--base" in options:
+    if "--base" in options and "--guides" in options:
+        # Several guides (and bases): one revision flag could not say whose it is.
+        assert {"--bases", "--device", "--dtype", "--trust-remote-code"} <= set(options)
+    elif "--base" in options:
         models = {"--guide", "--device", "--dtype", "--trust-remote-code"}
         assert models | {"--base-revision", "--guide-revision"} <= set(options)
 
@@ -120,7 +124,13 @@ ALIASES = [
     for name in sorted(commands)
 ]
 PATHS = {p[-1]: p for p in COMMANDS if p}
-VALUES = {"--limit": "3", "--method": "base,nudging", "--json-out": "r.json", "--output": "x.html"}
+VALUES = {
+    "--limit": "3",
+    "--method": "base,nudging",
+    "--json-out": "r.json",
+    "--output": "x.html",
+    "--race-batch": "5",
+}
 
 
 @pytest.mark.parametrize(("old", "new", "name"), ALIASES, ids=lambda v: str(v))
