@@ -23,15 +23,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pairscope.check_items import FAIL, PASS, WARN, CheckReport, Item, Model, read_json
 from pairscope.defaults import DEFAULT_TASKS
-from pairscope.errors import ExitCode, InputError, PairscopeError
-from pairscope.metrics.intervention import Verdict
+from pairscope.errors import InputError, PairscopeError
 
-PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 # Tokens a probe's question (and its answer options) may add to the prompt template.
 QUESTION_ALLOWANCE = 256
 # Below this share of the smaller vocabulary, the blend's two top-k lists rarely meet.
@@ -39,80 +37,6 @@ LOW_OVERLAP = 0.05
 _WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
 _SPACE_MARKERS = ("\u2581", "\u0120", " ")
 _PROBE_WORDS = ("hello the", "x and", "a of")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One checked fact about one model (``base``, ``guide``) or the ``pair``."""
-
-    check: str
-    model: str
-    status: Verdict
-    found: str
-    fix: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "check": self.check,
-            "model": self.model,
-            "status": self.status.value,
-            "found": self.found,
-            "fix": self.fix,
-        }
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Every item of one check, in the order checked, and how long it took."""
-
-    base: str
-    guide: str
-    items: tuple[Item, ...]
-    seconds: float
-
-    @property
-    def status(self) -> Verdict:
-        """The worst item: FAIL, else WARN, else PASS."""
-        statuses = {item.status for item in self.items}
-        return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """2 (input error) when any item failed, else 0: WARN items do not fail."""
-        return ExitCode.USAGE if self.status is FAIL else ExitCode.OK
-
-    def failures(self) -> list[Item]:
-        return [item for item in self.items if item.status is FAIL]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "kind": "check",
-            "base": self.base,
-            "guide": self.guide,
-            "status": self.status.value,
-            "exit_code": int(self.exit_code),
-            "seconds": round(self.seconds, 3),
-            "items": [item.to_dict() for item in self.items],
-        }
-
-
-@dataclass
-class _Model:
-    """What the check read about one model."""
-
-    role: str
-    spec: str
-    tokenizer: Any
-    config: dict[str, Any]  # the model config's text part ({} for a served model without one)
-    generation_eos: Any = None
-    context_window: int | None = None
-    served: bool = False
-    items: list[Item] = field(default_factory=list)
-
-    def item(self, check: str, status: Verdict, found: str, fix: str | None = None) -> None:
-        self.items.append(Item(check, self.role, status, found, fix))
 
 
 def check_pair(
@@ -134,7 +58,7 @@ def check_pair(
     started = time.perf_counter()
     probes = _load_probes(tasks)
     items: list[Item] = []
-    read: dict[str, _Model] = {}
+    read: dict[str, Model] = {}
     for role, spec in (("base", base), ("guide", guide)):
         revision = (revisions or {}).get(role)
         model = _read(role, spec, trust_remote_code, items, revision)
@@ -153,7 +77,7 @@ def check_pair(
     return CheckReport(base, guide, tuple(items), time.perf_counter() - started)
 
 
-def _guarded(model: _Model, name: str, step: Callable[[_Model], None]) -> None:
+def _guarded(model: Model, name: str, step: Callable[[Model], None]) -> None:
     """Run one group of checks; an unexpected failure becomes a FAIL item, not a crash."""
     try:
         step(model)
@@ -174,7 +98,7 @@ def _load_probes(tasks: Sequence[str]) -> list[Any]:
 
 def _read(
     role: str, spec: str, trust_remote_code: bool, items: list[Item], revision: str | None = None
-) -> _Model | None:
+) -> Model | None:
     """Tokenizer and config of one model, plus its source/weights item (FAIL: None)."""
     if spec.startswith("vllm:"):
         from pairscope.check_served import read_served
@@ -233,7 +157,7 @@ def _read(
             )
         )
     window = config.get("max_position_embeddings")
-    return _Model(role, spec, tokenizer, config, eos, int(window) if window else None)
+    return Model(role, spec, tokenizer, config, eos, int(window) if window else None)
 
 
 def _known(config: dict[str, Any]) -> bool:
@@ -303,18 +227,11 @@ def _load_files(folder: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any
         except Exception:  # noqa: BLE001 - no generation_config.json
             eos = None
         return tokenizer, values, values.get("eos_token_id") if eos is None else eos
-    values = _json(directory / "config.json")
+    values = read_json(directory / "config.json")
     values = {**values, **(values.get("text_config") or {})}
     generation = directory / "generation_config.json"
-    eos = _json(generation).get("eos_token_id") if generation.is_file() else None
+    eos = read_json(generation).get("eos_token_id") if generation.is_file() else None
     return tokenizer, values, values.get("eos_token_id") if eos is None else eos
-
-
-def _json(path: Path) -> dict[str, Any]:
-    import json
-
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
 
 
 # -- tokenizer -----------------------------------------------------------------------------
@@ -394,7 +311,7 @@ def single_token_text(tokenizer: Any) -> tuple[str, str, str] | None:
     return None
 
 
-def _tokenizer_items(model: _Model) -> None:
+def _tokenizer_items(model: Model) -> None:
     tok = model.tokenizer
     model.item("tokenizer family", PASS, tokenizer_family(tok))
     found = single_token_text(tok)
@@ -422,7 +339,7 @@ def _tokenizer_items(model: _Model) -> None:
     )
 
 
-def _template_items(model: _Model) -> None:
+def _template_items(model: Model) -> None:
     from pairscope.models import FALLBACK_CHAT_TEMPLATE
 
     tok = model.tokenizer
@@ -479,7 +396,7 @@ def _template_items(model: _Model) -> None:
     model.item("chat template", PASS, f"present; assistant turn opens with {turn!r}; {system}")
 
 
-def _end_ids(model: _Model) -> frozenset[int]:
+def _end_ids(model: Model) -> frozenset[int]:
     from pairscope.decoding.vocab import end_ids
 
     return end_ids(model.generation_eos, model.tokenizer)
@@ -489,7 +406,7 @@ def _names(tok: Any, ids: Iterable[int]) -> str:
     return ", ".join(f"{tok.convert_ids_to_tokens(int(i))} ({int(i)})" for i in sorted(ids))
 
 
-def _special_items(model: _Model) -> None:
+def _special_items(model: Model) -> None:
     tok = model.tokenizer
     ends = _end_ids(model)
     size = len(tok)
@@ -525,7 +442,7 @@ def _special_items(model: _Model) -> None:
     model.item("special tokens", PASS, "; ".join(named) + f"; {prefix}{pad_note}")
 
 
-def _vocab_size_item(model: _Model) -> None:
+def _vocab_size_item(model: Model) -> None:
     size = len(model.tokenizer)
     rows = model.config.get("vocab_size")
     if rows is None:
@@ -541,7 +458,7 @@ def _vocab_size_item(model: _Model) -> None:
         model.item("vocabulary size", PASS, f"{size} token ids, {rows} embedding rows")
 
 
-def _prompt_need(model: _Model, spec: Any) -> int:
+def _prompt_need(model: Model, spec: Any) -> int:
     """Tokens one of this probe's prompts needs, with QUESTION_ALLOWANCE for the question."""
     from pairscope.probes import render_template
 
@@ -579,7 +496,7 @@ def _prompt_need(model: _Model, spec: Any) -> int:
     return len(ids) + QUESTION_ALLOWANCE + int(spec.max_new_tokens)
 
 
-def _window_items(model: _Model, probes: Sequence[Any]) -> None:
+def _window_items(model: Model, probes: Sequence[Any]) -> None:
     needs = {spec.name: _prompt_need(model, spec) for spec in probes}
     window = model.context_window
     biggest = max(needs, key=needs.__getitem__) if needs else None
@@ -624,7 +541,7 @@ def _window_items(model: _Model, probes: Sequence[Any]) -> None:
     model.item("sliding window", PASS, f"{sliding} tokens{share}{note}")
 
 
-def _dtype_item(model: _Model, device: str, dtype: str) -> None:
+def _dtype_item(model: Model, device: str, dtype: str) -> None:
     if model.served:
         model.item("dtype on device", PASS, "set by the server (--device and --dtype do not apply)")
         return
@@ -683,7 +600,7 @@ def _vocabulary(tok: Any) -> list[str]:
     return [str(t) for t in tok.convert_ids_to_tokens(list(range(len(tok))))]
 
 
-def _overlap_item(base: _Model, guide: _Model) -> Item:
+def _overlap_item(base: Model, guide: Model) -> Item:
     from pairscope.metrics.overlap import static_vocab_overlap
 
     stats = static_vocab_overlap(_vocabulary(base.tokenizer), _vocabulary(guide.tokenizer))

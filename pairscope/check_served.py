@@ -11,11 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pairscope.check import FAIL, PASS, WARN, Item, _json, _Model
+from pairscope.check_items import FAIL, PASS, WARN, Item, Model, read_json
 from pairscope.errors import PairscopeError
 
 
-def read_served(role: str, spec: str, trust_remote_code: bool, items: list[Item]) -> _Model | None:
+def read_served(role: str, spec: str, trust_remote_code: bool, items: list[Item]) -> Model | None:
     """``/v1/models`` and one tiny request, through the served backend's own helpers."""
     from pairscope.backends import served
 
@@ -39,7 +39,7 @@ def _ask_server(
     served: Any,
     parsed: Any,
     client: Any,
-) -> _Model | None:
+) -> Model | None:
     def fail(check: str, message: str, hint: str | None) -> None:
         items.append(Item(check, role, FAIL, message, hint))
 
@@ -100,13 +100,13 @@ def _ask_server(
     for message in caught:
         items.append(Item("server answers", role, WARN, str(message.message), "See docs/vllm.md."))
     config = _served_config(tok_source)
-    return _Model(role, spec, tokenizer, config, sorted(eos), card.max_model_len, served=True)
+    return Model(role, spec, tokenizer, config, sorted(eos), card.max_model_len, served=True)
 
 
 def _served_config(source: str) -> dict[str, Any]:
     config = Path(source) / "config.json"
     if config.is_file():
-        values = _json(config)
+        values = read_json(config)
         return {**values, **(values.get("text_config") or {})}
     try:
         from transformers import AutoConfig
