@@ -14,3 +14,6 @@ TOP_K = 100
 LAMBDA = 0.1
 # The built-in probes a run uses when no --tasks are given.
 DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
+# NUDGING's protocol for the CLI and a run (decoding/strategies.PROTOCOLS): the gate's
+# threshold (~20 %) was stated in the reference protocol's intervention rate.
+DEFAULT_PROTOCOL = "reference"

@@ -192,6 +192,8 @@ class Settings(Contract):
     dtype: str
     batch_size: int
     tokenization: str
+    # NUDGING's protocol; runs made before it was recorded used the position protocol.
+    protocol: str = "position"
 
 
 class DataInfo(Contract):

@@ -15,6 +15,7 @@ from pairscope.cli.app import (
     Dtype,
     Guide,
     Lam,
+    Protocol,
     Tau,
     Tokenization,
     TopK,
@@ -22,7 +23,7 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.defaults import LAMBDA, TAU, TOP_K
+from pairscope.defaults import DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 
 
@@ -43,6 +44,7 @@ def generate(
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     plain: Annotated[
@@ -90,7 +92,13 @@ def generate(
         raise InputError("Give exactly one of --prompt and --input.")
     size = batch_size if input_file is not None else 1
     settings = DecodeSettings(
-        method=method, tau=tau, top_k=k, lam=lam, batch_size=size, tokenization=tokenization
+        method=method,
+        tau=tau,
+        top_k=k,
+        lam=lam,
+        batch_size=size,
+        tokenization=tokenization,
+        protocol=protocol,
     )
     settings.strategy()  # validate before loading models
     if max_new_tokens < 1:

@@ -25,6 +25,7 @@ from pairscope.cli.app import (
     MaxNew,
     N,
     OutDir,
+    Protocol,
     Resume,
     Seed,
     Strict,
@@ -40,7 +41,7 @@ from pairscope.cli.app import (
     out,
 )
 from pairscope.config import RunOptions, parse_csv
-from pairscope.defaults import LAMBDA, TAU, TOP_K
+from pairscope.defaults import DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 
 
 @guard
@@ -130,6 +131,7 @@ def probe(
     seed: Seed = None,
     tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     method: Annotated[
         str,
         typer.Option(
@@ -217,6 +219,7 @@ def evaluate(
     seed: Seed = None,
     tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     alpha: Annotated[
         str,
         typer.Option(

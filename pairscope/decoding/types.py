@@ -8,6 +8,11 @@ from typing import Any
 # The intervention rate each method's authors' code reports (DESIGN §3).
 IR_ROUNDS = "rounds / base-written tokens"  # NUDGING: intervention_count / total_tokens_generated
 IR_UNCERTAIN = "uncertain positions / positions"  # BlendIn: intervention_count / token_count
+# NUDGING under the reference protocol: its loop's own counts (decoding/rounds.py).
+IR_REFERENCE = "rounds / re-encoded base completion tokens"
+# The kinds whose numerator counts rounds (a round's words and the base's tokens are
+# different parts of the response).
+ROUND_KINDS = (IR_ROUNDS, IR_REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class SampleResult:
     steps: list[Step] = field(default_factory=list)
     stop_reason: str = "length"
     ir_kind: str | None = IR_UNCERTAIN
+    # The rate's counts as a protocol kept them itself (None: counted from the steps).
+    counted: tuple[int, int] | None = None
 
     @property
     def counts_interventions(self) -> bool:
@@ -92,6 +99,8 @@ class SampleResult:
     @property
     def ir_counts(self) -> tuple[int, int] | None:
         """(numerator, denominator) of this sample's intervention rate."""
+        if self.counted is not None:
+            return self.counted
         if self.ir_kind == IR_ROUNDS:
             return self.rounds, self.base_written
         if self.ir_kind == IR_UNCERTAIN:
