@@ -180,6 +180,9 @@ def run_one(utils: Any, clients: tuple[Any, Any], item: dict[str, Any], method: 
         "method": method,
         "base_prompt": item["base_prompt"],
         "guide_prompt": item["guide_prompt"],
+        "guide_user": item["guide_user"],
+        "guide_system": item["guide_system"],
+        "guide_prefix": item["guide_prefix"],
         "text": info["raw_answer"],
         "rounds" if method == "nudging" else "uncertain": numerator,
         "base_tokens": denominator,
@@ -197,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--methods", default="nudging,blendin")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="only write the records of a run cut short (METHOD.partial.jsonl) as fixtures",
+    )
     args = parser.parse_args(argv)
+    methods = args.methods.split(",")
+    if args.finish:
+        finish(args.out, methods, requests_of(args.data_dir, args.n))
+        return 0
 
     from pairscope.backends.vllm_server import serve, vllm_venv
     from pairscope.models import _converted_dir, load_pair
@@ -209,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{it['task']}/{it['sample_id']}"
         prompts[f"base::{key}"], prompts[f"guide::{key}"] = it["base_prompt"], it["guide_prompt"]
     utils = load_reference(args.reference, _Counter(pair.base.tokenizer), prompts)
-    methods = args.methods.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     logs = Path(tempfile.mkdtemp(prefix="pairscope-reference-"))
     print(f"server logs: {logs}", flush=True)
@@ -259,21 +270,29 @@ def main(argv: list[str] | None = None) -> int:
                 )
         for sink in sinks.values():
             sink.close()
-    finish(args.out, methods)
+    finish(args.out, methods, items)
     return 0
 
 
-def finish(out: Path, methods: list[str]) -> None:
-    """Sort each method's records into ``METHOD.jsonl`` (task, then selection order)."""
+def finish(out: Path, methods: list[str], items: list[dict[str, Any]]) -> None:
+    """Sort each method's records into ``METHOD.jsonl`` (task, then selection order),
+    each with its sample's prompt fields (``items``)."""
+    fields = {(it["task"], it["sample_id"]): it for it in items}
     for m in methods:
         part = out / f"{m}.partial.jsonl"
-        recs = [json.loads(line) for line in part.read_text().splitlines() if line]
+        source = part if part.exists() else out / f"{m}.jsonl"
+        recs = [json.loads(line) for line in source.read_text().splitlines() if line]
         recs.sort(key=lambda r: (TASKS.index(r["task"]), r["order"]))
+        for r in recs:
+            it = fields[(r["task"], r["sample_id"])]
+            assert (it["base_prompt"], it["guide_prompt"]) == (r["base_prompt"], r["guide_prompt"])
+            for key in ("guide_user", "guide_system", "guide_prefix"):
+                r[key] = it[key]
         with (out / f"{m}.jsonl").open("w") as f:
             for r in recs:
                 r.pop("seconds", None)
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        part.unlink()
+        part.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
