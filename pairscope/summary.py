@@ -108,8 +108,7 @@ def ir_support(
     """Where one sample's IR counts can lie, for a method's kind of intervention rate
     (:func:`sequential_test`); ``d_max`` is ``max_new_tokens``, or the largest count
     seen should a record exceed it."""
-    from pairscope.decoding.rounds import Limits
-    from pairscope.decoding.types import IR_REFERENCE, ROUND_KINDS
+    from pairscope.decoding.types import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
 
     rounds = ir_kind in ROUND_KINDS
     sizes = [int(u) + int(d) if rounds else max(int(u), int(d)) for u, d in counts]
@@ -117,7 +116,7 @@ def ir_support(
         # The reference loop's rounds need not follow a base token (a round whose words
         # the base accepts nothing after), and its last base continuation or guide
         # completion may pass the budget by one completion.
-        d_max = max([max_new_tokens + Limits.completion_tokens, *sizes])
+        d_max = max([max_new_tokens + REFERENCE_COMPLETION_TOKENS, *sizes])
         return Support(d_max, numerator_max=d_max, disjoint=True)
     return Support(max([max_new_tokens, *sizes]), slack=int(rounds), disjoint=rounds)
 

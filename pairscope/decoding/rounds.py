@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
+from pairscope.decoding.types import REFERENCE_COMPLETION_TOKENS
+
 # A repeated suffix shorter than this many characters is not trimmed.
 MIN_REPEAT_CHARS = 30
 # A base continuation of more than this many words found in the text ends the base's turn.
@@ -121,7 +123,7 @@ class Limits:
     """The reference loop's constants."""
 
     tau: float = 0.4
-    completion_tokens: int = 16
+    completion_tokens: int = REFERENCE_COMPLETION_TOKENS
     max_tokens: int = 128
     max_rounds: int = 150
 
@@ -200,13 +202,7 @@ def nudging_row(limits: Limits, count: Callable[[str], int], stops: tuple[str, .
         loops += 1
         guide = yield Ask("guide", text, limits.completion_tokens)
         if guide.ended:
-            stop = "nudging_model_stop"
-            cut = _cut(text + guide.text, stops, len(text))
-            if cut is not None:
-                text, stop = (text + guide.text)[:cut], "stop"
-            elif guide.text:
-                text += guide.text
-                trace.append((guide.text, "guide", True, _first(guide)))
+            text, stop = _guide_ends(text, guide, stops, trace)
             break
         if base_tokens > CAP_AFTER and rounds >= base_tokens:
             # The reference's intervention cap (a rate of 1, its default): the base
@@ -252,6 +248,19 @@ def nudging_row(limits: Limits, count: Callable[[str], int], stops: tuple[str, .
     if stop is None:
         stop = "rounds" if loops >= limits.max_rounds else "length"
     return RoundsResult(trim_repetitions(text), rounds, base_tokens, stop, trace)
+
+
+def _guide_ends(
+    text: str, guide: Completion, stops: tuple[str, ...], trace: list
+) -> tuple[str, str]:
+    """The text once the guide ended its turn in a completion (appended, up to a stop
+    string), and the stop reason."""
+    cut = _cut(text + guide.text, stops, len(text))
+    if cut is not None:
+        return (text + guide.text)[:cut], "stop"
+    if guide.text:
+        trace.append((guide.text, "guide", True, _first(guide)))
+    return text + guide.text, "nudging_model_stop"
 
 
 def _first(c: Completion) -> float | None:

@@ -117,7 +117,7 @@ def _rewrite(path: Path, edit) -> None:
         ),
         (lambda s: s["timing"].update(extra=1), r"timing\.extra: Extra inputs are not permitted"),
         (lambda s: s.update(schema_version=1), "rounds / base-written tokens"),
-        (lambda s: s.update(schema_version=SCHEMA_VERSION + 1), "reads version 2"),
+        (lambda s: s.update(schema_version=SCHEMA_VERSION + 1), "reads version 3"),
     ],
 )
 def test_a_summary_off_the_schema_is_refused(run: Path, tmp_path: Path, edit, match) -> None:
