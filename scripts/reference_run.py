@@ -120,14 +120,12 @@ def load_reference(checkout: Path, counter: _Counter, prompts: dict[str, str]) -
     return utils
 
 
-def requests_of(data_dir: str | None, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` samples of each probe's own selection, as prompt strings."""
-    from pairscope.models import load_pair
+def selected(data_dir: str | None, n: int) -> list[tuple[str, int, Any]]:
+    """(task, order, sample): the first ``n`` samples of each probe's own selection."""
     from pairscope.probes.data import load_dataset_records
     from pairscope.probes.schema import load_probe
     from pairscope.probes.selection import build_samples, choose
 
-    pair = load_pair(device="cpu", dtype="float32")
     out = []
     for task in TASKS:
         spec = load_probe(task)
@@ -135,20 +133,32 @@ def requests_of(data_dir: str | None, n: int) -> list[dict[str, Any]]:
         skipped = {s.id for s in samples[:GSM8K_SKIPPED]} if task == "gsm8k" else set()
         chosen, _ = choose(spec, samples, min(len(samples), n + len(skipped)))
         chosen = [s for s in chosen if s.id not in skipped][:n]
-        for order, s in enumerate(chosen):
-            out.append(
-                {
-                    "task": task,
-                    "order": order,
-                    "sample_id": s.id,
-                    "base_prompt": s.base_prompt,
-                    "guide_prompt": pair.guide.chat_prompt_text(s.guide_user, s.guide_system)
-                    + s.guide_prefix,
-                    "guide_user": s.guide_user,
-                    "guide_system": s.guide_system,
-                    "guide_prefix": s.guide_prefix,
-                }
-            )
+        out += [(task, order, s) for order, s in enumerate(chosen)]
+    return out
+
+
+def prompt_fields(task: str, order: int, s: Any) -> dict[str, Any]:
+    return {
+        "task": task,
+        "order": order,
+        "sample_id": s.id,
+        "base_prompt": s.base_prompt,
+        "guide_user": s.guide_user,
+        "guide_system": s.guide_system,
+        "guide_prefix": s.guide_prefix,
+    }
+
+
+def requests_of(data_dir: str | None, n: int) -> list[dict[str, Any]]:
+    """The selected samples' prompt strings (the guide's: its chat template's text)."""
+    from pairscope.models import load_pair
+
+    pair = load_pair(device="cpu", dtype="float32")
+    out = []
+    for task, order, s in selected(data_dir, n):
+        item = prompt_fields(task, order, s)
+        guide = pair.guide.chat_prompt_text(s.guide_user, s.guide_system)
+        out.append({**item, "guide_prompt": guide + s.guide_prefix})
     return out
 
 
@@ -208,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     if args.finish:
-        finish(args.out, methods, requests_of(args.data_dir, args.n))
+        items = [prompt_fields(*x) for x in selected(args.data_dir, args.n)]
+        finish(args.out, methods, items)
         return 0
 
     from pairscope.backends.vllm_server import serve, vllm_venv
@@ -285,7 +296,7 @@ def finish(out: Path, methods: list[str], items: list[dict[str, Any]]) -> None:
         recs.sort(key=lambda r: (TASKS.index(r["task"]), r["order"]))
         for r in recs:
             it = fields[(r["task"], r["sample_id"])]
-            assert (it["base_prompt"], it["guide_prompt"]) == (r["base_prompt"], r["guide_prompt"])
+            assert it["base_prompt"] == r["base_prompt"]
             for key in ("guide_user", "guide_system", "guide_prefix"):
                 r[key] = it[key]
         with (out / f"{m}.jsonl").open("w") as f:
