@@ -27,10 +27,10 @@ first ``--n`` of each, leaving out GSM8K's first 12 test questions. Each record 
 the two prompt strings, the text, the rounds (NUDGING) or uncertain positions
 (BlendIn), the base tokens the code counts, and its intervention rate.
 
-    git clone https://github.com/DecayingSeart/BlendIn /tmp/BlendIn
-    git -C /tmp/BlendIn checkout bd383cd
+    git clone https://github.com/DecayingSeart/BlendIn BLENDIN
+    git -C BLENDIN checkout bd383cd
     PAIRSCOPE_VLLM_VENV=.venv-vllm nice python scripts/reference_run.py \\
-        --reference /tmp/BlendIn --data-dir DATA --n 24 [--workers 12]
+        --reference BLENDIN --data-dir DATA --n 24 [--workers 12]
 
 Requests run ``--workers`` at a time (the server batches them); vLLM on a CPU is not
 guaranteed to give bit-identical logprobs across batch compositions, so a rerun may

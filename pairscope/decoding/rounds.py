@@ -1,7 +1,7 @@
 """NUDGING under the reference protocol: its authors' loop over 16-token completions.
 
 The position protocol (``strategies.Nudging``, one base position per engine step) is
-NUDGING as DESIGN-level rules. The reference protocol is the loop of the research
+NUDGING as decision rules at each position. The reference protocol is the loop of the research
 code that stated NUDGING's ~20 % intervention rate, decision for decision:
 
 * a round asks the guide for a greedy completion of ``completion_tokens`` tokens from
