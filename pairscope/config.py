@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pairscope.defaults import BATCH_SIZE, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
 PROBE_METHODS = ("nudging", "blendin")
@@ -117,6 +117,7 @@ class RunOptions:
     dtype: str = "auto"
     batch_size: int = BATCH_SIZE
     tokenization: str = "canonical"
+    protocol: str = DEFAULT_PROTOCOL  # NUDGING's (decoding/strategies.PROTOCOLS)
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
     calibration: bool = True
@@ -154,10 +155,16 @@ class RunOptions:
         kept = {k: v for k, v in values.items() if k in names}
         return cls(command=command, **kept, given=given)
 
+    def strategy(self, method: str) -> Any:
+        """The decoding strategy of ``method`` under these options (InputError if bad)."""
+        from pairscope.decoding.strategies import make_strategy
+
+        knobs: dict[str, Any] = {"tau": self.tau, "lam": self.lam, "top_k": self.k}
+        return make_strategy(method, alpha=self.alpha, protocol=self.protocol, **knobs)
+
     def validate(self) -> None:
         """Raise InputError for any setting out of range or unknown name."""
         from pairscope.decoding.contexts import check_policy
-        from pairscope.decoding.strategies import make_strategy
         from pairscope.metrics.intervention import POLICIES, check_threshold
         from pairscope.probes import list_probes
 
@@ -197,7 +204,7 @@ class RunOptions:
         if not self.methods:
             raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
         for method in self.methods:
-            make_strategy(method, tau=self.tau, lam=self.lam, top_k=self.k, alpha=self.alpha)
+            self.strategy(method)
         if len(set(self.methods)) != len(self.methods):
             raise InputError(f"A method is listed twice in {','.join(self.methods)}.")
 
@@ -234,6 +241,7 @@ def settings_of(
         "dtype": opts.dtype,
         "batch_size": opts.batch_size,
         "tokenization": opts.tokenization,
+        "protocol": opts.protocol,
     }
 
 
@@ -259,6 +267,7 @@ FROM_RUN = {
     "dtype": "dtype",
     "batch_size": "batch_size",
     "tokenization": "tokenization",
+    "protocol": "protocol",
     "data_dir": "data_dir",
 }
 

@@ -16,3 +16,6 @@ LAMBDA = 0.1
 DEFAULT_TASKS = ("gsm8k", "truthfulqa", "xstest")
 # Samples (or requests) decoded together, the same in every command.
 BATCH_SIZE = 16
+# NUDGING's protocol for the CLI and a run (decoding/strategies.PROTOCOLS): the gate's
+# threshold (~20 %) was stated in the reference protocol's intervention rate.
+DEFAULT_PROTOCOL = "reference"

@@ -320,10 +320,7 @@ def _generate_sequential(
 
 
 def _ir_kind(opts: RunOptions, method: str) -> str | None:
-    from pairscope.decoding.strategies import make_strategy
-
-    strategy = make_strategy(method, tau=opts.tau, lam=opts.lam, top_k=opts.k, alpha=opts.alpha)
-    return strategy.ir_kind
+    return opts.strategy(method).ir_kind
 
 
 def _ir_counts(
@@ -368,6 +365,7 @@ def _decode(
         alpha=opts.alpha,
         batch_size=batch_size,
         tokenization=opts.tokenization,
+        protocol=opts.protocol,
     )
     engine = Engine(pair, settings)
     requests = [

@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from pairscope.errors import RunDirError
 
-SCHEMA_VERSION = 2  # 2: intervention_rate is each method's own (rounds for NUDGING)
+SCHEMA_VERSION = 3  # 2: intervention_rate is each method's own (rounds for NUDGING)
+# 3: NUDGING's rate is its protocol's (settings.protocol; the reference protocol by
+# default). Version 2 files are runs of the position protocol and are read as such.
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
 
 VerdictName = Literal["PASS", "WARN", "FAIL"]
 
@@ -195,6 +198,8 @@ class Settings(Contract):
     dtype: str
     batch_size: int
     tokenization: str
+    # NUDGING's protocol; runs made before it was recorded used the position protocol.
+    protocol: str = "position"
 
 
 class DataInfo(Contract):
@@ -434,7 +439,7 @@ def check_version(version: object, path: object) -> None:
             hint="Run `pairscope report` on it with the version that wrote it, or re-run "
             "the probe (records of version 1 do not hold NUDGING's rounds).",
         )
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise RunDirError(
             f"{path} has schema_version {version!r}; this pairscope reads version "
             f"{SCHEMA_VERSION}.",

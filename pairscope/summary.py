@@ -110,10 +110,16 @@ def ir_support(
     """Where one sample's IR counts can lie, for a method's kind of intervention rate
     (:func:`sequential_test`); ``d_max`` is ``max_new_tokens``, or the largest count
     seen should a record exceed it."""
-    from pairscope.decoding.types import IR_ROUNDS
+    from pairscope.decoding.types import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
 
-    rounds = ir_kind == IR_ROUNDS
+    rounds = ir_kind in ROUND_KINDS
     sizes = [int(u) + int(d) if rounds else max(int(u), int(d)) for u, d in counts]
+    if ir_kind == IR_REFERENCE:
+        # The reference loop's rounds need not follow a base token (a round whose words
+        # the base accepts nothing after), and its last base continuation or guide
+        # completion may pass the budget by one completion.
+        d_max = max([max_new_tokens + REFERENCE_COMPLETION_TOKENS, *sizes])
+        return Support(d_max, numerator_max=d_max, disjoint=True)
     return Support(max([max_new_tokens, *sizes]), slack=int(rounds), disjoint=rounds)
 
 

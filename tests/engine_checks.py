@@ -152,3 +152,35 @@ def check_cache_invariance(
             ref = torch.log_softmax(fresh, dim=-1)
             worst = max(worst, float((got[j].exp() - ref.exp()).abs().max()))
     return worst
+
+
+def reference_runs(pair: Pair, reqs: list[Request], **kw) -> list[tuple[str, tuple, str]]:
+    """NUDGING under the reference protocol: each request's text, counts and stop reason."""
+    settings = DecodeSettings(method="nudging", protocol="reference", **kw)
+    return [(r.text, r.ir_counts, r.stop_reason) for r in generate(pair, reqs, settings)]
+
+
+def check_reference_invariance(pair: Pair, reqs: list[Request], monkeypatch) -> None:
+    """The reference protocol's texts and counts do not depend on the batch (its size,
+    refilled places, a shared prompt prefix) nor on what a stream's cache held: the same
+    as with every completion computed in a fresh one-row stream of its own."""
+    from pairscope.decoding import completions
+
+    one = reference_runs(pair, reqs, batch_size=1, share_prefix=False)
+    many = reference_runs(pair, reqs, batch_size=3)  # refills: fewer rows than requests
+    assert one == many
+    cached = completions.complete
+
+    def fresh(view, asks):  # every completion from nothing, alone
+        out, saved = {}, view.stream
+        try:
+            for b, ask in asks.items():
+                view.stream = view.lm.new_stream(1)
+                out[b] = cached(view, {0: ask})[0]
+        finally:
+            view.stream = saved
+        return out
+
+    monkeypatch.setattr(completions, "complete", fresh)
+    assert reference_runs(pair, reqs, batch_size=4) == one
+    assert sum(counts[0] for _, counts, _ in one) > 0, "no round happened"

@@ -119,6 +119,16 @@ Tokenization = Annotated[
         rich_help_panel="Decoding",
     ),
 ]
+Protocol = Annotated[
+    str,
+    typer.Option(
+        help="NUDGING's protocol. position: a decision at each base position, the rate "
+        "rounds / base-written tokens; reference: its authors' loop over 16-token "
+        "completions, the rate rounds / re-encoded base completion tokens (the rate the "
+        "~20 % threshold was stated in). See docs/methods.md.",
+        rich_help_panel="Decoding",
+    ),
+]
 TopK = Annotated[
     int, typer.Option("--k", help="Top-k tokens blended per model.", rich_help_panel="Decoding")
 ]

@@ -19,6 +19,7 @@ from pairscope.cli.app import (
     GuideRevision,
     Json,
     Lam,
+    Protocol,
     Tau,
     Tokenization,
     TopK,
@@ -26,7 +27,7 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.requests_file import ResultsFile, read_requests, result_line
 
@@ -49,6 +50,7 @@ def generate(
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 128,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     plain: Annotated[
@@ -113,7 +115,13 @@ def generate(
     size = batch_size if input_file is not None else 1
     check_decoding(tau, k, lam, None, max_new_tokens, batch_size)
     settings = DecodeSettings(
-        method=method, tau=tau, top_k=k, lam=lam, batch_size=size, tokenization=tokenization
+        method=method,
+        tau=tau,
+        top_k=k,
+        lam=lam,
+        batch_size=size,
+        tokenization=tokenization,
+        protocol=protocol,
     )
     settings.strategy()  # validate before loading models
     load: dict[str, Any] = {

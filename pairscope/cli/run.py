@@ -31,6 +31,7 @@ from pairscope.cli.app import (
     MaxNew,
     N,
     OutDir,
+    Protocol,
     Resume,
     Seed,
     Strict,
@@ -46,7 +47,7 @@ from pairscope.cli.app import (
     out,
 )
 from pairscope.config import RunOptions, parse_csv
-from pairscope.defaults import BATCH_SIZE, LAMBDA, TAU, TOP_K
+from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 
 
 @guard
@@ -201,6 +202,7 @@ def probe(
     seed: Seed = None,
     tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     method: Annotated[
         str,
         typer.Option(
@@ -291,6 +293,7 @@ def evaluate(
     seed: Seed = None,
     tau: Tau = TAU,
     tokenization: Tokenization = "canonical",
+    protocol: Protocol = DEFAULT_PROTOCOL,
     alpha: Annotated[
         str,
         typer.Option(

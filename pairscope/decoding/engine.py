@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 import torch
 
+from pairscope.decoding.completions import CompletionRuns
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
 from pairscope.decoding.scores import Scores, TopLists, greedy
 from pairscope.decoding.strategies import (
@@ -69,6 +70,7 @@ class DecodeSettings:
     alpha: float | None = None
     batch_size: int = 8
     tokenization: str = "canonical"
+    protocol: str = "position"  # NUDGING's (strategies.PROTOCOLS)
     # Compute a prompt prefix shared by a batch's rows once (same results; off only to
     # measure what it saves).
     share_prefix: bool = True
@@ -80,9 +82,8 @@ class DecodeSettings:
         if self.batch_size < 1:
             raise InputError(f"batch size must be >= 1 (got {self.batch_size}).")
         check_policy(self.tokenization)
-        return make_strategy(
-            self.method, tau=self.tau, lam=self.lam, top_k=self.top_k, alpha=self.alpha
-        )
+        knobs: dict[str, Any] = {"tau": self.tau, "lam": self.lam, "top_k": self.top_k}
+        return make_strategy(self.method, alpha=self.alpha, protocol=self.protocol, **knobs)
 
 
 @dataclass
@@ -163,6 +164,9 @@ class Engine:
         """Decode a batch, yielding each row's result as it finishes. With ``waiting``
         (and ``settings.refill``), a finished row's place goes to the next request there
         while other rows still run, so a batch does not thin out to its slowest row."""
+        if self.strategy.completes:  # a method that decodes by whole completions
+            yield from CompletionRuns(self).run_batch(indexed, waiting)
+            return
         rows = [self._new_row(i, r) for i, r in indexed]
         # The driver follows its own top-1 wherever it is confident; NUDGING's guide
         # follows its own greedy word; BlendIn's guide is read once per uncertain step.

@@ -16,12 +16,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+from pairscope.decoding.rounds import Limits, Row, nudging_row
+from pairscope.decoding.types import IR_REFERENCE, IR_ROUNDS, IR_UNCERTAIN
 from pairscope.decoding.vocab import END, MatchKey, TokenText
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
 METHODS = ("base", "guide", "nudging", "blendin", "blend:<alpha>")
+# NUDGING's protocols: ``position`` decides at each base position (the engine's steps);
+# ``reference`` runs its authors' loop over 16-token completions (decoding/rounds.py).
+PROTOCOLS = ("position", "reference")
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ class Strategy:
     drives = "base"
     consults = False
     writes_words = False
+    # The method decodes a request by whole completions (``row``), which the engine
+    # answers in batches (decoding/completions.py), not position by position.
+    completes = False
     guide_lookahead = 1
     ir_kind: str | None = IR_UNCERTAIN
 
@@ -334,6 +341,38 @@ class Nudging(Strategy):
         return "guide"
 
 
+class ReferenceNudging(Strategy):
+    """NUDGING under the reference protocol: its authors' loop over greedy completions
+    (``decoding/rounds.py``), counted as that loop counts (rounds / re-encoded base
+    completion tokens)."""
+
+    name = "nudging"
+    consults = True
+    completes = True
+    ir_kind = IR_REFERENCE
+
+    def __init__(self, tau: float = TAU, completion_tokens: int = 16) -> None:
+        super().__init__(tau)
+        if completion_tokens < 1:
+            raise InputError("completion_tokens must be >= 1.")
+        self.completion_tokens = completion_tokens
+
+    def row(self, count: Callable[[str], int], max_tokens: int, stops: tuple[str, ...]) -> Row:
+        """One request's loop; ``count``: the base-token length counter; ``stops``: the
+        request's stop strings."""
+        limits = Limits(self.tau, self.completion_tokens, max_tokens)
+        return nudging_row(limits, count, stops)
+
+
+def nudging(tau: float, protocol: str = "position") -> Strategy:
+    """NUDGING under one of its :data:`PROTOCOLS`."""
+    if protocol == "position":
+        return Nudging(tau=tau)
+    if protocol == "reference":
+        return ReferenceNudging(tau=tau)
+    raise unknown("protocol", protocol, PROTOCOLS)
+
+
 class Blend(Strategy):
     """BlendIn (``alpha=None``: adaptive weight) or a fixed-weight blend ``blend:alpha``."""
 
@@ -377,13 +416,15 @@ class Blend(Strategy):
         )
 
 
-# Method name -> factory(tau=, lam=, top_k=, alpha=) -> Strategy. ``blend:<alpha>`` is
-# parsed apart. A method of one's own joins with :func:`register_method`.
+# Method name -> factory(tau=, lam=, top_k=, alpha=, protocol=) -> Strategy.
+# ``blend:<alpha>`` is parsed apart. A method of one's own joins with :func:`register_method`.
 METHOD_FACTORIES: dict[str, Callable[..., Strategy]] = {
     "base": lambda tau, **_: Base(tau=tau),
     "guide": lambda tau, **_: Guide(tau=tau),
-    "nudging": lambda tau, **_: Nudging(tau=tau),
-    "blendin": lambda tau, lam, top_k, alpha: Blend(tau=tau, alpha=alpha, lam=lam, top_k=top_k),
+    "nudging": lambda tau, protocol="position", **_: nudging(tau, protocol),
+    "blendin": lambda tau, lam, top_k, alpha, **_: Blend(
+        tau=tau, alpha=alpha, lam=lam, top_k=top_k
+    ),
 }
 
 
@@ -403,12 +444,16 @@ def make_strategy(
     lam: float = LAMBDA,
     top_k: int = TOP_K,
     alpha: float | None = None,
+    protocol: str = "position",
 ) -> Strategy:
     """Build a strategy from its name: base, guide, nudging, blendin, blend:<alpha>, or
     one registered with :func:`register_method`.
 
-    ``alpha`` given with ``blendin`` fixes its weight (the CLI's ``--alpha``).
+    ``alpha`` given with ``blendin`` fixes its weight (the CLI's ``--alpha``);
+    ``protocol`` picks NUDGING's (:data:`PROTOCOLS`; the other methods have one).
     """
+    if protocol not in PROTOCOLS:
+        raise unknown("protocol", protocol, PROTOCOLS)
     if method.startswith("blend:"):
         raw = method.split(":", 1)[1]
         try:
@@ -421,4 +466,6 @@ def make_strategy(
     factory = METHOD_FACTORIES.get(method)
     if factory is None:
         raise unknown("method", method, [*METHOD_FACTORIES, "blend:0.5"])
+    if protocol != "position":
+        return factory(tau=tau, lam=lam, top_k=top_k, alpha=alpha, protocol=protocol)
     return factory(tau=tau, lam=lam, top_k=top_k, alpha=alpha)

@@ -8,6 +8,13 @@ from typing import Any
 # The intervention rate each method's authors' code reports (docs/methods.md §3).
 IR_ROUNDS = "rounds / base-written tokens"  # NUDGING: intervention_count / total_tokens_generated
 IR_UNCERTAIN = "uncertain positions / positions"  # BlendIn: intervention_count / token_count
+# NUDGING under the reference protocol: its loop's own counts (decoding/rounds.py).
+IR_REFERENCE = "rounds / re-encoded base completion tokens"
+# Its completions' length: the last base turn or guide completion may pass the budget by one.
+REFERENCE_COMPLETION_TOKENS = 16
+# The kinds whose numerator counts rounds (a round's words and the base's tokens are
+# different parts of the response).
+ROUND_KINDS = (IR_ROUNDS, IR_REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class SampleResult:
     steps: list[Step] = field(default_factory=list)
     stop_reason: str = "length"
     ir_kind: str | None = IR_UNCERTAIN
+    # The rate's counts as a protocol kept them itself (None: counted from the steps).
+    counted: tuple[int, int] | None = None
 
     @property
     def counts_interventions(self) -> bool:
@@ -92,6 +101,8 @@ class SampleResult:
     @property
     def ir_counts(self) -> tuple[int, int] | None:
         """(numerator, denominator) of this sample's intervention rate."""
+        if self.counted is not None:
+            return self.counted
         if self.ir_kind == IR_ROUNDS:
             return self.rounds, self.base_written
         if self.ir_kind == IR_UNCERTAIN:

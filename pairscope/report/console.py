@@ -148,6 +148,8 @@ def _print_legend(console: Console, summary: Summary, layout: str) -> None:
         console.print(f"  [dim]{name}, {method}: {formula}[/]", highlight=False)
     if not summary_formulas(summary):
         return
+    if any(m == "nudging" for m in summary_formulas(summary)):
+        console.print(f"  [dim]{protocol_line(summary.settings.protocol)}[/]", highlight=False)
     console.print(
         "  [dim]uncertain: uncertain positions / positions; override: positions where "
         "the guide changed the text / positions[/]"
@@ -214,6 +216,28 @@ def _print_task(console: Console, task: str, t: TaskSummary) -> None:
         )
 
 
+PROTOCOL_RATES = {
+    "reference": "rounds / re-encoded base completion tokens",
+    "position": "rounds / base-written tokens",
+}
+
+
+def protocol_line(protocol: str) -> str:
+    """Which NUDGING protocol a run used, with both protocols' rates (docs/methods.md)."""
+    other = next(p for p in PROTOCOL_RATES if p != protocol)
+    threshold = (
+        "the rate the ~20 % threshold was stated in"
+        if protocol == "reference"
+        else (
+            "its rates run below the reference protocol's, in which the ~20 % threshold was stated"
+        )
+    )
+    return (
+        f"NUDGING protocol: {protocol} ({PROTOCOL_RATES[protocol]}; {threshold}); "
+        f"--protocol {other}: {PROTOCOL_RATES[other]}"
+    )
+
+
 def markdown_summary(summary: Summary, run_dir: Path) -> str:
     """A short Markdown table for a CI job summary."""
     lines = [
@@ -236,6 +260,8 @@ def markdown_summary(summary: Summary, run_dir: Path) -> str:
             f"{m.ir_definition or ''} | {t.threshold:.2f} | "
             f"{fmt(m.score)} | **{t.verdict}** | {by} |"
         )
+    if any(m == "nudging" for t in summary.tasks.values() for m in t.methods):
+        lines += ["", protocol_line(summary.settings.protocol)]
     lines += ["", f"Run directory: `{run_dir}`", ""]
     return "\n".join(lines)
 

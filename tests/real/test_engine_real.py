@@ -40,6 +40,10 @@ def test_batch_invariance(real_pair, method):
     checks.check_batch_invariance(real_pair, reqs(), method)
 
 
+def test_reference_protocol_batch_and_cache_invariance(real_pair, monkeypatch):
+    checks.check_reference_invariance(real_pair, reqs(48)[:4], monkeypatch)
+
+
 @pytest.mark.parametrize("role", ["base", "guide"])
 def test_cache_invariance(real_pair, role):
     lm = getattr(real_pair, role)

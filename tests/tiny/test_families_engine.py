@@ -212,3 +212,10 @@ def test_nudging_reads_ahead_only_in_a_guide_pass_made_anyway(sharp_pair, monkey
         sharp_pair, monkeypatch, 1, Engine, "_guide_sync", one_pass
     )
     assert ahead == context, (ahead, context)
+
+
+def test_reference_protocol_is_batch_and_cache_invariant(sharp_pair, monkeypatch):
+    """NUDGING's reference protocol (16-token completions, re-encoded strings) through
+    every family pair: the same texts and counts at any batch size, with refilled places
+    and a shared prefix, and with every completion computed afresh."""
+    checks.check_reference_invariance(sharp_pair, _reqs(24), monkeypatch)

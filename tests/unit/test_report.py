@@ -319,9 +319,9 @@ def test_a_summary_off_the_schema_is_refused_naming_the_field(tmp_path: Path) ->
     """A hand-made summary with sections missing is not guessed at: the field is named."""
     summary = {"schema_version": 2, "overall": None, "tasks": {"gsm8k": {"verdict": "PASS"}}}
     (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    with pytest.raises(RunDirError, match="does not match schema version 2: kind: Field required"):
+    with pytest.raises(RunDirError, match="does not match schema version 3: kind: Field required"):
         render_report(tmp_path)
-    with pytest.raises(RunDirError, match="does not match schema version 2"):
+    with pytest.raises(RunDirError, match="does not match schema version 3"):
         compare_rows([tmp_path])
 
 

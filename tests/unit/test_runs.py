@@ -17,7 +17,7 @@ from pairscope.runs import (
     read_json,
     write_json_atomic,
 )
-from pairscope.schema import GenerationRecord
+from pairscope.schema import SCHEMA_VERSION, GenerationRecord
 
 SETTINGS = settings_of(
     RunOptions(tasks=("gsm8k",), methods=("nudging",), n=3, tau=0.4), {"gsm8k": 0.2}, {"gsm8k": 8}
@@ -59,7 +59,7 @@ def test_create_writes_config_and_empty_records(tmp_path):
     run = new_run(tmp_path / "run")
     assert is_run_dir(run.path)
     config = read_json(run.path / "config.json")
-    assert config["schema_version"] == 2 and config["settings"] == SETTINGS
+    assert config["schema_version"] == SCHEMA_VERSION and config["settings"] == SETTINGS
     assert (run.path / RECORDS).read_text() == ""
 
 

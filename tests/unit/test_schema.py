@@ -117,7 +117,7 @@ def _rewrite(path: Path, edit) -> None:
         ),
         (lambda s: s["timing"].update(extra=1), r"timing\.extra: Extra inputs are not permitted"),
         (lambda s: s.update(schema_version=1), "rounds / base-written tokens"),
-        (lambda s: s.update(schema_version=SCHEMA_VERSION + 1), "reads version 2"),
+        (lambda s: s.update(schema_version=SCHEMA_VERSION + 1), "reads version 3"),
     ],
 )
 def test_a_summary_off_the_schema_is_refused(run: Path, tmp_path: Path, edit, match) -> None:
@@ -137,7 +137,7 @@ def test_a_record_off_the_schema_is_refused_with_its_line(run: Path, tmp_path: P
     with pytest.raises(RunDirError, match=r"line 2 .*generation\.positions: Input should"):
         list(iter_records(tmp_path))
     (tmp_path / RECORDS).write_text(json.dumps({"kind": "mystery"}) + "\n", encoding="utf-8")
-    with pytest.raises(RunDirError, match="line 1 is not a record of schema version 2"):
+    with pytest.raises(RunDirError, match="line 1 is not a record of schema version 3"):
         list(iter_records(tmp_path))
 
 
