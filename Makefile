@@ -43,13 +43,12 @@ RANK_OUT ?= reports/demo-rank
 RANK_N ?= 100
 RANK_GUIDES ?= embedded:smollm2-135m-instruct,embedded:qwen2.5-coder-0.5b-instruct
 demo-rank: install
-	$(VENV)/bin/pairscope rank --guides $(RANK_GUIDES) --limit $(RANK_N) \
-		--data-dir "$(PAIRSCOPE_DATA_DIR)" --out $(RANK_OUT); \
+	$(VENV)/bin/pairscope rank --guides $(RANK_GUIDES) --limit $(RANK_N) --out $(RANK_OUT); \
 	rc=$$?; if [ $$rc -le 1 ] || [ $$rc -eq 4 ]; then echo "demo-rank finished (exit $$rc): $(RANK_OUT)/rank.json"; else exit $$rc; fi
 
 # Racing against probing every pair at the fixed budget: samples and wall time.
 bench-rank: install
-	$(PY) bench/rank.py --data-dir "$(PAIRSCOPE_DATA_DIR)" --limit $(RANK_N)
+	$(PY) bench/rank.py $(if $(PAIRSCOPE_DATA_DIR),--data-dir "$(PAIRSCOPE_DATA_DIR)") --limit $(RANK_N)
 
 # Headless Chromium checks the HTML report (Debian package).
 browser:
