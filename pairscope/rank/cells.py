@@ -97,6 +97,10 @@ class Cell:
         self.path, self.opts, self.plan, self.pair = path, opts, plan, pair
         self.run_dir = self._open(load)
 
+    def close(self) -> None:
+        """Release the run directory (its lock), as a probe does at its end."""
+        self.run_dir.close()
+
     def _settings(self) -> dict[str, Any]:
         name = self.plan.name
         settings = settings_of(self.opts, {name: self.plan.threshold}, {name: self.plan.max_new})

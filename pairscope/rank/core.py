@@ -119,7 +119,10 @@ class RankOptions:
             dtype=self.dtype,
             batch_size=self.batch,
             trust_remote_code=self.trust_remote_code,
-            **self.probe,
+            # NUDGING's position protocol: its per-sample counts are bounded by the
+            # budget, as the race's fixed confidence sequences need (the reference
+            # protocol's re-encoded base turns are not).
+            **{"protocol": "position", **self.probe},
         )
         out = cell_path(Path(self.out), base, guide, task, self.method)
         return cell_options(opts, base, guide, task, out)
@@ -190,13 +193,11 @@ def race_task(
     progress: Phase,
 ) -> RaceResult:
     """Race ``live`` guides on one task: replay, decode the next batch, repeat."""
-    from pairscope.decoding.strategies import make_strategy
     from pairscope.summary import ir_support
 
     probe = opts.probe_options(base, live[0], plan.name)
-    kind = make_strategy(
-        opts.method, tau=probe.tau, lam=probe.lam, top_k=probe.k, alpha=probe.alpha
-    ).ir_kind
+    # The cells' own strategy (its protocol included) says how their IR is counted.
+    kind = probe.strategy(opts.method).ir_kind
     assert kind is not None  # a guided method always has an intervention rate
     settings = RaceSettings(
         threshold=plan.threshold,
@@ -219,13 +220,20 @@ def race_task(
         progress.phase(
             f"{plan.name}: samples {start + 1}-{stop} for {', '.join(result.todo)} (base {base})"
         )
-        for g in result.todo:
-            if g not in cells:
-                pair = models.pair(g)
-                cells[g] = Cell(
-                    paths[g], opts.probe_options(base, g, plan.name), plan, pair, models.seconds
-                )
-            cells[g].decode(plan.order[start:stop])
+        try:
+            for g in result.todo:
+                if g not in cells:
+                    pair = models.pair(g)
+                    cells[g] = Cell(
+                        paths[g], opts.probe_options(base, g, plan.name), plan, pair, models.seconds
+                    )
+                cells[g].decode(plan.order[start:stop])
+        except BaseException:
+            for cell in cells.values():
+                cell.close()
+            raise
+    for cell in cells.values():
+        cell.close()
     for path in paths.values():
         finish(path)
     if opts.base_arm:
@@ -247,7 +255,11 @@ def _base_arm(
     if n == 0 or len(read_outcomes(path, plan.name, "base")) >= n:
         return
     probe = replace(opts.probe_options(base, live[0], plan.name), methods=("base",), out=str(path))
-    Cell(path, probe, plan, models.pair(live[0]), models.seconds).decode(plan.order[:n])
+    cell = Cell(path, probe, plan, models.pair(live[0]), models.seconds)
+    try:
+        cell.decode(plan.order[:n])
+    finally:
+        cell.close()
     finish(path)
 
 

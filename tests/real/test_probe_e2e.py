@@ -42,7 +42,10 @@ def probed(tmp_path_factory) -> dict[str, Any]:
             "probe",
             *("--data-dir", str(DATA), "--limit", str(N), "--max-new-tokens", "16"),
             *("--out", str(run), "--json", "--markdown", str(root / "summary.md")),
-            *("--device", "cpu"),
+            # The position protocol: these tests read its per-position rates; the default
+            # reference protocol is checked against its authors' code in
+            # test_reference_outputs.py and for invariance in test_engine_real.py.
+            *("--device", "cpu", "--protocol", "position"),
         ],
     )
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(

@@ -36,6 +36,7 @@ def test_probe_table_fits_the_log_width(tiny_dirs, tmp_path, columns):
         "-n", "3",
         "--max-new-tokens", "4",
         "--tau", "2",
+        "--protocol", "position",  # the per-position rates fill the wide columns
         "--no-calibration",
         "--fixed",
         "--out", tmp_path / "run",
@@ -77,6 +78,7 @@ def test_generate_marks_the_guide_pieces_when_not_at_a_terminal(tiny_dirs):
         "--guide", tiny_dirs["guide"],
         "--prompt", "Tom has 3 apples.",
         "--tau", "2",
+        "--protocol", "position",
         "--max-new-tokens", "5",
     )  # fmt: skip
     assert result.exit_code == 0, result.output

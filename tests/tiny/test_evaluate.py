@@ -84,7 +84,8 @@ def test_summary_has_scores_rates_and_paired_comparisons(eval_run):
                 num, den = (sum(c) for c in zip(*m["ir_counts"]))
                 ir = m["intervention_rate"]
                 if method == "nudging":
-                    assert m["ir_definition"] == "rounds / base-written tokens"
+                    # the default protocol is the reference loop's (its authors' count)
+                    assert m["ir_definition"] == "rounds / re-encoded base completion tokens"
                 else:
                     assert m["ir_definition"] == "uncertain positions / positions"
                     assert ir == ur

@@ -100,7 +100,7 @@ def test_unresolved_exits_4_and_a_larger_n_continues_the_race(tiny_dirs, guides,
     fresh, once = rank(
         tiny_dirs, guides, tmp_path / "once", "--race-batch", "5", "--epsilon", "0.3", n="40"
     )
-    assert more.exit_code == fresh.exit_code == 0
+    assert more.exit_code == fresh.exit_code == 0, more.output + fresh.output
     assert continued is not None and once is not None
     assert continued.races == once.races
     assert continued.samples_decoded == once.samples_decoded
