@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -19,7 +18,7 @@ from pairscope.defaults import BATCH_SIZE
 ROOT = typer.main.get_command(app)
 
 
-def _walk(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [path]
     for name, sub in sorted(getattr(command, "commands", {}).items()):
         found += _walk(sub, (*path, name))
@@ -29,7 +28,7 @@ def _walk(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str,
 COMMANDS = _walk(ROOT)
 
 
-def _command(path: tuple[str, ...]) -> click.Command:
+def _command(path: tuple[str, ...]) -> Any:
     command = ROOT
     for name in path:
         command = command.commands[name]  # type: ignore[attr-defined]
