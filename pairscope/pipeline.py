@@ -151,14 +151,7 @@ def _work(
     progress: Progress,
 ) -> None:
     """Decode and teacher-force every unit of work not yet in records.jsonl."""
-    run_dir.append(
-        SessionRecord(
-            task="-",
-            sample_id=f"{time.time():.6f}",
-            method="-",
-            load_seconds=round(load_seconds, 3),
-        )
-    )
+    start_session(run_dir, load_seconds)
     _write_config(run_dir, opts, settings, pair, tasks)
     for name, (spec, samples, *_) in tasks.items():
         for method in opts.methods:
@@ -188,6 +181,18 @@ def _manifest_dict(manifest: Any) -> dict[str, Any]:
     data = asdict(manifest)
     data["ids"] = list(manifest.ids)
     return data
+
+
+def start_session(run_dir: RunDir, load_seconds: float) -> None:
+    """One session record: when this process started writing, and its model load time."""
+    run_dir.append(
+        SessionRecord(
+            task="-",
+            sample_id=f"{time.time():.6f}",
+            method="-",
+            load_seconds=round(load_seconds, 3),
+        )
+    )
 
 
 def _write_config(

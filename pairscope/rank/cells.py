@@ -12,7 +12,6 @@ whole dataset: a larger budget extends it, and a raised ``--limit`` continues a 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 from pairscope.config import RunOptions, settings_of
 from pairscope.rank.racing import Outcome
 from pairscope.runs import RunDir, is_run_dir, iter_generations, read_config
-from pairscope.schema import SessionRecord
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class Cell:
         return settings
 
     def _open(self, load_seconds: float) -> RunDir:
-        from pairscope.pipeline import _write_config
+        from pairscope.pipeline import _write_config, start_session
 
         settings = self._settings()
         if is_run_dir(self.path):
@@ -128,14 +126,7 @@ class Cell:
             )
         }
         _write_config(run_dir, self.opts, settings, self.pair, tasks)
-        run_dir.append(
-            SessionRecord(
-                task="-",
-                sample_id=f"{time.time():.6f}",
-                method="-",
-                load_seconds=round(load_seconds, 3),
-            )
-        )
+        start_session(run_dir, load_seconds)
         return run_dir
 
     def decode(self, samples: Sequence[Any]) -> None:
