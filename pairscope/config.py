@@ -1,31 +1,51 @@
-"""Run configuration in one place: every setting of a probe or evaluate run, its
-default and its validation, built from the command line in one call
-(:meth:`RunOptions.from_cli`) or by the API, and what a run records and resumes.
+"""Building and checking a run specification (:class:`pairscope.spec.RunSpec`).
 
-Defaults of the methods' hyperparameters come from ``defaults.py``. A probe file's
-own ``seed`` and ``n`` apply unless ``--seed`` / ``--n`` are given (``seed`` and ``n``
-are None by default here, and ``probes.choose`` then takes the file's).
+A spec is built once, from the command line (:func:`from_cli`), a config file
+(``pairscope.toml``, or ``[tool.pairscope]`` in ``pyproject.toml``, in the working
+directory) and the environment: a flag given on the command line wins, then an
+environment variable, then the config file, then the default. It is checked once
+(:func:`check`); on ``--resume`` the settings not given are the run's own
+(:func:`options_from_run`). Defaults of the methods' hyperparameters come from
+``defaults.py``. A probe file's own ``seed`` and ``n`` apply unless ``--seed`` / ``--n``
+are given (``seed`` and ``n`` are None by default, and ``probes.choose`` then takes the
+file's).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
+from pydantic import TypeAdapter, ValidationError
+
+from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import InputError, unknown
+from pairscope.spec import CLI_FIELDS, ENV, FILE_KEYS, FROM_RUN, RunSpec
+
+__all__ = [
+    "CLI_FIELDS",
+    "PROBE_METHODS",
+    "RunOptions",
+    "RunSpec",
+    "check",
+    "check_decoding",
+    "check_number",
+    "decode_settings",
+    "from_cli",
+    "options_from_run",
+    "parse_csv",
+    "parse_n",
+    "read_config_file",
+    "strategy",
+]
 
 PROBE_METHODS = ("nudging", "blendin")
-# Command-line parameters whose RunOptions field has another name.
-CLI_FIELDS = {
-    "method": "methods",
-    "no_calibration": "calibration",
-    "out_dir": "out",
-    "fixed": "sequential",
-}
+RunOptions = RunSpec  # the name the API had before the spec was one model
+CONFIG_FILE = "pairscope.toml"
+PYPROJECT = "pyproject.toml"
 
 
 def parse_csv(text: str) -> tuple[str, ...]:
@@ -88,210 +108,220 @@ def check_decoding(
 NOT_WITH_RESUME = {"force": "--force", "manifest": "--manifest"}
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """Every setting of a probe or evaluate run (validated by :meth:`validate`)."""
-
-    command: Literal["probe", "evaluate"] = "probe"
-    base: str = "embedded:gemma-3-270m"
-    guide: str = "embedded:smollm2-135m-instruct"
-    base_revision: str | None = None  # a Hub branch, tag or commit
-    guide_revision: str | None = None
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    methods: tuple[str, ...] = ("nudging",)
-    n: int | Literal["all"] | None = None
-    seed: int | None = None  # None: each probe's own seed
-    tau: float = TAU
-    k: int = TOP_K
-    lam: float = LAMBDA
-    alpha: float | None = None
-    threshold: float | None = None
-    strict: bool = False
-    policy: str = "any-fail"
-    data_dir: str | None = None
-    out: str | None = None
-    resume: str | None = None
-    force: bool = False
-    manifest: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = BATCH_SIZE
-    tokenization: str = "canonical"
-    protocol: str = DEFAULT_PROTOCOL  # NUDGING's (decoding/strategies.PROTOCOLS)
-    trust_remote_code: bool = False
-    max_new_tokens: int | None = None
-    calibration: bool = True
-    sequential: bool = True
-    min_calibration_samples: int = 30
-    report: bool = True
-    thresholds: dict[str, float] = field(default_factory=dict)
-    # The fields set on the command line; on --resume the others come from the run.
-    # None (the API default) means every field was set deliberately.
-    given: frozenset[str] | None = None
-
-    @classmethod
-    def from_cli(
-        cls, command: Literal["probe", "evaluate"], params: Mapping[str, Any], given: frozenset[str]
-    ) -> RunOptions:
-        """Options from a command's parsed parameters (``typer.Context.params``); names
-        that are not run settings (output files) are left out. ``given``: the fields set
-        on the command line (:data:`CLI_FIELDS` names them)."""
-        values = dict(params)
-        if command == "probe":
-            method = str(values.pop("method"))
-            if method not in PROBE_METHODS and not method.startswith("blend:"):
-                raise unknown("probe method", method, PROBE_METHODS)
-            values["methods"] = (method,)
-            values["calibration"] = not values.pop("no_calibration", False)
-        else:
-            values["methods"] = parse_csv(values.pop("methods"))
-            values["alpha"] = parse_alpha(values.pop("alpha", None))
-            values["calibration"] = False
-        values["sequential"] = not values.pop("fixed", False)
-        values["out"] = values.pop("out_dir", None)
-        values["tasks"] = parse_csv(values["tasks"])
-        values["n"] = parse_n(values.get("n"))
-        names = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in values.items() if k in names}
-        return cls(command=command, **kept, given=given)
-
-    def strategy(self, method: str) -> Any:
-        """The decoding strategy of ``method`` under these options (InputError if bad)."""
-        from pairscope.decoding.strategies import make_strategy
-
-        knobs: dict[str, Any] = {"tau": self.tau, "lam": self.lam, "top_k": self.k}
-        return make_strategy(method, alpha=self.alpha, protocol=self.protocol, **knobs)
-
-    def validate(self) -> None:
-        """Raise InputError for any setting out of range or unknown name."""
-        from pairscope.decoding.contexts import check_policy
-        from pairscope.metrics.intervention import POLICIES, check_threshold
-        from pairscope.probes import list_probes
-
-        check_policy(self.tokenization)
-        if self.resume is not None:
-            for name, option in NOT_WITH_RESUME.items():
-                if getattr(self, name):
-                    raise InputError(
-                        f"{option} cannot be used with --resume: a resumed run keeps its own "
-                        "directory and samples.",
-                        hint=f"Drop {option}, or start a new run with --out instead of --resume.",
-                    )
-            if self.out is not None and Path(self.out) != Path(self.resume):
-                raise InputError(
-                    f"--out {self.out} and --resume {self.resume} name two directories; a "
-                    "resumed run writes into its own.",
-                    hint="Drop --out, or start a new run with --out instead of --resume.",
-                )
-        check_decoding(self.tau, self.k, self.lam, self.alpha, self.max_new_tokens, self.batch_size)
-        if isinstance(self.n, int) and self.n < 1:
-            raise InputError(f"-n/--limit must be >= 1 or 'all' (got {self.n}).")
-        check_number("--min-calibration-samples", self.min_calibration_samples, 0)
-        if self.seed is not None:
-            check_number("--seed", self.seed, 0)
-        if self.threshold is not None:
-            check_threshold(self.threshold)
-        for value in self.thresholds.values():
-            check_threshold(value)
-        if self.policy not in POLICIES:
-            raise unknown("gate policy", self.policy, POLICIES)
-        if not self.tasks:
-            raise InputError("No task given.", hint=f"Use --tasks {','.join(DEFAULT_TASKS)}.")
-        known = list_probes()
-        for task in self.tasks:
-            if task not in known and not task.endswith((".yaml", ".yml")):
-                raise unknown("task", task, known)
-        if not self.methods:
-            raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
-        for method in self.methods:
-            self.strategy(method)
-        if len(set(self.methods)) != len(self.methods):
-            raise InputError(f"A method is listed twice in {','.join(self.methods)}.")
+# ---------------------------------------------------------------- building a spec
 
 
-def settings_of(
-    opts: RunOptions, thresholds: dict[str, float], max_new: dict[str, int]
+def from_cli(
+    command: Literal["probe", "evaluate"],
+    params: Mapping[str, Any],
+    given: frozenset[str],
+    cwd: Path | None = None,
+) -> RunSpec:
+    """The spec of a command's parsed parameters (``typer.Context.params``), the config
+    file of ``cwd`` (the working directory) and the environment; names that are not run
+    settings (output files) are left out. ``given``: the fields set on the command line
+    (:data:`pairscope.spec.CLI_FIELDS` names them). A resumed run reads no config file:
+    the settings not given are the run's own."""
+    values = dict(params)
+    if "method" in values:  # a command that gates on one method
+        method = str(values.pop("method"))
+        if method not in PROBE_METHODS and not method.startswith("blend:"):
+            raise unknown("probe method", method, PROBE_METHODS)
+        values["methods"] = (method,)
+    else:
+        values["methods"] = parse_csv(values.pop("methods"))
+    if "alpha" in values:
+        values["alpha"] = parse_alpha(values.pop("alpha"))
+    values["calibration"] = not values.pop("no_calibration", False)
+    values["sequential"] = not values.pop("fixed", False)
+    values["out"] = values.pop("out_dir", None)
+    values["tasks"] = parse_csv(values["tasks"])
+    values["n"] = parse_n(values.get("n"))
+    kept = {k: v for k, v in values.items() if k in RunSpec.model_fields}
+    if not values.get("resume"):
+        kept.update(_from_file(read_config_file(cwd or Path.cwd()), given, set(kept)))
+    return RunSpec(command=command, **kept, given=given)
+
+
+def _from_file(
+    file: tuple[Path, dict[str, Any]] | None, given: frozenset[str], known: set[str]
 ) -> dict[str, Any]:
-    """The settings recorded in config.json (and compared on resume)."""
-    return {
-        "command": opts.command,
-        "base": opts.base,
-        "guide": opts.guide,
-        "base_revision": opts.base_revision,
-        "guide_revision": opts.guide_revision,
-        "tasks": list(opts.tasks),
-        "task_args": list(opts.tasks),
-        "data_dir": opts.data_dir,
-        "methods": list(opts.methods),
-        "n": opts.n,
-        "seed": opts.seed,
-        "tau": opts.tau,
-        "k": opts.k,
-        "lambda": opts.lam,
-        "alpha": opts.alpha,
-        "thresholds": thresholds,
-        "max_new_tokens": max_new,
-        "strict": opts.strict,
-        "policy": opts.policy,
-        "calibration": opts.calibration,
-        # Only a probe stops early: an evaluation compares methods on all its samples.
-        "sequential": opts.sequential and opts.command == "probe",
-        "min_calibration_samples": opts.min_calibration_samples,
-        "device": opts.device,
-        "dtype": opts.dtype,
-        "batch_size": opts.batch_size,
-        "tokenization": opts.tokenization,
-        "protocol": opts.protocol,
-    }
+    """The config file's values for the fields neither a flag nor the environment sets
+    (only those the command takes)."""
+    if file is None:
+        return {}
+    path, table = file
+    out = {}
+    for key, value in table.items():
+        name = FILE_KEYS[key]
+        env = ENV.get(name)
+        if name in given or name not in known or (env and os.environ.get(env)):
+            continue
+        out[name] = _file_value(path, key, name, value)
+    return out
 
 
-# RunOptions field -> its key in config.json's settings, for --resume.
-FROM_RUN = {
-    "base": "base",
-    "guide": "guide",
-    "base_revision": "base_revision",
-    "guide_revision": "guide_revision",
-    "methods": "methods",
-    "n": "n",
-    "seed": "seed",
-    "tau": "tau",
-    "k": "k",
-    "lam": "lambda",
-    "alpha": "alpha",
-    "strict": "strict",
-    "policy": "policy",
-    "calibration": "calibration",
-    "sequential": "sequential",
-    "min_calibration_samples": "min_calibration_samples",
-    "device": "device",
-    "dtype": "dtype",
-    "batch_size": "batch_size",
-    "tokenization": "tokenization",
-    "protocol": "protocol",
-    "data_dir": "data_dir",
-}
+def _file_value(path: Path, key: str, name: str, value: Any) -> Any:
+    """A config-file value as the spec field holds it (lists or comma-separated text for
+    tasks; 'all' or a number for limit)."""
+    if name == "tasks" and isinstance(value, str):
+        value = parse_csv(value)
+    if name == "n" and isinstance(value, str):
+        value = parse_n(value)
+    try:
+        kind: Any = RunSpec.model_fields[name].annotation
+        return TypeAdapter(kind).validate_python(value, strict=not isinstance(value, list))
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"]
+        raise InputError(f"{path}: {key} = {value!r} is not valid ({why}).") from None
 
 
-def options_from_run(opts: RunOptions, old: dict[str, Any]) -> RunOptions:
+def read_config_file(cwd: Path) -> tuple[Path, dict[str, Any]] | None:
+    """``pairscope.toml`` in ``cwd``, else ``[tool.pairscope]`` of ``pyproject.toml`` there:
+    (its path, its settings by config-file key); None when neither is there.
+
+    Raises:
+        InputError: unreadable TOML, or a key that is not a setting (named with its file).
+    """
+    for name, table in ((CONFIG_FILE, ()), (PYPROJECT, ("tool", "pairscope"))):
+        path = cwd / name
+        if not path.is_file():
+            continue
+        data: Any = _read_toml(path)
+        for part in table:
+            data = data.get(part)
+            if not isinstance(data, dict):
+                break
+        if not isinstance(data, dict):
+            continue
+        where = f"{path} [{'.'.join(table)}]" if table else str(path)
+        for key in data:
+            if key not in FILE_KEYS:
+                raise InputError(
+                    f"{where}: unknown setting '{key}'.",
+                    hint=f"Known settings: {', '.join(sorted(FILE_KEYS))}.",
+                )
+        return path, dict(data)
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not readable TOML: {exc}") from None
+
+
+def options_from_run(spec: RunSpec, old: RunSpec) -> RunSpec:
     """On --resume, every setting not given on the command line is taken from the run.
 
     Settings that are given and differ from the run's are refused later, by
     :meth:`RunDir.resume`, with the differing names in the message.
     """
-    if opts.given is None:
-        return opts
+    if spec.given is None:
+        return spec
     changes: dict[str, Any] = {
-        name: (tuple(old[key]) if isinstance(old[key], list) else old[key])
-        for name, key in FROM_RUN.items()
-        if name not in opts.given and key in old
+        name: getattr(old, name) for name in FROM_RUN if name not in spec.given
     }
-    if "tasks" not in opts.given and ("task_args" in old or "tasks" in old):
-        changes["tasks"] = tuple(old["task_args"] if "task_args" in old else old["tasks"])
-    if "threshold" not in opts.given and isinstance(old.get("thresholds"), dict):
+    if "threshold" not in spec.given:
         changes["threshold"] = None
-        changes["thresholds"] = {str(k): float(v) for k, v in old["thresholds"].items()}
-    if "max_new_tokens" not in opts.given and isinstance(old.get("max_new_tokens"), dict):
+        changes["thresholds"] = dict(old.thresholds)
+    if "max_new_tokens" not in spec.given and old.max_new:
         # One value for every task was a --max-new-tokens; several were the probes' own.
-        values = set(old["max_new_tokens"].values())
+        values = set(old.max_new.values())
         changes["max_new_tokens"] = int(values.pop()) if len(values) == 1 else None
-    return replace(opts, **changes)
+    return spec.model_copy(update=changes)
+
+
+# ---------------------------------------------------------------- checking a spec
+
+
+def strategy(spec: RunSpec, method: str) -> Any:
+    """The decoding strategy of ``method`` under ``spec`` (InputError if bad); the engine
+    builds the same from :func:`decode_settings`."""
+    from pairscope.decoding.strategies import make_strategy
+
+    knobs: dict[str, Any] = {"tau": spec.tau, "lam": spec.lam, "top_k": spec.k}
+    return make_strategy(method, alpha=spec.alpha, protocol=spec.protocol, **knobs)
+
+
+def decode_settings(spec: RunSpec, method: str, batch_size: int | None = None) -> Any:
+    """The engine's settings for decoding ``method`` under ``spec``."""
+    from pairscope.decoding.engine import DecodeSettings
+
+    return DecodeSettings(
+        method=method,
+        tau=spec.tau,
+        top_k=spec.k,
+        lam=spec.lam,
+        alpha=spec.alpha,
+        batch_size=spec.batch_size if batch_size is None else batch_size,
+        tokenization=spec.tokenization,
+        protocol=spec.protocol,
+    )
+
+
+def check(spec: RunSpec) -> None:
+    """Raise InputError for any setting out of range or unknown name."""
+    from pairscope.decoding.contexts import check_policy
+
+    check_policy(spec.tokenization)
+    if spec.resume is not None:
+        _check_resume(spec)
+    check_decoding(spec.tau, spec.k, spec.lam, spec.alpha, spec.max_new_tokens, spec.batch_size)
+    if isinstance(spec.n, int) and spec.n < 1:
+        raise InputError(f"-n/--limit must be >= 1 or 'all' (got {spec.n}).")
+    check_number("--min-calibration-samples", spec.min_calibration_samples, 0)
+    if spec.seed is not None:
+        check_number("--seed", spec.seed, 0)
+    _check_gate(spec)
+    _check_names(spec)
+
+
+def _check_resume(spec: RunSpec) -> None:
+    for name, option in NOT_WITH_RESUME.items():
+        if getattr(spec, name):
+            raise InputError(
+                f"{option} cannot be used with --resume: a resumed run keeps its own "
+                "directory and samples.",
+                hint=f"Drop {option}, or start a new run with --out instead of --resume.",
+            )
+    if spec.out is not None and Path(spec.out) != Path(str(spec.resume)):
+        raise InputError(
+            f"--out {spec.out} and --resume {spec.resume} name two directories; a "
+            "resumed run writes into its own.",
+            hint="Drop --out, or start a new run with --out instead of --resume.",
+        )
+
+
+def _check_gate(spec: RunSpec) -> None:
+    from pairscope.metrics.intervention import POLICIES, check_threshold
+
+    if spec.threshold is not None:
+        check_threshold(spec.threshold)
+    for value in spec.thresholds.values():
+        check_threshold(value)
+    if spec.policy not in POLICIES:
+        raise unknown("gate policy", spec.policy, POLICIES)
+
+
+def _check_names(spec: RunSpec) -> None:
+    from pairscope.probes import list_probes
+
+    if not spec.tasks:
+        raise InputError("No task given.", hint=f"Use --tasks {','.join(DEFAULT_TASKS)}.")
+    known = list_probes()
+    for task in spec.tasks:
+        if task not in known and not task.endswith((".yaml", ".yml")):
+            raise unknown("task", task, known)
+    if not spec.methods:
+        raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
+    for method in spec.methods:
+        strategy(spec, method)
+    if len(set(spec.methods)) != len(spec.methods):
+        raise InputError(f"A method is listed twice in {','.join(spec.methods)}.")

@@ -10,18 +10,42 @@ with its name: a resumed run must be the run it continues.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pairscope.config import RunOptions, options_from_run, settings_of
+from pairscope.config import options_from_run
 from pairscope.errors import DataError, RunDirError
 from pairscope.runs import RunDir
 from pairscope.schema import ModelIdentity, RunConfig, dump
+from pairscope.spec import RunSpec
 
 # Identity fields that may differ on resume: where the model runs, in what precision,
 # and where its converted files sit on this machine.
 MAY_CHANGE = frozenset({"device", "dtype", "path"})
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task as a run reads it: its probe, its samples in decoding order, the
+    manifest of that order, and the size of the dataset they were drawn from."""
+
+    probe: Any
+    samples: list[Any]
+    manifest: Any
+    dataset_size: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run knows before its models load: its spec (the per-task values resolved;
+    on resume, completed from the run), its directory, the run's config (on resume) and
+    its tasks."""
+
+    spec: RunSpec
+    out: Path
+    old: RunConfig | None
+    tasks: dict[str, TaskData]
 
 
 def default_out(command: str) -> Path:
@@ -79,23 +103,23 @@ def _read_json_object(file: Path) -> dict[str, Any]:
     return data
 
 
-def data_info(tasks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def data_info(tasks: dict[str, TaskData]) -> dict[str, dict[str, Any]]:
     """config.json's ``data``: each task's file and checksum or Hub path, and the
     fingerprint of the samples it read (``tasks`` as the pipeline loads them)."""
     return {
         name: {
-            "file": spec.source.local.file if spec.source.local else None,
-            "sha256": spec.source.local.sha256 if spec.source.local else None,
-            "hub": spec.source.hub.path if spec.source.hub else None,
-            "probe_version": spec.version,
-            "data_fingerprint": man.data_sha256,
-            "scorer": spec.scorer,
+            "file": t.probe.source.local.file if t.probe.source.local else None,
+            "sha256": t.probe.source.local.sha256 if t.probe.source.local else None,
+            "hub": t.probe.source.hub.path if t.probe.source.hub else None,
+            "probe_version": t.probe.version,
+            "data_fingerprint": t.manifest.data_sha256,
+            "scorer": t.probe.scorer,
         }
-        for name, (spec, _, man, _) in tasks.items()
+        for name, t in tasks.items()
     }
 
 
-def check_same_data(run_dir: Path, old: RunConfig, tasks: dict[str, Any]) -> None:
+def check_same_data(run_dir: Path, old: RunConfig, tasks: dict[str, TaskData]) -> None:
     """On resume: refuse data that differs from what the run read (file, checksum, Hub
     path, probe version, the samples' fingerprint)."""
     new = data_info(tasks)
@@ -134,8 +158,8 @@ def check_same_models(run_dir: Path, old: RunConfig, pair: Any) -> None:
         )
 
 
-def load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]:
-    """(spec, samples in decoding order, manifest, dataset size) for each task."""
+def load_tasks(spec: RunSpec, manifests_in: dict[str, Any]) -> dict[str, TaskData]:
+    """Each task's probe, its samples in decoding order, their manifest and the dataset size."""
     from pairscope.probes import (
         build_samples,
         choose,
@@ -145,72 +169,80 @@ def load_tasks(opts: RunOptions, manifests_in: dict[str, Any]) -> dict[str, Any]
     )
 
     out = {}
-    for task in opts.tasks:
-        spec = load_probe(task)
-        every = build_samples(spec, load_dataset_records(spec, opts.data_dir))
+    for task in spec.tasks:
+        probe = load_probe(task)
+        every = build_samples(probe, load_dataset_records(probe, spec.data_dir))
         manifest = None
-        if spec.name in manifests_in:
-            manifest = manifest_from_dict(manifests_in[spec.name], f"entry '{spec.name}'")
-        chosen, made = choose(spec, every, opts.n, opts.seed, manifest)
-        out[spec.name] = (spec, chosen, made, len(every))
+        if probe.name in manifests_in:
+            manifest = manifest_from_dict(manifests_in[probe.name], f"entry '{probe.name}'")
+        chosen, made = choose(probe, every, spec.n, spec.seed, manifest)
+        out[probe.name] = TaskData(probe, list(chosen), made, len(every))
     return out
 
 
-def prepare(
-    opts: RunOptions, out: Path
-) -> tuple[RunOptions, RunConfig | None, dict[str, Any], dict[str, Any]]:
-    """The options (on resume, completed from the run), the run's config (on resume), the
-    tasks and the settings to record; checks the output directory and the manifests.
+def prepare(spec: RunSpec) -> Plan:
+    """The run's plan: its directory checked, the manifests and probes read, and the
+    spec completed (on resume, from the run) and resolved per task.
 
     Raises:
         InputError: a bad output directory, manifest, probe or data file.
     """
     from pairscope.runs import MANIFEST, is_run_dir, read_config
 
+    out = Path(spec.resume or spec.out or default_out(spec.command))
     old = None
     manifests_in: dict[str, Any] = {}
-    if opts.resume:
+    if spec.resume:
         if not is_run_dir(out):
             raise RunDirError(
                 f"--resume {out}: not a pairscope run directory (no pairscope config.json).",
                 hint="Give the --out directory of an earlier probe or evaluate run.",
             )
         old = read_config(out)
-        opts = options_from_run(opts, dump(old.settings))
+        spec = options_from_run(spec, old.settings)
         # A run killed before its manifest was written re-selects by its seed.
         if (out / MANIFEST).is_file():
             manifests_in = read_run_manifest(out / MANIFEST)
     else:
-        RunDir.check_new(out, force=opts.force)
-        manifests_in = read_manifest_option(opts.manifest)
-    tasks = load_tasks(opts, manifests_in)
-    thresholds = {
-        name: float(
-            opts.thresholds.get(
-                name, opts.threshold if opts.threshold is not None else spec.threshold
-            )
-        )
-        for name, (spec, *_) in tasks.items()
-    }
-    max_new = {
-        name: int(opts.max_new_tokens or spec.max_new_tokens) for name, (spec, *_) in tasks.items()
-    }
-    settings = settings_of(opts, thresholds, max_new)
-    settings["tasks"] = list(tasks)
-    return opts, old, tasks, settings
+        RunDir.check_new(out, force=spec.force)
+        manifests_in = read_manifest_option(spec.manifest)
+    tasks = load_tasks(spec, manifests_in)
+    return Plan(resolve(spec, tasks), out, old, tasks)
 
 
-def load_models(opts: RunOptions) -> tuple[Any, float]:
+def resolve(spec: RunSpec, tasks: dict[str, TaskData]) -> RunSpec:
+    """``spec`` with each task's name, threshold and cap on new tokens: the spec's own
+    where it gives one, else the probe's."""
+    default = spec.threshold
+    return spec.model_copy(
+        update={
+            "task_names": tuple(tasks),
+            "thresholds": {
+                name: float(
+                    spec.thresholds.get(name, default if default is not None else t.probe.threshold)
+                )
+                for name, t in tasks.items()
+            },
+            "max_new": {
+                name: int(spec.max_new_tokens or t.probe.max_new_tokens)
+                for name, t in tasks.items()
+            },
+        }
+    )
+
+
+def load_models(spec: RunSpec) -> tuple[Any, float]:
+    """The pair, and the seconds it took to load."""
     from pairscope.models import load_pair
 
     t0 = time.perf_counter()
     pair = load_pair(
-        opts.base,
-        opts.guide,
-        device=opts.device,
-        dtype=opts.dtype,
-        trust_remote_code=opts.trust_remote_code,
-        base_revision=opts.base_revision,
-        guide_revision=opts.guide_revision,
+        spec.base,
+        spec.guide,
+        device=spec.device,
+        dtype=spec.dtype,
+        trust_remote_code=spec.trust_remote_code,
+        base_revision=spec.base_revision,
+        guide_revision=spec.guide_revision,
     )
     return pair, time.perf_counter() - t0

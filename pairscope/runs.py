@@ -40,6 +40,7 @@ from pairscope.schema import (
     dump,
     record_key,
 )
+from pairscope.spec import RunSpec
 
 CONFIG = "config.json"
 MANIFEST = "manifest.json"
@@ -47,34 +48,6 @@ RECORDS = "records.jsonl"
 SUMMARY = "summary.json"
 LOCK = ".lock"  # held (flock) by the one process writing the run
 COMMANDS = ("probe", "evaluate")
-
-# Settings that must match for a resume to be valid: everything that changes results.
-# Only the device, the dtype and the batch size may change between a run and its resume.
-RESUME_KEYS = (
-    "command",
-    "tasks",
-    "task_args",
-    "methods",
-    "tau",
-    "k",
-    "lambda",
-    "alpha",
-    "n",
-    "seed",
-    "base",
-    "guide",
-    "base_revision",
-    "guide_revision",
-    "max_new_tokens",
-    "thresholds",
-    "tokenization",
-    "sequential",
-    "calibration",
-    "min_calibration_samples",
-    "strict",
-    "policy",
-    "data_dir",
-)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -208,8 +181,8 @@ class RunDir:
             RunLock(path).check_free()
 
     @classmethod
-    def create(cls, path: Path, settings: dict[str, Any], force: bool = False) -> RunDir:
-        """Start a new run in ``path`` with these settings (:func:`pairscope.config.settings_of`).
+    def create(cls, path: Path, spec: RunSpec, force: bool = False) -> RunDir:
+        """Start a new run in ``path`` with this spec (recorded in its config.json).
 
         The run's lock is taken before anything is written and held until
         :meth:`close`; the checks of :meth:`check_new` are repeated under it, so two
@@ -234,8 +207,8 @@ class RunDir:
             {
                 "schema_version": SCHEMA_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "command": settings["command"],
-                "settings": settings,
+                "command": spec.command,
+                "settings": spec,
             }
         )
         write_json_atomic(path / CONFIG, dump(full))
@@ -243,9 +216,9 @@ class RunDir:
         return run
 
     @classmethod
-    def resume(cls, path: Path, settings: dict[str, Any]) -> RunDir:
-        """Open an interrupted run and take its lock; refuse if its settings differ from
-        ``settings`` (every setting that changes results is compared), or if another
+    def resume(cls, path: Path, spec: RunSpec) -> RunDir:
+        """Open an interrupted run and take its lock; refuse if its spec differs from
+        ``spec`` (every setting that changes results is compared), or if another
         process holds the run."""
         if not is_run_dir(path):
             raise RunDirError(
@@ -254,22 +227,19 @@ class RunDir:
             )
         lock = RunLock(path).acquire()
         try:
-            run = cls._open(path, settings, lock)
+            run = cls._open(path, spec, lock)
         except BaseException:
             lock.release()
             raise
         return run
 
     @classmethod
-    def _open(cls, path: Path, settings: dict[str, Any], lock: RunLock) -> RunDir:
-        old = dump(read_config(path).settings)
-        differing = [
-            k for k in RESUME_KEYS if k in settings and old.get(k) != _jsonable(settings[k])
-        ]
+    def _open(cls, path: Path, spec: RunSpec, lock: RunLock) -> RunDir:
+        old = read_config(path).settings
+        differing = spec.differences(old)
         if differing:
-            detail = "; ".join(
-                f"{k}: run has {old.get(k)!r}, now {settings[k]!r}" for k in differing
-            )
+            was, now = old.record(), spec.record()
+            detail = "; ".join(f"{k}: run has {was.get(k)!r}, now {now[k]!r}" for k in differing)
             raise RunDirError(
                 f"Cannot resume {path} with different settings ({detail}).",
                 hint="Resume with the original settings, or start a new run with --out.",
@@ -381,10 +351,6 @@ def iter_records(path: Path) -> Iterator[Record]:
                     hint="Delete that line (the sample is then redone on --resume), or read "
                     "the run with the pairscope version that wrote it.",
                 ) from None
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
 
 
 def iter_generations(run_dir: Path) -> Iterator[GenerationRecord]:

@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from pairscope.errors import RunDirError
 
+# config.json's ``settings`` (and summary.json's): the run's spec as recorded.
+# pairscope.spec declares each setting once; Settings reads the recorded keys back.
+from pairscope.spec import Settings
+
 SCHEMA_VERSION = 3  # 2: intervention_rate is each method's own (rounds for NUDGING)
 # 3: NUDGING's rate is its protocol's (settings.protocol; the reference protocol by
 # default). Version 2 files are runs of the position protocol and are read as such.
@@ -166,40 +170,6 @@ class ModelIdentity(Contract):
 class Pair(Contract):
     base: ModelIdentity
     guide: ModelIdentity
-
-
-class Settings(Contract):
-    """Every setting of a run (config.json's ``settings``, compared on resume)."""
-
-    command: str
-    base: str
-    guide: str
-    # The Hub revisions asked for (the commit loaded is the model's ``revision``).
-    base_revision: str | None = None
-    guide_revision: str | None = None
-    tasks: list[str]
-    task_args: list[str]
-    data_dir: str | None
-    methods: list[str]
-    n: int | None
-    seed: int | None
-    tau: float
-    k: int
-    lam: float = Field(alias="lambda")
-    alpha: float | None
-    thresholds: dict[str, float]
-    max_new_tokens: dict[str, int]
-    strict: bool
-    policy: str
-    calibration: bool
-    sequential: bool
-    min_calibration_samples: int
-    device: str
-    dtype: str
-    batch_size: int
-    tokenization: str
-    # NUDGING's protocol; runs made before it was recorded used the position protocol.
-    protocol: str = "position"
 
 
 class DataInfo(Contract):

@@ -147,7 +147,7 @@ def summarize(run_dir: Path) -> Summary:
         records[rec.task][(rec.kind, rec.method)].append(rec)
     tasks: dict[str, TaskSummary] = {}
     decode_seconds = 0.0
-    for task in settings.tasks:
+    for task in settings.task_names:
         order = {sid: i for i, sid in enumerate(manifests.get(task, {}).get("ids", []))}
         by_kind: ByKind = {
             key: sorted(recs, key=lambda r: order.get(r.sample_id, len(order)))
@@ -271,7 +271,7 @@ def _task_summary(
         verdict_value = Verdict.FAIL.value
         reason = "intervention rate undefined: the guide wrote every token (no base tokens)"
     budget = info.n
-    max_new = int(settings.max_new_tokens.get(task, 0) or 0)
+    max_new = int(settings.max_new.get(task, 0) or 0)
     test = sequential_test(counts, threshold, max_new, method_out[gate].ir_definition)
     sequential = _sequential_summary(test, settings.sequential, budget, len(counts))
     if sequential is not None and sequential.used_for_verdict:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from pairscope.config import RunOptions, settings_of
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
 from pairscope.schema import (
     SCHEMA_VERSION,
@@ -25,9 +24,9 @@ from pairscope.schema import (
     GenerationRecord,
     RunConfig,
     SessionRecord,
-    Settings,
     dump,
 )
+from pairscope.spec import RunSpec
 from pairscope.summary import summarize
 
 XSS_SCRIPT = "<script>alert(1)</script>"
@@ -231,26 +230,24 @@ def make_run_dir(
     if methods is None:
         methods = ["nudging"] if kind == "probe" else ["blendin", "nudging"]
     path.mkdir(parents=True, exist_ok=True)
-    opts = RunOptions(
+    settings = RunSpec(
         command=kind,  # type: ignore[arg-type]
         base=base,
         guide=guide,
         tasks=tuple(TASKS),
+        task_names=tuple(TASKS),
         methods=tuple(methods),
         n=N_SAMPLES,
         seed=seed,
         sequential=False,  # six samples never settle a sequential test: gate on the bootstrap
-    )
-    settings = settings_of(
-        opts,
-        {task: info["threshold"] for task, info in TASKS.items()},
-        {task: 16 for task in TASKS},
+        thresholds={task: info["threshold"] for task, info in TASKS.items()},
+        max_new={task: 16 for task in TASKS},
     )
     config = RunConfig(
         schema_version=SCHEMA_VERSION,
         created="2026-05-01T12:00:00+00:00",
         command=kind,
-        settings=Settings.model_validate(settings),
+        settings=settings,
         pair={
             "base": _model(base, "Gemma3ForCausalLM", 262144, False),
             "guide": _model(guide, "LlamaForCausalLM", 49152, True),

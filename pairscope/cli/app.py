@@ -23,9 +23,9 @@ from rich.markup import escape
 
 from pairscope import __version__
 from pairscope.cli.vocabulary import Group
-from pairscope.config import CLI_FIELDS
 from pairscope.defaults import BATCH_SIZE
 from pairscope.errors import ExitCode, PairscopeError
+from pairscope.spec import CLI_FIELDS
 
 app = typer.Typer(
     name="pairscope",
@@ -356,7 +356,7 @@ def _route_warnings() -> None:
 
 
 def given_fields(ctx: typer.Context) -> frozenset[str]:
-    """The RunOptions fields set on the command line; on --resume the rest come from the run."""
+    """The RunSpec fields set on the command line; on --resume the rest come from the run."""
     given = set()
     for param in ctx.command.params:
         if param.name is None:

@@ -46,7 +46,7 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.config import RunOptions, parse_csv
+from pairscope.config import from_cli, parse_csv
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 
 
@@ -267,7 +267,7 @@ def probe(
 
     Example: pairscope probe --base ./my-base --guide ./my-guide --out reports/my-pair
     """
-    opts = RunOptions.from_cli("probe", ctx.params, given_fields(ctx))
+    opts = from_cli("probe", ctx.params, given_fields(ctx))
     _run_command(opts, as_json, json_out, markdown, junit, judge)
 
 
@@ -330,7 +330,7 @@ def evaluate(
 
     Example: pairscope evaluate --data-dir DATA_DIR --tasks gsm8k -n 200
     """
-    opts = RunOptions.from_cli("evaluate", ctx.params, given_fields(ctx))
+    opts = from_cli("evaluate", ctx.params, given_fields(ctx))
     _run_command(opts, as_json, json_out, markdown, junit, judge)
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pairscope.config import RunOptions, settings_of
 from pairscope.rank.racing import Outcome
 from pairscope.runs import RunDir, is_run_dir, iter_generations, read_config
+from pairscope.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -91,53 +91,50 @@ def read_outcomes(path: Path, task: str, method: str) -> dict[str, Outcome]:
 class Cell:
     """One cell's run directory, opened for decoding once its pair is loaded."""
 
-    def __init__(self, path: Path, opts: RunOptions, plan: TaskPlan, pair: Any, load: float):
-        self.path, self.opts, self.plan, self.pair = path, opts, plan, pair
-        self.run_dir = self._open(load)
+    def __init__(self, path: Path, opts: RunSpec, plan: TaskPlan, pair: Any, load: float):
+        self.path, self.plan = path, plan
+        self.opts = opts.model_copy(
+            update={
+                "task_names": (plan.name,),
+                "thresholds": {plan.name: plan.threshold},
+                "max_new": {plan.name: plan.max_new},
+            }
+        )
+        self.opened = self._open(pair, load)
+
+    @property
+    def run_dir(self) -> RunDir:
+        return self.opened.run_dir
 
     def close(self) -> None:
         """Release the run directory (its lock), as a probe does at its end."""
         self.run_dir.close()
 
-    def _settings(self) -> dict[str, Any]:
-        name = self.plan.name
-        settings = settings_of(self.opts, {name: self.plan.threshold}, {name: self.plan.max_new})
-        settings["tasks"] = [name]
-        return settings
+    def _open(self, pair: Any, load_seconds: float) -> Any:
+        from pairscope.pipeline import OpenRun, Quiet, record_config, start_session
+        from pairscope.preflight import TaskData
 
-    def _open(self, load_seconds: float) -> RunDir:
-        from pairscope.pipeline import _write_config, start_session
-
-        settings = self._settings()
         if is_run_dir(self.path):
             # A raised budget continues the cell: its order is a prefix of the new one.
             old_n = read_config(self.path).settings.n
-            run_dir = RunDir.resume(self.path, {**settings, "n": old_n})
+            run_dir = RunDir.resume(self.path, self.opts.model_copy(update={"n": old_n}))
         else:
-            run_dir = RunDir.create(self.path, settings)
+            run_dir = RunDir.create(self.path, self.opts)
         manifest = {**asdict(self.plan.manifest), "ids": list(self.plan.manifest.ids)}
         run_dir.write_manifest({self.plan.name: manifest})
-        tasks = {
-            self.plan.name: (
-                self.plan.spec,
-                self.plan.order,
-                self.plan.manifest,
-                len(self.plan.every),
-            )
-        }
-        _write_config(run_dir, self.opts, settings, self.pair, tasks)
+        self.data = TaskData(
+            self.plan.spec, self.plan.order, self.plan.manifest, len(self.plan.every)
+        )
+        opened = OpenRun(self.opts, run_dir, pair, Quiet())
+        record_config(opened, {self.plan.name: self.data})
         start_session(run_dir, load_seconds)
-        return run_dir
+        return opened
 
     def decode(self, samples: Sequence[Any]) -> None:
         """Decode those of ``samples`` not yet on disk (the probe's own decoding step)."""
-        from pairscope.pipeline import _generate, _Silent
+        from pairscope.pipeline import generate
 
-        method = self.opts.methods[0]
-        _generate(
-            self.run_dir, self.pair, self.opts, self.plan.name, self.plan.spec, samples, method,
-            self.plan.max_new, _Silent(),
-        )  # fmt: skip
+        generate(self.opened.task(self.plan.name, self.data, self.opts.methods[0]), samples)
 
 
 def finish(path: Path) -> None:
@@ -148,18 +145,19 @@ def finish(path: Path) -> None:
         RunDir(path).write_summary(summarize(path))
 
 
-def cell_options(base_opts: RunOptions, base: str, guide: str, task: str, out: Path) -> RunOptions:
+def cell_options(base_opts: RunSpec, base: str, guide: str, task: str, out: Path) -> RunSpec:
     """A cell's probe options: one pair, one task, the rank's method, no early stop of its
     own (the race decides), no calibration pass, no per-cell report."""
-    return replace(
-        base_opts,
-        base=base,
-        guide=guide,
-        tasks=(task,),
-        out=str(out),
-        calibration=False,
-        sequential=False,
-        report=False,
+    return base_opts.model_copy(
+        update={
+            "base": base,
+            "guide": guide,
+            "tasks": (task,),
+            "out": str(out),
+            "calibration": False,
+            "sequential": False,
+            "report": False,
+        }
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pairscope.config import PROBE_METHODS, RunOptions
+from pairscope.config import PROBE_METHODS, RunOptions, check, strategy
 from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import ExitCode, InputError, unknown
 from pairscope.rank.cells import (
@@ -102,7 +102,7 @@ class RankOptions:
         if self.n < 1 or self.batch < 1:
             got = f"{self.n}, {self.batch}"
             raise InputError(f"--limit and --race-batch must be >= 1 (got {got}).")
-        self.probe_options(self.bases[0], self.guides[0], self.tasks[0]).validate()
+        check(self.probe_options(self.bases[0], self.guides[0], self.tasks[0]))
 
     def probe_options(self, base: str, guide: str, task: str) -> RunOptions:
         """The probe options of one cell."""
@@ -197,7 +197,7 @@ def race_task(
 
     probe = opts.probe_options(base, live[0], plan.name)
     # The cells' own strategy (its protocol included) says how their IR is counted.
-    kind = probe.strategy(opts.method).ir_kind
+    kind = strategy(probe, opts.method).ir_kind
     assert kind is not None  # a guided method always has an intervention rate
     settings = RaceSettings(
         threshold=plan.threshold,
@@ -249,12 +249,11 @@ def _base_arm(
 ) -> None:
     """The base decoding alone on the samples the race used, once for all the guides (the
     gain a guide brings is measured against it)."""
-    from dataclasses import replace
-
     path = cell_path(Path(opts.out), base, BASE_ALONE, plan.name, "base")
     if n == 0 or len(read_outcomes(path, plan.name, "base")) >= n:
         return
-    probe = replace(opts.probe_options(base, live[0], plan.name), methods=("base",), out=str(path))
+    probe = opts.probe_options(base, live[0], plan.name)
+    probe = probe.model_copy(update={"methods": ("base",), "out": str(path)})
     cell = Cell(path, probe, plan, models.pair(live[0]), models.seconds)
     try:
         cell.decode(plan.order[:n])

@@ -9,17 +9,18 @@ import pytest
 import typer
 
 from pairscope.cli import app, given_fields
-from pairscope.config import RunOptions
+from pairscope.config import from_cli
 from pairscope.errors import InputError
+from pairscope.spec import RunSpec
 
 USER_PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "user_probe" / "arithmetic.yaml"
 
 
-def options(command: str, *args: str) -> RunOptions:
+def options(command: str, *args: str) -> RunSpec:
     """What `pairscope COMMAND ARGS` would run with, from the real parser."""
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     ctx = cmd.make_context(command, list(args))
-    return RunOptions.from_cli(command, ctx.params, given_fields(ctx))  # type: ignore[arg-type]
+    return from_cli(command, ctx.params, given_fields(ctx))  # type: ignore[arg-type]
 
 
 def test_probe_options_map_every_renamed_parameter():
@@ -44,8 +45,8 @@ def test_a_probe_files_seed_and_n_apply_unless_given():
 
     def chosen(*args: str) -> tuple[int, int]:
         opts = options("probe", "--tasks", str(USER_PROBE), *args)
-        _, samples, manifest, _ = load_tasks(opts, {})["tiny-arithmetic"]
-        return len(samples), manifest.seed
+        data = load_tasks(opts, {})["tiny-arithmetic"]
+        return len(data.samples), data.manifest.seed
 
     assert chosen() == (4, 7)  # the file's n: 4 and seed: 7
     assert chosen("--limit", "2") == (2, 7)

@@ -20,9 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pairscope.cli import app
-from pairscope.config import RunOptions, settings_of
 from pairscope.errors import RunDirError
 from pairscope.runs import RECORDS, RunDir, is_run_dir
+from pairscope.spec import RunSpec, from_record
 from tests.conftest import REPO, data_dir
 
 ARITHMETIC = REPO / "tests" / "fixtures" / "user_probe" / "arithmetic.yaml"
@@ -61,10 +61,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def make_run(path: Path) -> RunDir:
     """A run directory of the arithmetic fixture probe, as `probe` creates it (lock held)."""
-    opts = RunOptions(tasks=(str(ARITHMETIC),), n=2)
     name = "tiny-arithmetic"  # the probe's own name, threshold and max_new_tokens
-    settings = {**settings_of(opts, {name: 0.3}, {name: 64}), "tasks": [name]}
-    return RunDir.create(path, settings)
+    spec = RunSpec(
+        tasks=(str(ARITHMETIC),),
+        n=2,
+        task_names=(name,),
+        thresholds={name: 0.3},
+        max_new={name: 64},
+    )
+    return RunDir.create(path, spec)
 
 
 # -- 1. a folder that is not a run is never touched -------------------------------------------
@@ -136,7 +141,7 @@ def test_resume_refuses_every_setting_that_changes_results(tmp_path, key, value)
     run.close()
     settings = json.loads((run.path / "config.json").read_text())["settings"]
     with pytest.raises(RunDirError) as info:
-        RunDir.resume(run.path, {**settings, key: value})
+        RunDir.resume(run.path, from_record({**settings, key: value}))
     assert f"{key}: run has" in info.value.message
 
 
@@ -145,7 +150,7 @@ def test_resume_allows_only_device_dtype_and_batch_size_to_change(tmp_path):
     run.close()
     settings = json.loads((run.path / "config.json").read_text())["settings"]
     changed = {**settings, "device": "cuda", "dtype": "bfloat16", "batch_size": 3}
-    RunDir.resume(run.path, changed).close()
+    RunDir.resume(run.path, from_record(changed)).close()
 
 
 @pytest.mark.parametrize(
@@ -164,7 +169,7 @@ def test_resume_refuses_other_data_and_other_models(tmp_path):
 
     run = make_run(tmp_path / "run")
     run.close()
-    tasks = load_tasks(RunOptions(tasks=(str(ARITHMETIC),), n=2), {})
+    tasks = load_tasks(RunSpec(tasks=(str(ARITHMETIC),), n=2), {})
     identity = {
         "spec": "m",
         "kind": "dir",
@@ -184,8 +189,8 @@ def test_resume_refuses_other_data_and_other_models(tmp_path):
     )
     check_same_data(run.path, old, tasks)  # the same data: fine
     name = next(iter(tasks))
-    spec, chosen, manifest, size = tasks[name]
-    other = {name: (spec, chosen, replace(manifest, data_sha256="x"), size)}
+    data = tasks[name]
+    other = {name: replace(data, manifest=replace(data.manifest, data_sha256="x"))}
     with pytest.raises(RunDirError, match="data_fingerprint: run has"):
         check_same_data(run.path, old, other)
 

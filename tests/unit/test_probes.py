@@ -499,13 +499,13 @@ def test_interleaved_order_depends_on_the_set_and_the_seed_only(loaded) -> None:
 
 
 def test_a_probe_files_seed_selects_unless_the_run_gives_one() -> None:
-    from pairscope.config import RunOptions
     from pairscope.preflight import load_tasks
+    from pairscope.spec import RunSpec
 
     def chosen(**kw: object) -> tuple[list[str], int]:
-        opts = RunOptions(tasks=(str(USER_PROBE),), n=2, **kw)  # type: ignore[arg-type]
-        _, samples, manifest, _ = load_tasks(opts, {})["tiny-arithmetic"]
-        return [s.id for s in samples], manifest.seed
+        opts = RunSpec(tasks=(str(USER_PROBE),), n=2, **kw)  # type: ignore[arg-type]
+        data = load_tasks(opts, {})["tiny-arithmetic"]
+        return [s.id for s in data.samples], data.manifest.seed
 
     own, seed = chosen()
     assert seed == 7 and chosen(seed=7) == (own, 7)

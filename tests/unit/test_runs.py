@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pairscope.config import RunOptions, settings_of
 from pairscope.errors import RunDirError
 from pairscope.runs import (
     RECORDS,
@@ -18,9 +17,16 @@ from pairscope.runs import (
     write_json_atomic,
 )
 from pairscope.schema import SCHEMA_VERSION, GenerationRecord
+from pairscope.spec import RunSpec
 
-SETTINGS = settings_of(
-    RunOptions(tasks=("gsm8k",), methods=("nudging",), n=3, tau=0.4), {"gsm8k": 0.2}, {"gsm8k": 8}
+SETTINGS = RunSpec(
+    tasks=("gsm8k",),
+    task_names=("gsm8k",),
+    methods=("nudging",),
+    n=3,
+    tau=0.4,
+    thresholds={"gsm8k": 0.2},
+    max_new={"gsm8k": 8},
 )
 
 
@@ -59,7 +65,7 @@ def test_create_writes_config_and_empty_records(tmp_path):
     run = new_run(tmp_path / "run")
     assert is_run_dir(run.path)
     config = read_json(run.path / "config.json")
-    assert config["schema_version"] == SCHEMA_VERSION and config["settings"] == SETTINGS
+    assert config["schema_version"] == SCHEMA_VERSION and config["settings"] == SETTINGS.record()
     assert (run.path / RECORDS).read_text() == ""
 
 
@@ -141,14 +147,14 @@ def test_resume_repairs_a_truncated_last_line(tmp_path):
 def test_resume_refuses_different_settings_and_names_them(tmp_path):
     run = new_run(tmp_path / "run")
     with pytest.raises(RunDirError) as info:
-        RunDir.resume(run.path, {**SETTINGS, "n": 5, "tau": 0.3})
+        RunDir.resume(run.path, SETTINGS.model_copy(update={"n": 5, "tau": 0.3}))
     assert "n: run has 3, now 5" in info.value.message
     assert "tau: run has 0.4, now 0.3" in info.value.message
 
 
 def test_resume_allows_a_different_batch_size_and_device(tmp_path):
     run = new_run(tmp_path / "run")
-    RunDir.resume(run.path, {**SETTINGS, "batch_size": 1, "device": "cuda"})
+    RunDir.resume(run.path, SETTINGS.model_copy(update={"batch_size": 1, "device": "cuda"}))
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
-from pairscope.config import RunOptions, settings_of
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.errors import RunDirError
 from pairscope.runs import RECORDS, SUMMARY, iter_records, read_config, read_summary
@@ -17,12 +17,12 @@ from pairscope.schema import (
     SCHEMA_VERSION,
     GenerationRecord,
     SessionRecord,
-    Settings,
     StepRecord,
     Summary,
     Timing,
     dump,
 )
+from pairscope.spec import OPTS, RunSpec, Settings, from_record
 from tests.report_fixtures import make_run_dir
 
 
@@ -81,10 +81,26 @@ def test_a_decoded_result_fills_a_generation_record_exactly() -> None:
 
 
 def test_settings_are_what_a_run_records() -> None:
-    settings = settings_of(RunOptions(), {"gsm8k": 0.2}, {"gsm8k": 8})
-    by_alias = {info.alias or name for name, info in Settings.model_fields.items()}
-    assert set(settings) == by_alias
-    assert dump(Settings.model_validate(settings)) == settings
+    spec = RunSpec(task_names=("gsm8k",), thresholds={"gsm8k": 0.2}, max_new={"gsm8k": 8})
+    settings = spec.record()
+    assert set(settings) == {o.key or name for name, o in OPTS.items() if o.key is not None}
+    read = TypeAdapter(Settings).validate_python(settings)
+    assert read == spec and dump(read) == settings
+
+
+def test_an_older_record_reads_with_the_meaning_it_had() -> None:
+    """A config.json from before the revisions and NUDGING's protocol were recorded:
+    the position protocol, and the missing keys stay missing when it is written again."""
+    settings = RunSpec(task_names=("gsm8k",)).record()
+    for key in ("protocol", "base_revision", "guide_revision"):
+        del settings[key]
+    read = from_record(settings)
+    assert read.protocol == "position" and read.base_revision is None
+    assert dump(read) == settings
+    with pytest.raises(ValueError, match="tau: Field required"):
+        from_record({k: v for k, v in settings.items() if k != "tau"})
+    with pytest.raises(ValueError, match="colour: Extra inputs"):
+        from_record({**settings, "colour": "blue"})
 
 
 def test_dump_writes_kind_and_leaves_out_unset_optional_fields() -> None:
