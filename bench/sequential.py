@@ -125,9 +125,7 @@ def run_pools(
         method = info.methods[info.gate_method]
         counts = np.array(method.ir_counts, dtype=int).reshape(-1, 2)
         u, d = counts[:, 0], counts[:, 1]
-        support = ir_support(
-            counts.tolist(), summary.settings.max_new[task], method.ir_definition
-        )
+        support = ir_support(counts.tolist(), summary.settings.max_new[task], method.ir_definition)
         theta = info.threshold
         name = f"{task} ({u.size} samples, IR {u.sum() / d.sum():.3f}, θ {theta:g})"
         rows.append(

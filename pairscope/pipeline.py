@@ -538,8 +538,8 @@ class _Forcing:
                 )
         if ("arbitration", "blendin") in need:
             arb = arbitration(
-                self.opened.pair, bprompt, gprompt, s.reference, spec.tau, spec.lam, spec.k,
-                forcers,
+                self.opened.pair, (bprompt, gprompt), s.reference, spec.tau,
+                lam=spec.lam, top_k=spec.k, forcers=forcers,
             )  # fmt: skip
             run_dir.append(
                 ArbitrationRecord(task=task, sample_id=s.id, method="blendin", **arb.to_dict())

@@ -92,20 +92,21 @@ def _continues(rest: str, text: str) -> bool:
 
 def arbitration(
     pair: Pair,
-    base_prompt: list[int],
-    guide_prompt: list[int],
+    prompts: tuple[list[int], list[int]],
     reference_text: str,
     tau: float,
+    *,
     lam: float = LAMBDA,
     top_k: int = TOP_K,
     forcers: tuple[Forcer, Forcer] | None = None,
 ) -> Arbitration:
     """Accuracy of base top-1, guide top-1, the more confident, and the BlendIn pick.
 
-    ``forcers`` (base, guide) reuse a shared prompt prefix and the calibration passes
-    just made on the same reference.
+    ``prompts``: the base's and the guide's prompt. ``forcers`` (base, guide) reuse a
+    shared prompt prefix and the calibration passes just made on the same reference.
     """
     base, guide = pair.base, pair.guide
+    base_prompt, guide_prompt = prompts
     bforcer, gforcer = forcers or (base.forcer(), guide.forcer())
     bvocab = TokenText(base.tokenizer, base.eos_ids, 0)
     gvocab = TokenText(guide.tokenizer, guide.eos_ids, 1)

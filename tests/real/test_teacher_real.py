@@ -34,7 +34,7 @@ def test_real_pair_shared_prefix_and_arbitration_oracle(real_pair):
     got = forcers[0].logprobs(bprompts[0], ref)
     assert torch.allclose(got, _uncached(base.model, bprompts[0] + ref, len(ref) + 1), atol=2e-4)
 
-    arb = arbitration(real_pair, bprompts[0], gprompts[0], REFERENCE, tau=2.0, forcers=forcers)
+    arb = arbitration(real_pair, (bprompts[0], gprompts[0]), REFERENCE, tau=2.0, forcers=forcers)
     assert len(arb.guide) == len(ref)
     oracle = _oracle_guide_correct(real_pair, bprompts[0], gprompts[0], REFERENCE, 2.0)
     assert arb.guide == oracle

@@ -128,8 +128,8 @@ def test_arbitration_matches_a_brute_force_oracle(tiny_pair):
     forcers = (Forcer(tiny_pair.base, bprompts), Forcer(tiny_pair.guide, gprompts))
     for bp, gp in zip(bprompts, gprompts):
         # tau=2 makes every position uncertain, so every offset is checked.
-        got = arbitration(tiny_pair, bp, gp, text, tau=2.0, forcers=forcers)
-        plain = arbitration(tiny_pair, bp, gp, text, tau=2.0)
+        got = arbitration(tiny_pair, (bp, gp), text, tau=2.0, forcers=forcers)
+        plain = arbitration(tiny_pair, (bp, gp), text, tau=2.0)
         assert got == plain
         assert len(got.base) == len(tiny_pair.base.tokenizer.encode(text, add_special_tokens=False))
         assert got.guide == _oracle_guide_correct(tiny_pair, bp, gp, text, 2.0)
