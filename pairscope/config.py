@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import pairscope.methods as registry
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError, unknown
 
-PROBE_METHODS = ("nudging", "blendin")
+PROBE_METHODS = registry.gated()
 # Command-line parameters whose RunOptions field has another name.
 CLI_FIELDS = {
     "method": "methods",
@@ -98,7 +99,7 @@ class RunOptions:
     base_revision: str | None = None  # a Hub branch, tag or commit
     guide_revision: str | None = None
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    methods: tuple[str, ...] = ("nudging",)
+    methods: tuple[str, ...] = PROBE_METHODS[:1]
     n: int | Literal["all"] | None = None
     seed: int | None = None  # None: each probe's own seed
     tau: float = TAU
@@ -117,7 +118,7 @@ class RunOptions:
     dtype: str = "auto"
     batch_size: int = BATCH_SIZE
     tokenization: str = "canonical"
-    protocol: str = DEFAULT_PROTOCOL  # NUDGING's (decoding/strategies.PROTOCOLS)
+    protocol: str = DEFAULT_PROTOCOL  # for a method with protocols (methods.PROTOCOLS)
     trust_remote_code: bool = False
     max_new_tokens: int | None = None
     calibration: bool = True
@@ -139,8 +140,7 @@ class RunOptions:
         values = dict(params)
         if command == "probe":
             method = str(values.pop("method"))
-            if method not in PROBE_METHODS and not method.startswith("blend:"):
-                raise unknown("probe method", method, PROBE_METHODS)
+            registry.check_gated(method)
             values["methods"] = (method,)
             values["calibration"] = not values.pop("no_calibration", False)
         else:
@@ -157,10 +157,8 @@ class RunOptions:
 
     def strategy(self, method: str) -> Any:
         """The decoding strategy of ``method`` under these options (InputError if bad)."""
-        from pairscope.decoding.strategies import make_strategy
-
-        knobs: dict[str, Any] = {"tau": self.tau, "lam": self.lam, "top_k": self.k}
-        return make_strategy(method, alpha=self.alpha, protocol=self.protocol, **knobs)
+        knobs = registry.Knobs(self.tau, self.lam, self.k, self.alpha, self.protocol)
+        return registry.build(method, knobs)
 
     def validate(self) -> None:
         """Raise InputError for any setting out of range or unknown name."""
@@ -202,7 +200,9 @@ class RunOptions:
             if task not in known and not task.endswith((".yaml", ".yml")):
                 raise unknown("task", task, known)
         if not self.methods:
-            raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
+            raise InputError(
+                "No method given.", hint=f"Use --method {','.join(registry.defaults())}."
+            )
         for method in self.methods:
             self.strategy(method)
         if len(set(self.methods)) != len(self.methods):

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+import pairscope.methods as registry
 from pairscope.config import RunOptions
 from pairscope.errors import RuntimeFault
 from pairscope.preflight import (
@@ -36,6 +37,9 @@ from pairscope.schema import (
     Summary,
     dump,
 )
+
+# The method whose picks the teacher-forced arbitration check scores.
+ARBITRATED = registry.with_record("arbitration")[0]
 
 
 class Progress(Protocol):
@@ -449,7 +453,7 @@ def _teacher_force(
 
     kinds = [
         *(("calibration", m) for m in ("base", "guide")),
-        ("arbitration", "blendin"),
+        ("arbitration", ARBITRATED),
     ]
     answers = [("answer", m) for m in ("base", "guide")]
 
@@ -490,12 +494,12 @@ def _teacher_force(
                             task=task, sample_id=s.id, method=role, **forced.to_dict()
                         )
                     )
-            if ("arbitration", "blendin") in need:
+            if ("arbitration", ARBITRATED) in need:
                 arb = arbitration(
                     pair, bprompt, gprompt, s.reference, opts.tau, opts.lam, opts.k, forcers
                 )
                 run_dir.append(
-                    ArbitrationRecord(task=task, sample_id=s.id, method="blendin", **arb.to_dict())
+                    ArbitrationRecord(task=task, sample_id=s.id, method=ARBITRATED, **arb.to_dict())
                 )
         for (role, lm), enc, forcer in zip(models, encoded[s.id], forcers):
             if ("answer", role) in need:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pairscope.decoding.strategies import (
-    Blend,
-    Nudging,
-    auto_alpha,
-    blend_pick,
-    make_strategy,
-    merge_topk,
-)
+from pairscope.decoding.strategies import merge_topk
 from pairscope.decoding.vocab import END
 from pairscope.errors import InputError
+from pairscope.methods import Knobs, build
+from pairscope.methods.blendin import Blend, auto_alpha, blend_pick
+from pairscope.methods.nudging import Nudging
+
+
+def make_strategy(method, **knobs):
+    """A method's strategy by its name, as the registry builds it for a run."""
+    return build(method, Knobs(**knobs))
 
 
 def top(pairs, ids=None):
