@@ -14,11 +14,12 @@ from pairscope.methods.base import BASE, GUIDE
 from pairscope.methods.blendin import BLEND, BLENDIN
 from pairscope.methods.nudging import NUDGING, PROTOCOLS
 from pairscope.methods.spec import Knobs, Method
+from pairscope.methods.urial import URIAL
 
 __all__ = ["Knobs", "Method", "REGISTRY", "PROTOCOLS", "build", "entry", "register"]
 
 # The registry, in the order the CLI lists them.
-REGISTRY: dict[str, Method] = {m.name: m for m in (BASE, GUIDE, NUDGING, BLENDIN, BLEND)}
+REGISTRY: dict[str, Method] = {m.name: m for m in (BASE, GUIDE, NUDGING, BLENDIN, BLEND, URIAL)}
 
 
 def register(method: Method) -> None:
