@@ -152,8 +152,9 @@ class Engine:
             yield from CompletionRuns(self).run_batch(indexed, waiting)
             return
         rows = [self._new_row(i, r) for i, r in indexed]
-        # The driver follows its own top-1 wherever it is confident; NUDGING's guide
-        # follows its own greedy word; BlendIn's guide is read once per uncertain step.
+        # The driver follows its own top-1 wherever it is confident; the guide is fed up to
+        # the strategy's lookahead past the text (its own greedy ids, for a method that
+        # writes the guide's words).
         share = self.settings.share_prefix
         self.driver.open([r.driver.ids for r in rows], DRIVER_LOOKAHEAD, share)
         if self.guide is not None:

@@ -29,7 +29,7 @@ class Step:
         override: the guide's contribution changed the appended text.
         overlap: overlap@k of the two top-k string lists (uncertain positions).
         guide_top1_in_base: the guide's top-1 string is in the base top-k.
-        round_start: a NUDGING round (one intervention) starts at this position.
+        round_start: an intervention (a round of guide words) starts at this position.
     """
 
     position: int
