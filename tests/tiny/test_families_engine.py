@@ -210,7 +210,7 @@ def test_nudging_reads_ahead_only_in_a_guide_pass_made_anyway(sharp_pair, monkey
         return 1  # every guide pass of the one-pass schedule is a sync
 
     ahead, context = _read_ahead_both_ways(
-        sharp_pair, monkeypatch, 1, Engine, "_guide_sync", one_pass
+        sharp_pair, monkeypatch, 1, Engine, "guide_sync", one_pass
     )
     assert ahead == context, (ahead, context)
 
