@@ -2,7 +2,7 @@
 
     python bench/ahead.py [--stand-in] [--batch 16] [--new-tokens 64] [--repeats 3]
 
-On the one-pass schedule (``decoding/words.py``) a row the base writes for gets its
+On the one-pass schedule (``methods/nudging_words.py``) a row the base writes for gets its
 token before the step's guide pass, which then ends at the row's next position; the
 guide's greedy id there is kept, and a round starting at that position starts from it,
 a step sooner (``WordSteps.read_ahead``). This decodes the batch's GSM8K prompts with
@@ -23,8 +23,8 @@ import torch
 from decode import prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 
-from pairscope.decoding import words
 from pairscope.decoding.engine import DecodeSettings, Engine
+from pairscope.methods import nudging_words as words
 from pairscope.models import load_pair
 
 

@@ -35,8 +35,9 @@ from standin import use_stand_ins  # bench/ is the script's own directory
 
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.decoding.scores import Scores
-from pairscope.decoding.strategies import Blend, merge_topk
+from pairscope.decoding.strategies import merge_topk
 from pairscope.decoding.vocab import END, TokenText
+from pairscope.methods.blendin import Blend
 from pairscope.models import Pair, load_pair
 from pairscope.probes import build_samples, load_dataset_records, load_probe, select
 
@@ -116,8 +117,8 @@ def pairscope_method(
             tokenization=tokenization,
         )
         engine = Engine(pair, settings)
-        # NUDGING's lockstep word loop instead of the one-pass schedule (same texts).
-        engine.one_pass_words = one_pass
+        if not one_pass:  # NUDGING's lockstep word loop instead of the one-pass schedule
+            engine.strategy.schedule = lambda engine: None  # type: ignore[method-assign]
         return sum(r.positions for r in engine.run(reqs))
 
     return run

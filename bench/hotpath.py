@@ -22,8 +22,8 @@ from standin import pair_arguments, use_stand_ins
 from torch.profiler import ProfilerActivity, profile
 
 from pairscope.decoding import stream as stream_module
-from pairscope.decoding import words as words_module
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
+from pairscope.methods import nudging_words as words_module
 from pairscope.models import load_pair
 
 
@@ -53,7 +53,7 @@ def main() -> None:
 
     stream_module.ModelStream._advance = counted  # type: ignore[method-assign]
     # NUDGING's words by their length in guide tokens: a word of k tokens holds its row
-    # for k engine steps on the one-pass schedule (decoding/words.py).
+    # for k engine steps on the one-pass schedule (methods/nudging_words.py).
     word_tokens: Counter[int] = Counter()
     inner_word = words_module.extend_word
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+import pairscope.methods as registry
 from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import InputError, unknown
 from pairscope.spec import CLI_FIELDS, ENV, FILE_KEYS, FROM_RUN, RunSpec
@@ -42,7 +43,7 @@ __all__ = [
     "strategy",
 ]
 
-PROBE_METHODS = ("nudging", "blendin")
+PROBE_METHODS = registry.gated()
 RunOptions = RunSpec  # the name the API had before the spec was one model
 CONFIG_FILE = "pairscope.toml"
 PYPROJECT = "pyproject.toml"
@@ -125,8 +126,7 @@ def from_cli(
     values = dict(params)
     if "method" in values:  # a command that gates on one method
         method = str(values.pop("method"))
-        if method not in PROBE_METHODS and not method.startswith("blend:"):
-            raise unknown("probe method", method, PROBE_METHODS)
+        registry.check_gated(method)
         values["methods"] = (method,)
     else:
         values["methods"] = parse_csv(values.pop("methods"))
@@ -244,10 +244,8 @@ def options_from_run(spec: RunSpec, old: RunSpec) -> RunSpec:
 def strategy(spec: RunSpec, method: str) -> Any:
     """The decoding strategy of ``method`` under ``spec`` (InputError if bad); the engine
     builds the same from :func:`decode_settings`."""
-    from pairscope.decoding.strategies import make_strategy
-
-    knobs: dict[str, Any] = {"tau": spec.tau, "lam": spec.lam, "top_k": spec.k}
-    return make_strategy(method, alpha=spec.alpha, protocol=spec.protocol, **knobs)
+    knobs = registry.Knobs(spec.tau, spec.lam, spec.k, spec.alpha, spec.protocol)
+    return registry.build(method, knobs)
 
 
 def decode_settings(spec: RunSpec, method: str, batch_size: int | None = None) -> Any:
@@ -320,7 +318,7 @@ def _check_names(spec: RunSpec) -> None:
         if task not in known and not task.endswith((".yaml", ".yml")):
             raise unknown("task", task, known)
     if not spec.methods:
-        raise InputError("No method given.", hint="Use --method base,guide,nudging,blendin.")
+        raise InputError("No method given.", hint=f"Use --method {','.join(registry.defaults())}.")
     for method in spec.methods:
         strategy(spec, method)
     if len(set(spec.methods)) != len(spec.methods):

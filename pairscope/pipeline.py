@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import pairscope.methods as registry
 from pairscope.config import check, decode_settings, strategy
 from pairscope.errors import RuntimeFault
 from pairscope.preflight import (
@@ -46,6 +47,9 @@ from pairscope.schema import (
     dump,
 )
 from pairscope.spec import RunSpec
+
+# The method whose picks the teacher-forced arbitration check scores.
+ARBITRATED = registry.with_record("arbitration")[0]
 
 
 class Progress(Protocol):
@@ -497,7 +501,7 @@ class _Forcing:
         self.models = (("base", pair.base), ("guide", pair.guide))
         self.kinds = [
             *(("calibration", m) for m in ("base", "guide")),
-            ("arbitration", "blendin"),
+            ("arbitration", ARBITRATED),
         ]
         self.answer_kinds = [("answer", m) for m in ("base", "guide")]
         self.encoded: dict[str, tuple[list[int], list[int]]] = {}
@@ -536,13 +540,13 @@ class _Forcing:
                 run_dir.append(
                     CalibrationRecord(task=task, sample_id=s.id, method=role, **forced.to_dict())
                 )
-        if ("arbitration", "blendin") in need:
+        if ("arbitration", ARBITRATED) in need:
             arb = arbitration(
                 self.opened.pair, (bprompt, gprompt), s.reference, spec.tau,
                 lam=spec.lam, top_k=spec.k, forcers=forcers,
             )  # fmt: skip
             run_dir.append(
-                ArbitrationRecord(task=task, sample_id=s.id, method="blendin", **arb.to_dict())
+                ArbitrationRecord(task=task, sample_id=s.id, method=ARBITRATED, **arb.to_dict())
             )
 
     def answers(self, s: Any, need: set[tuple[str, str]]) -> None:

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+import pairscope.methods as registry
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, DEFAULT_TASKS, LAMBDA, TAU, TOP_K
 
 _REQUIRED = object()
@@ -82,7 +83,7 @@ class RunSpec(BaseModel):
     # The probes' names the tasks resolved to, and the tasks as given (names or files).
     task_names: Annotated[tuple[str, ...], Opt(key="tasks", from_run=False)] = ()
     tasks: Annotated[tuple[str, ...], Opt(key="task_args", flag="tasks")] = DEFAULT_TASKS
-    methods: Annotated[tuple[str, ...], Opt(param="method")] = ("nudging",)
+    methods: Annotated[tuple[str, ...], Opt(param="method")] = registry.gated()[:1]
     tau: Annotated[float, Opt(flag="tau")] = TAU
     k: Annotated[int, Opt(flag="k")] = TOP_K
     lam: Annotated[float, Opt(key="lambda", flag="lambda")] = LAMBDA

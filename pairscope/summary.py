@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pairscope.methods as registry
 from pairscope.errors import RunDirError
 from pairscope.metrics.calibration import calibration_summary
 from pairscope.metrics.intervention import (
@@ -59,13 +60,14 @@ from pairscope.schema import (
 )
 from pairscope.tasks import run_rates
 
-GUIDED = ("nudging", "blendin")
+# The method whose picks the arbitration check scores (its records' method).
+ARBITRATED = registry.with_record("arbitration")[0]
 
 
 def gate_method(methods: list[str]) -> str:
-    """The method whose intervention rate the verdict uses: the first guided one."""
+    """The method whose intervention rate the verdict uses: the first gated one."""
     for m in methods:
-        if m in GUIDED or m.startswith("blend:"):
+        if registry.is_gated(m):
             return m
     return methods[0]
 
@@ -110,7 +112,7 @@ def ir_support(
     """Where one sample's IR counts can lie, for a method's kind of intervention rate
     (:func:`sequential_test`); ``d_max`` is ``max_new_tokens``, or the largest count
     seen should a record exceed it."""
-    from pairscope.decoding.types import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
+    from pairscope.rates import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
 
     rounds = ir_kind in ROUND_KINDS
     sizes = [int(u) + int(d) if rounds else max(int(u), int(d)) for u, d in counts]
@@ -305,7 +307,7 @@ def _task_summary(
         overlap=overlap,
         calibration=_calibration(by_kind),
         answer_calibration=_answer_calibration(by_kind),
-        arbitration=_arbitration(_of(by_kind, ArbitrationRecord, "blendin")),
+        arbitration=_arbitration(_of(by_kind, ArbitrationRecord, ARBITRATED)),
         comparisons=_comparisons(methods, gens),
     )
 
@@ -440,14 +442,9 @@ def _mde(n: int, xa: list[bool], xb: list[bool], discordant: int) -> float:
     return mde if mde > 0 else min_detectable_difference(n, 0.5)
 
 
-PAIRS = (("blendin", "nudging"), ("blendin", "base"), ("nudging", "base"), ("guide", "base"))
-
-
 def _comparisons(methods: list[str], gens: dict[str, list[GenerationRecord]]) -> list[Comparison]:
     out = []
-    for a, b in PAIRS:
-        if a not in methods or b not in methods:
-            continue
+    for a, b in registry.pairs_in(methods):
         ra = {r.sample_id: r.correct for r in gens[a]}
         rb = {r.sample_id: r.correct for r in gens[b]}
         common = [sid for sid in ra if sid in rb]

@@ -22,9 +22,9 @@ import torch
 
 from pairscope.backends.base import Backend, Forcer
 from pairscope.decoding.scores import top_k as topk_of
-from pairscope.decoding.strategies import Blend
 from pairscope.decoding.vocab import END, TokenText
 from pairscope.defaults import LAMBDA, TOP_K
+from pairscope.methods.blendin import Blend
 from pairscope.models import Pair
 
 

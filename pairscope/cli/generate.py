@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+import pairscope.methods as registry
 from pairscope.cli.app import (
     Base,
     BaseRevision,
@@ -43,9 +44,9 @@ def generate(
         str,
         typer.Option(
             metavar="METHOD",
-            help="base, guide, nudging, blendin or blend:ALPHA (a fixed weight, e.g. blend:0.3).",
+            help=f"{registry.choices_text()}.",
         ),
-    ] = "nudging",
+    ] = registry.gated()[0],
     tau: Tau = TAU,
     k: TopK = TOP_K,
     lam: Lam = LAMBDA,

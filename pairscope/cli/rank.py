@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+import pairscope.methods as registry
 from pairscope.cli.app import (
     Base,
     DataDir,
@@ -55,8 +56,8 @@ def rank(
     ] = None,
     tasks: Tasks = "gsm8k,truthfulqa,xstest",
     method: Annotated[
-        str, typer.Option(help="nudging or blendin.", rich_help_panel="Decoding")
-    ] = "nudging",
+        str, typer.Option(help=f"{' or '.join(registry.gated())}.", rich_help_panel="Decoding")
+    ] = registry.gated()[0],
     objective: Annotated[
         str,
         typer.Option(

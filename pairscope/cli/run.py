@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+import pairscope.methods as registry
 from pairscope.cli.app import (
     Base,
     BaseRevision,
@@ -207,10 +208,11 @@ def probe(
         str,
         typer.Option(
             metavar="METHOD",
-            help="Guided method whose interventions are measured: nudging or blendin.",
+            help="Guided method whose interventions are measured: "
+            f"{' or '.join(registry.gated())}.",
             rich_help_panel="Decoding",
         ),
-    ] = "nudging",
+    ] = registry.gated()[0],
     threshold: Threshold = None,
     strict: Strict = False,
     data_dir: DataDir = None,
@@ -282,13 +284,10 @@ def evaluate(
         typer.Option(
             "--method",
             metavar="METHODS",
-            help=(
-                "Comma-separated methods: base, guide, nudging, blendin, "
-                "blend:ALPHA (a fixed weight, e.g. blend:0.3)."
-            ),
+            help=f"Comma-separated methods: {registry.choices_text(', ')}.",
             rich_help_panel="Decoding",
         ),
-    ] = "base,guide,nudging,blendin",
+    ] = ",".join(registry.defaults()),
     n: N = "",
     seed: Seed = None,
     tau: Tau = TAU,

@@ -1,7 +1,7 @@
 """Strategies that decode by whole completions, run on a batch (the reference protocol).
 
 A strategy with ``completes = True`` decodes each request as a generator of
-:class:`~pairscope.decoding.rounds.Ask` (``strategy.row(count)``); this module answers
+:class:`Ask` (``strategy.row(count, max_tokens, stops)``); this module answers
 the asks of all rows of a batch together: every row asking the guide, then every row
 asking the base, each a greedy completion computed in batched passes of that model's
 stream (one pass per token, rows that ended dropping out). Each ask's context is its
@@ -15,12 +15,11 @@ A finished row's place goes to the next waiting request, as in the engine's own 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pairscope.decoding.contexts import Context, ModelView, check_max_new
-from pairscope.decoding.rounds import Ask, Completion, RoundsResult, Row
 from pairscope.decoding.types import SampleResult, Step
 
 # Room kept in each model's window past the prompt: the response, its overshoot (a
@@ -28,6 +27,42 @@ from pairscope.decoding.types import SampleResult, Step
 OVERSHOOT = 64
 
 Engine = Any  # engine.Engine (which imports this module)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A greedy completion of ``tokens`` tokens by ``model`` ("base" or "guide") after
+    its prompt followed by ``text``."""
+
+    model: str
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A model's greedy completion: each token's text, the probability of the model's
+    top-1 at each position, the completion's text, and whether the model ended."""
+
+    tokens: tuple[str, ...]
+    top_probs: tuple[float, ...]
+    text: str
+    ended: bool
+
+
+@dataclass
+class RoundsResult:
+    """A response under the reference protocol, with its counts."""
+
+    text: str
+    rounds: int
+    base_tokens: int
+    stop_reason: str
+    # (text appended, source, round start, top-1 probability of its first token or None)
+    trace: list[tuple[str, str, bool, float | None]] = field(default_factory=list)
+
+
+Row = Generator[Ask, Completion, RoundsResult]
 
 
 @dataclass

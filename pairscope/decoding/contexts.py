@@ -171,7 +171,7 @@ class ModelView:
 
         Returns the text they release (None while byte pieces wait for a whole
         character). ``follow``: the model keeps its own ids for this text even under
-        the canonical policy (NUDGING's guide inside a round).
+        the canonical policy (a guide writing its own words).
         """
         if ctx.synced != len(text_before):
             return self.vocab.release(ids) if not ctx.held else None

@@ -11,39 +11,32 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import torch
 
+import pairscope.methods as methods
 from pairscope.decoding.completions import CompletionRuns
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
-from pairscope.decoding.scores import Scores, TopLists, greedy
+from pairscope.decoding.scores import Scores, TopLists
 from pairscope.decoding.strategies import (
+    OVERLAP_K,
     Decision,
     KeyTexts,
-    Nudging,
+    Stepper,
     Strategy,
     TopK,
-    Word,
-    make_strategy,
-    split_word,
+    base_top1,
+    uncertain_step,
 )
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
-from pairscope.decoding.words import (
-    OVERLAP_K,
-    OpenWord,
-    WordSteps,
-    base_top1,
-    extend_word,
-    uncertain_step,
-)
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
 from pairscope.models import Pair
 
-__all__ = ["DecodeSettings", "Engine", "Request", "generate", "split_word"]
+__all__ = ["DecodeSettings", "Engine", "Request", "generate"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +54,16 @@ class Request:
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Method and its knobs. ``alpha`` fixes BlendIn's weight (None = adaptive)."""
+    """Method and its knobs (``methods.Knobs``: ``alpha`` fixes a blend's weight)."""
 
-    method: str = "nudging"
+    method: str = methods.gated()[0]
     tau: float = TAU
     top_k: int = TOP_K
     lam: float = LAMBDA
     alpha: float | None = None
     batch_size: int = 8
     tokenization: str = "canonical"
-    protocol: str = "position"  # NUDGING's (strategies.PROTOCOLS)
+    protocol: str = "position"  # for a method with protocols (methods.PROTOCOLS)
     # Compute a prompt prefix shared by a batch's rows once (same results; off only to
     # measure what it saves).
     share_prefix: bool = True
@@ -82,8 +75,8 @@ class DecodeSettings:
         if self.batch_size < 1:
             raise InputError(f"batch size must be >= 1 (got {self.batch_size}).")
         check_policy(self.tokenization)
-        knobs: dict[str, Any] = {"tau": self.tau, "lam": self.lam, "top_k": self.top_k}
-        return make_strategy(self.method, alpha=self.alpha, protocol=self.protocol, **knobs)
+        knobs = methods.Knobs(self.tau, self.lam, self.top_k, self.alpha, self.protocol)
+        return methods.build(self.method, knobs)
 
 
 @dataclass
@@ -95,14 +88,7 @@ class _Row:
     text: str = ""
     steps: list[Step] = field(default_factory=list)
     reason: str | None = None
-    in_round: bool = False  # NUDGING: the last text was a guide word of an open round
-    plan: list[int] = field(default_factory=list)  # guide's own greedy ids not yet appended
-    # The guide's distribution that chose each plan id (at the position before it).
-    plan_logps: list[torch.Tensor] = field(default_factory=list)
-    open: OpenWord | None = None  # NUDGING's word still being written (decoding/words.py)
-    # NUDGING: the guide's greedy id (and the distribution that chose it) after the text,
-    # read ahead in the pass that followed the base's last token (decoding/words.py).
-    ahead: tuple[int, torch.Tensor] | None = None
+    state: Any = None  # the strategy's own (Strategy.new_state)
 
 
 # How far the driver's own greedy path is likely followed (it keeps its top-1 wherever
@@ -128,15 +114,11 @@ class Engine:
         # Per model tag: token id -> its string for overlap@k (normalised; a model-unique
         # key for strings that match nothing across models).
         self._strings: tuple[dict[int, str], dict[int, str]] = ({}, {})
-        # NUDGING with local models: one base and one guide pass a step (decoding/words.py).
-        writes_words = self.strategy.writes_words
-        self._words = WordSteps(self, cast(Nudging, self.strategy)) if writes_words else None
+        # A method's own step schedule, if it has one (made once the streams are open).
+        self._schedule: Stepper | None = None
 
-    # NUDGING's one-pass schedule; off (the lockstep word loop) only to test and measure
-    # that it changes nothing but the passes.
-    one_pass_words = True
-
-    def _local(self) -> bool:
+    def local(self) -> bool:
+        """Whether every stream runs here (a pass brings all of its rows up to date)."""
         streams = (self.driver.stream, self.guide.stream if self.guide is not None else None)
         return all(s is not None and s.sync_all_rows for s in streams)
 
@@ -148,13 +130,15 @@ class Engine:
         return view.context(text, not lm.has_chat_template, req.max_new_tokens)
 
     def _new_row(self, index: int, req: Request) -> _Row:
+        req = self.strategy.setup(req)
         check_max_new(req.max_new_tokens)
         if self.solo_guide:
             driver = self._guide_context(self.driver, req)
         else:
             driver = self.driver.context(req.base_prompt, True, req.max_new_tokens)
         guide = self._guide_context(self.guide, req) if self.guide is not None else None
-        return _Row(index=index, request=req, driver=driver, guide=guide)
+        state = self.strategy.new_state()
+        return _Row(index=index, request=req, driver=driver, guide=guide, state=state)
 
     def run_batch(
         self,
@@ -168,14 +152,16 @@ class Engine:
             yield from CompletionRuns(self).run_batch(indexed, waiting)
             return
         rows = [self._new_row(i, r) for i, r in indexed]
-        # The driver follows its own top-1 wherever it is confident; NUDGING's guide
-        # follows its own greedy word; BlendIn's guide is read once per uncertain step.
+        # The driver follows its own top-1 wherever it is confident; the guide is fed up to
+        # the strategy's lookahead past the text (its own greedy ids, for a method that
+        # writes the guide's words).
         share = self.settings.share_prefix
         self.driver.open([r.driver.ids for r in rows], DRIVER_LOOKAHEAD, share)
         if self.guide is not None:
             ahead = self.strategy.guide_lookahead
-            self.guide.open([self._gctx(r).ids for r in rows], ahead, share)
+            self.guide.open([self.guide_context(r).ids for r in rows], ahead, share)
         models = [m for m in (self.driver, self.guide) if m is not None]
+        self._schedule = self.strategy.schedule(self)
         while rows:
             self._step(rows)
             finished = [b for b, row in enumerate(rows) if row.reason is not None]
@@ -196,7 +182,7 @@ class Engine:
                 ]
                 self.driver.admit([r.driver.ids for r in new])
                 if self.guide is not None:
-                    self.guide.admit([self._gctx(r).ids for r in new])
+                    self.guide.admit([self.guide_context(r).ids for r in new])
                 rows += new
 
     def _result(self, row: _Row) -> SampleResult:
@@ -217,8 +203,8 @@ class Engine:
         )
 
     def _step(self, rows: list[_Row]) -> None:
-        if self._words is not None and self.one_pass_words and self._local():
-            self._words.step(rows)
+        if self._schedule is not None:
+            self._schedule.step(rows)
             return
         driver = self.driver
         # 1. Base next-token scores for every live row; top-1 probability and id in one
@@ -232,23 +218,23 @@ class Engine:
         if uncertain:
             view = _Uncertain(self, rows, uncertain, scores, t_top)
             for b, decision in self.strategy.intervene(view).items():
-                decisions[b] = (self._not_text(decision), view.step(b, p_top[b], decision))
+                decisions[b] = (self.not_text(decision), view.step(b, p_top[b], decision))
         # 3. Append (confident positions: the base's top-1 token), then check the stop rules.
         source = "guide" if self.solo_guide else "base"
         for b, row in enumerate(rows):
             if b in decisions:
                 decision, step = decisions[b]
             else:
-                decision = self._base_decision(t_top[b], source)
+                decision = self.base_decision(t_top[b], source)
                 step = Step(len(row.steps), p_top[b], None, None, "", source, b in uncertain, False)
-            self._append(row, decision, step)
+            self.append(row, decision, step)
 
-    def _base_decision(self, token: int, source: str) -> Decision:
+    def base_decision(self, token: int, source: str) -> Decision:
         key = self.driver.vocab.key(token)
         decision = Decision(key, self.driver.vocab.text(token), source, False, base_id=token)
-        return self._not_text(decision)
+        return self.not_text(decision)
 
-    def _not_text(self, decision: Decision) -> Decision:
+    def not_text(self, decision: Decision) -> Decision:
         """A special token that is not text is never appended as text: an end token ends
         the response; any other is fed as its model's own id under the own policy (as
         generate() does) and ends the response under canonical, where no text carries it."""
@@ -263,7 +249,7 @@ class Engine:
 
     # -- reading the guide ------------------------------------------------------------------
 
-    def _overlap(self, base_ids: Sequence[int], guide_ids: Sequence[int]) -> tuple[float, bool]:
+    def overlap(self, base_ids: Sequence[int], guide_ids: Sequence[int]) -> tuple[float, bool]:
         """overlap@k and whether the guide's top-1 is in the base's top-k, from each
         model's top-k ids (rank order, k = OVERLAP_K or the vocabulary if smaller)."""
         assert self.guide is not None
@@ -294,7 +280,7 @@ class Engine:
             out.append(string)
         return out
 
-    def _guide_sync(
+    def guide_sync(
         self, rows: list[_Row], wanted: list[int], extra: dict[int, list[int]] | None = None
     ) -> torch.Tensor:
         """Guide logprobs [len(wanted), V_guide], bringing *every* row up to date.
@@ -302,32 +288,32 @@ class Engine:
         Every call adds its width in cache slots to every row, so one narrow call that
         feeds all rows their new text beats lazy catch-ups: those are wide, and the
         slots they add to every row make each later pass attend over more. ``extra``:
-        guide ids a wanted row is fed after its text (NUDGING's plan, its word so far).
+        guide ids a wanted row is fed after its text (a method's own guide ids).
         """
         guide = self.guide
         assert guide is not None and guide.stream is not None
         every = guide.stream.sync_all_rows
         named = list(range(len(rows))) if every else list(wanted)
-        ids = guide.targets([self._gctx(rows[b]) for b in named], [rows[b].text for b in named])
+        ids = guide.targets(
+            [self.guide_context(rows[b]) for b in named], [rows[b].text for b in named]
+        )
         more = extra or {}
         targets = {b: i + more.get(b, []) for b, i in zip(named, ids)}
         # Only the wanted rows' logits are computed; the others are only brought up to date.
         return guide.stream.scores(targets, read=wanted if every else None).logprobs()
 
     @staticmethod
-    def _gctx(row: _Row) -> Context:
+    def guide_context(row: _Row) -> Context:
         assert row.guide is not None
         return row.guide
 
     # -- appending --------------------------------------------------------------------------
 
-    def _append(self, row: _Row, decision: Decision, step: Step) -> None:
+    def append(self, row: _Row, decision: Decision, step: Step) -> None:
         """Append the decision's text and give each model that wrote it its own ids."""
-        row.in_round = decision.source == "guide" and not self.solo_guide
-        row.ahead = None  # read for the text before this position
-        if not row.in_round:
-            row.plan, row.plan_logps = [], []
         if decision.key == END:
+            if row.state is not None:
+                self.strategy.appended(row.state, decision, False)
             row.steps.append(replace(step, text=""))
             row.reason = "eos"
             return
@@ -335,7 +321,7 @@ class Engine:
         if decision.base_id is not None:
             owners.append((row.driver, self.driver, [decision.base_id], False))
         if row.guide is not None and self.guide is not None and decision.guide_ids:
-            follow = decision.source == "guide"  # NUDGING's guide keeps its own path
+            follow = decision.source == "guide"  # a guide that wrote it keeps its own path
             owners.append((row.guide, self.guide, list(decision.guide_ids), follow))
         # The first owner says what text is added: one holding byte pieces (they go out
         # with this token), else the base. Another owner keeps its own ids only if they
@@ -343,6 +329,7 @@ class Engine:
         owners.sort(key=lambda o: not o[0].held)
         before = row.text
         added = decision.text
+        flushed = False
         for n, (ctx, model, ids, follow) in enumerate(owners):
             released = model.feed_own(ctx, ids, before, follow)
             if n == 0:
@@ -356,8 +343,9 @@ class Engine:
                 if held_ctx is not None and held_model is not None and held_ctx.held:
                     if not any(held_ctx is c for c, _, _, _ in owners):
                         added = held_model.flush_held(held_ctx) + added
-                        # The guide's plan followed its own ids, which lack that text.
-                        row.plan, row.plan_logps = [], []
+                        flushed = True
+        if row.state is not None:
+            self.strategy.appended(row.state, decision, flushed)
         row.text += added
         row.steps.append(replace(step, text=added))
         if decision.ends:
@@ -411,10 +399,6 @@ class _Uncertain:
     (top-1 probability, overlap@k) for the step's trace.
     """
 
-    # NUDGING's word loop runs finished rows ahead (see guide_words); off only to test
-    # that it changes nothing but the number of guide passes.
-    run_ahead = True
-
     def __init__(
         self,
         engine: Engine,
@@ -463,17 +447,17 @@ class _Uncertain:
 
     def _guide_all(self) -> torch.Tensor:
         if self._glogp is None:
-            self._glogp = self.engine._guide_sync(self.batch, self.rows)
+            self._glogp = self.engine.guide_sync(self.batch, self.rows)
         return self._glogp
 
     def _note(self, row: int, p_guide: float, guide_ids: Sequence[int]) -> None:
         """Record the guide's top-1 probability and overlap@k at the row's position."""
         if row not in self.facts:
             base_ids = self._top_lists("base", OVERLAP_K).ids[self.at[row]]
-            overlap, hit = self.engine._overlap(base_ids, guide_ids)
+            overlap, hit = self.engine.overlap(base_ids, guide_ids)
             self.facts[row] = (p_guide, overlap, hit)
 
-    def _note_all(self, rows: list[int], guide_logp: torch.Tensor) -> None:
+    def note_all(self, rows: list[int], guide_logp: torch.Tensor) -> None:
         """:meth:`_note` for several rows from their guide logprobs (one top-k)."""
         tops = TopLists(guide_logp, OVERLAP_K)
         for i, b in enumerate(rows):
@@ -492,94 +476,8 @@ class _Uncertain:
         assert guide_model is not None
         return KeyTexts(base, guide, self.engine.driver.vocab, guide_model.vocab)
 
-    def in_round(self, row: int) -> bool:
-        return self.batch[row].in_round
-
-    def guide_words(self, max_tokens: int) -> dict[int, Word]:
-        """Decode the guide greedily, batched over the rows still inside their word.
-
-        A row outside a round starts one from its (re-encoded) context; a row inside
-        one starts from its plan, the guide's own greedy ids after its text. Each word
-        carries the guide ids that write exactly it (None when the word ends inside a
-        token: the guide then re-encodes), and takes at most ``max_tokens`` ids after
-        the plan's first.
-
-        Run-ahead: while some rows still build their words, a row whose word is done
-        rides along in those passes (they cost rows x width, so a rider adds little)
-        and extends its plan on the guide's greedy path, which its round follows.
-        Its next word then often comes from the plan with no pass at all. A plan is
-        dropped when the round ends (the base writes), so it is only ever used for
-        exactly the context it was computed after.
-        """
-        engine, rows, wanted = self.engine, self.batch, self.rows
-        guide = engine.guide
-        assert guide is not None and guide.stream is not None
-        vocab = guide.vocab
-        for b in wanted:
-            if not rows[b].in_round:
-                rows[b].plan, rows[b].plan_logps = [], []
-        # Inside a round the guide's distribution at this position chose the plan.
-        planned = [b for b in wanted if rows[b].plan]
-        if planned:
-            self._note_all(planned, torch.stack([rows[b].plan_logps[0] for b in planned]))
-        words: dict[int, Word] = {}
-        toks: dict[int, list[int]] = {}
-        left: dict[int, int] = {}
-
-        def take(b: int, token: int, logp: torch.Tensor) -> bool:
-            """Row b's next greedy id (chosen by ``logp``); True once its word is settled."""
-            word, plans = extend_word(vocab, toks[b], token, left[b])
-            left[b] -= 1
-            if word is None:
-                return False
-            words[b] = word
-            if plans:  # the id that starts the next word waits as the round's plan
-                rows[b].plan, rows[b].plan_logps = [token], [logp]
-            return True
-
-        building: list[int] = []
-        for b in wanted:
-            plan, logps = rows[b].plan, rows[b].plan_logps
-            toks[b], left[b] = plan[:1], max_tokens
-            rows[b].plan, rows[b].plan_logps = [], []
-            for i in range(1, len(plan)):  # a word the plan already holds
-                if take(b, plan[i], logps[i]):
-                    if rows[b].plan:  # the rest of the plan stays the guide's path
-                        rows[b].plan, rows[b].plan_logps = plan[i:], logps[i:]
-                    break
-            else:
-                building.append(b)
-        # Riders only where passes cover all rows anyway (a local model).
-        riding = self.run_ahead and guide.stream.sync_all_rows
-
-        def rides(b: int) -> bool:
-            plan = rows[b].plan
-            return 0 < len(plan) <= max_tokens and not vocab.is_special(plan[-1])
-
-        first = True
-        while building:
-            riders = [b for b in wanted if b not in building and rides(b)] if riding else []
-            feed = {b: toks[b] for b in building}
-            for b in riders:
-                own = words[b].ids
-                assert own is not None  # a plan follows only a word of the guide's own ids
-                feed[b] = list(own) + rows[b].plan
-            named = building + riders
-            if first:
-                glogp = engine._guide_sync(rows, named, feed)
-            else:
-                contexts = {b: engine._gctx(rows[b]).ids + feed[b] for b in named}
-                glogp = guide.stream.scores(contexts).logprobs()
-            first = False
-            best = greedy(glogp)  # one host transfer per pass
-            unnoted = [j for j, b in enumerate(building) if b not in self.facts]
-            if unnoted:
-                self._note_all([building[j] for j in unnoted], glogp[unnoted])
-            for j, b in enumerate(riders, start=len(building)):
-                rows[b].plan.append(best[j])
-                rows[b].plan_logps.append(glogp[j])
-            building = [b for j, b in enumerate(building) if not take(b, best[j], glogp[j])]
-        return {b: words[b] for b in wanted}
+    def state(self, row: int) -> Any:
+        return self.batch[row].state
 
     def step(self, row: int, p_base: float, decision: Decision) -> Step:
         """The trace of an uncertain position the strategy decided."""

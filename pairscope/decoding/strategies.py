@@ -1,31 +1,25 @@
-"""Decoding methods as small classes with one interface (docs/methods.md §2).
+"""The one interface every decoding method implements (docs/methods.md §2).
 
 The engine asks every strategy the same thing, once per step: at these uncertain
 base positions (an :class:`Uncertain` view: the base's top-k, and on request the
-guide's top-k or its next greedy words), what is appended? A strategy answers
-with one :class:`Decision` per row it changes (:meth:`Strategy.intervene`); rows
-it leaves out, and every confident position, append the base's top-1 token. The
-engine knows no method: a new one (proxy-tuning's logit arithmetic, say) is a new
-class here and nothing else, as a transformers ``LogitsProcessor`` is.
+guide's top-k), what is appended? A strategy answers with one :class:`Decision` per
+row it changes (:meth:`Strategy.intervene`); rows it leaves out, and every confident
+position, append the base's top-1 token. A strategy may keep state per row
+(:meth:`Strategy.new_state`), set its prompts up (:meth:`Strategy.setup`) and run a
+step schedule of its own (:meth:`Strategy.schedule`). The engine knows no method: a
+new one is a module in ``pairscope/methods/`` and a line in its registry.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from pairscope.decoding.rounds import Limits, Row, nudging_row
-from pairscope.decoding.types import IR_REFERENCE, IR_ROUNDS, IR_UNCERTAIN
+from pairscope.decoding.types import IR_UNCERTAIN, Step
 from pairscope.decoding.vocab import END, MatchKey, TokenText
-from pairscope.defaults import LAMBDA, TAU, TOP_K
-from pairscope.errors import InputError, unknown
-
-METHODS = ("base", "guide", "nudging", "blendin", "blend:<alpha>")
-# NUDGING's protocols: ``position`` decides at each base position (the engine's steps);
-# ``reference`` runs its authors' loop over 16-token completions (decoding/rounds.py).
-PROTOCOLS = ("position", "reference")
+from pairscope.defaults import TAU
+from pairscope.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -110,34 +104,6 @@ def merge_topk(ids: Sequence[int], probs: Sequence[float], keys: Sequence[MatchK
     )
 
 
-def auto_alpha(base: TopK, guide: TopK, lam: float) -> float:
-    """BlendIn's adaptive weight: clip(p_g / (p_b + p_g) + lam * P_b(s_g), 0, 1)."""
-    denominator = base.top_prob + guide.top_prob
-    share = guide.top_prob / denominator if denominator > 0 else 0.5
-    return min(1.0, max(0.0, share + lam * base.prob(guide.top_key)))
-
-
-def blend_pick(base: TopK, guide: TopK, alpha: float) -> tuple[MatchKey, float]:
-    """argmax over the union of keys of alpha * P_g + (1 - alpha) * P_b.
-
-    At alpha = 0 (1) the blend is the base's (guide's) own top-1 token: merging ids
-    that share a string may rank another string first, and a neutral weight must
-    change nothing. Other ties go to the key ranked first in the base list, then
-    the guide list.
-    """
-    if alpha <= 0.0:
-        return base.top_key, base.prob(base.top_key)
-    if alpha >= 1.0:
-        return guide.top_key, guide.prob(guide.top_key)
-    scores: dict[MatchKey, float] = {}
-    for k, p in zip(base.keys, base.probs):
-        scores[k] = (1.0 - alpha) * p
-    for k, p in zip(guide.keys, guide.probs):
-        scores[k] = scores.get(k, 0.0) + alpha * p
-    best_key = max(scores, key=lambda k: scores[k])  # max keeps the first of equals
-    return best_key, scores[best_key]
-
-
 @dataclass(frozen=True)
 class Decision:
     """What a strategy appends at an uncertain position."""
@@ -150,16 +116,7 @@ class Decision:
     base_id: int | None = None  # fed to the base as its own token, if it has one
     guide_ids: tuple[int, ...] | None = None  # fed to the guide as its own tokens
     ends: bool = False  # the response ends after this text (a guide ended mid-word)
-    round_start: bool = False  # a NUDGING round (an intervention) starts here
-
-
-@dataclass(frozen=True)
-class Word:
-    """The guide's next word at a position (NUDGING's unit of text)."""
-
-    text: str
-    ids: tuple[int, ...] | None  # guide ids that write exactly the text (None: re-encode)
-    ended: bool  # the guide ended its turn while writing it
+    round_start: bool = False  # an intervention (a round of words) starts here
 
 
 class Uncertain(Protocol):
@@ -195,13 +152,15 @@ class Uncertain(Protocol):
         """The text each key of the two lists appends."""
         ...
 
-    def in_round(self, row: int) -> bool:
-        """Whether the row's last text was a guide word of an open NUDGING round."""
+    def state(self, row: int) -> Any:
+        """The row's per-row state, the strategy's own (:meth:`Strategy.new_state`)."""
         ...
 
-    def guide_words(self, max_tokens: int) -> Mapping[int, Word]:
-        """Each row's next guide word, decoded greedily (at most ``max_tokens`` tokens)."""
-        ...
+
+class Stepper(Protocol):
+    """A step schedule of a method's own: one engine step over the live rows."""
+
+    def step(self, rows: list[Any]) -> None: ...
 
 
 class Strategy:
@@ -211,15 +170,13 @@ class Strategy:
     guide-only decoding, which has no uncertain positions); ``consults`` says
     whether the guide is needed at all; ``guide_lookahead`` is how many guide
     tokens a row may be fed past its text in one step; ``ir_kind`` names the
-    intervention rate its authors' code reports. ``writes_words``: the method appends
-    the guide's whole words (NUDGING), which the engine schedules one guide token a
-    step with local models (decoding/words.py) through :meth:`Nudging.decide`.
+    intervention rate its authors' code reports (``decoding/types.py``: which events
+    over which positions; None: it has none).
     """
 
     name = "base"
     drives = "base"
     consults = False
-    writes_words = False
     # The method decodes a request by whole completions (``row``), which the engine
     # answers in batches (decoding/completions.py), not position by position.
     completes = False
@@ -239,233 +196,53 @@ class Strategy:
         top-1). The base strategy changes nothing: uncertain positions are counted."""
         return {}
 
+    def setup(self, request: Any) -> Any:
+        """The request as this method decodes it (its prompt set-up); as given here."""
+        return request
 
-class Base(Strategy):
-    """Base greedy decoding; uncertain positions are counted but never changed."""
+    def new_state(self) -> Any:
+        """A new row's state, the method's own (None: it keeps none)."""
+        return None
 
-    name = "base"
+    def appended(self, state: Any, decision: Decision, flushed: bool) -> None:
+        """After the engine appended a decision's text at a row with state
+        (``flushed``: byte pieces another model held were written out before it)."""
 
-
-class Guide(Strategy):
-    """The guide decodes alone from its own prompt: it drives, and nothing is uncertain."""
-
-    name = "guide"
-    drives = "guide"
-    ir_kind = None
-
-    def uncertain(self, p_base: float) -> bool:
-        return False
-
-
-_WORD = re.compile(r"^( *[^ ]+) ")
+    def schedule(self, engine: Any) -> Stepper | None:
+        """A step schedule of the method's own for this engine (None: the engine's
+        step, which asks :meth:`intervene` at the uncertain positions)."""
+        return None
 
 
-def split_word(text: str) -> tuple[str, bool]:
-    """NUDGING's word: leading spaces + the characters up to the next space (the
-    reference splits on ``" "``, so a newline belongs to its word); complete once a
-    space follows."""
-    match = _WORD.match(text)
-    if match:
-        return match.group(1), True
-    return text, False
+OVERLAP_K = 50  # overlap@k's k
 
 
-class Nudging(Strategy):
-    """NUDGING, by rounds as its reference code runs them (docs/methods.md §2).
-
-    A round starts at an uncertain position after a base-written token; its first
-    guide word is always appended. While the base stays uncertain, the guide's next
-    word is appended unless it starts with the base's top-1 string (agreement: the
-    base token is appended and the round ends). A confident base ends the round. A
-    guide that ends its turn inside a word has that text appended, then the
-    response ends.
-    """
-
-    name = "nudging"
-    consults = True
-    writes_words = True
-    ir_kind = IR_ROUNDS
-
-    def __init__(self, tau: float = TAU, max_word_tokens: int = 16) -> None:
-        super().__init__(tau)
-        if max_word_tokens < 1:
-            raise InputError("max_word_tokens must be >= 1.")
-        self.max_word_tokens = max_word_tokens
-        # A row in a round is fed the start of its next word with its text.
-        self.guide_lookahead = max_word_tokens + 1
-
-    def intervene(self, at: Uncertain) -> dict[int, Decision]:
-        words = at.guide_words(self.max_word_tokens)
-        out: dict[int, Decision] = {}
-        for b in at.rows:
-            token, base_key, base_text = at.base_token(b)
-            out[b] = self.decide(words[b], at.in_round(b), token, base_key, base_text)
-        return out
-
-    def decide(
-        self, word: Word, in_round: bool, token: int, base_key: MatchKey, base_text: str | None
-    ) -> Decision:
-        """The decision at an uncertain position, given the guide's next word there and
-        the base's top-1 (its id, match key and text)."""
-        choice = self.choose(in_round, word.text, word.ended, base_text)
-        if choice == "base":
-            return Decision(base_key, base_text or "", "base", False, base_id=token)
-        if choice == "end" and not word.text:
-            return Decision(END, "", "guide", override=True)
-        return Decision(
-            word.text,
-            word.text,
-            "guide",
-            override=True,
-            guide_ids=word.ids,
-            ends=choice == "end",
-            round_start=not in_round,
-        )
-
-    @staticmethod
-    def choose(in_round: bool, word: str, ended: bool, base_text: str | None) -> str:
-        """At an uncertain position: ``"guide"`` (append the word), ``"base"`` (append
-        the base's token: it agrees with a later word of the round) or ``"end"``
-        (append the word, then the response ends).
-
-        Args:
-            in_round: the previous position's text was a guide word of this round.
-            word: the guide's next word.
-            ended: the guide ended its turn while producing it.
-            base_text: the base's top-1 text (None for its end token or a byte piece).
-        """
-        if ended:
-            return "end"
-        if in_round and base_text and word.startswith(base_text):
-            return "base"
-        return "guide"
+def base_top1(vocab: TokenText, token: int) -> tuple[int, MatchKey, str | None]:
+    """The base's top-1 as a strategy reads it: its id, its match key and its text
+    (None for an end token or a piece that matches nothing)."""
+    key = vocab.key(token)
+    return token, key, key if isinstance(key, str) and key != END else None
 
 
-class ReferenceNudging(Strategy):
-    """NUDGING under the reference protocol: its authors' loop over greedy completions
-    (``decoding/rounds.py``), counted as that loop counts (rounds / re-encoded base
-    completion tokens)."""
-
-    name = "nudging"
-    consults = True
-    completes = True
-    ir_kind = IR_REFERENCE
-
-    def __init__(self, tau: float = TAU, completion_tokens: int = 16) -> None:
-        super().__init__(tau)
-        if completion_tokens < 1:
-            raise InputError("completion_tokens must be >= 1.")
-        self.completion_tokens = completion_tokens
-
-    def row(self, count: Callable[[str], int], max_tokens: int, stops: tuple[str, ...]) -> Row:
-        """One request's loop; ``count``: the base-token length counter; ``stops``: the
-        request's stop strings."""
-        limits = Limits(self.tau, self.completion_tokens, max_tokens)
-        return nudging_row(limits, count, stops)
-
-
-def nudging(tau: float, protocol: str = "position") -> Strategy:
-    """NUDGING under one of its :data:`PROTOCOLS`."""
-    if protocol == "position":
-        return Nudging(tau=tau)
-    if protocol == "reference":
-        return ReferenceNudging(tau=tau)
-    raise unknown("protocol", protocol, PROTOCOLS)
-
-
-class Blend(Strategy):
-    """BlendIn (``alpha=None``: adaptive weight) or a fixed-weight blend ``blend:alpha``."""
-
-    name = "blendin"
-    consults = True
-
-    def __init__(
-        self, tau: float = TAU, alpha: float | None = None, lam: float = LAMBDA, top_k: int = TOP_K
-    ) -> None:
-        super().__init__(tau)
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise InputError(f"alpha must be in [0, 1] (got {alpha}).")
-        if lam < 0:
-            raise InputError(f"lambda must be >= 0 (got {lam}).")
-        if top_k < 1:
-            raise InputError(f"k must be >= 1 (got {top_k}).")
-        self.alpha = alpha
-        self.lam = lam
-        self.top_k = top_k
-        self.name = "blendin" if alpha is None else f"blend:{alpha:g}"
-
-    def intervene(self, at: Uncertain) -> dict[int, Decision]:
-        out: dict[int, Decision] = {}
-        for b in at.rows:
-            base, guide = at.tops(b, self.top_k)
-            out[b] = self.decide(base, guide, at.texts(base, guide))
-        return out
-
-    def decide(self, base: TopK, guide: TopK, text_of: Mapping[MatchKey, str]) -> Decision:
-        alpha = auto_alpha(base, guide, self.lam) if self.alpha is None else self.alpha
-        key, _ = blend_pick(base, guide, alpha)
-        guide_id = guide.id_of(key)
-        return Decision(
-            key,
-            text_of.get(key, ""),
-            "blend",
-            override=key != base.top_key,
-            alpha=alpha,
-            base_id=base.id_of(key),
-            guide_ids=None if guide_id is None else (guide_id,),
-        )
-
-
-# Method name -> factory(tau=, lam=, top_k=, alpha=, protocol=) -> Strategy.
-# ``blend:<alpha>`` is parsed apart. A method of one's own joins with :func:`register_method`.
-METHOD_FACTORIES: dict[str, Callable[..., Strategy]] = {
-    "base": lambda tau, **_: Base(tau=tau),
-    "guide": lambda tau, **_: Guide(tau=tau),
-    "nudging": lambda tau, protocol="position", **_: nudging(tau, protocol),
-    "blendin": lambda tau, lam, top_k, alpha, **_: Blend(
-        tau=tau, alpha=alpha, lam=lam, top_k=top_k
-    ),
-}
-
-
-def register_method(name: str, factory: Callable[..., Strategy]) -> None:
-    """Make ``name`` a method every decoding entry point accepts (``DecodeSettings``,
-    ``generate``, the pipeline). ``factory`` gets ``tau``, ``lam``, ``top_k`` and
-    ``alpha`` as keywords and returns a :class:`Strategy`."""
-    if name in METHOD_FACTORIES or name.startswith("blend:") or not name:
-        raise ValueError(f"Method name '{name}' is taken or reserved.")
-    METHOD_FACTORIES[name] = factory
-
-
-def make_strategy(
-    method: str,
-    *,
-    tau: float = TAU,
-    lam: float = LAMBDA,
-    top_k: int = TOP_K,
-    alpha: float | None = None,
-    protocol: str = "position",
-) -> Strategy:
-    """Build a strategy from its name: base, guide, nudging, blendin, blend:<alpha>, or
-    one registered with :func:`register_method`.
-
-    ``alpha`` given with ``blendin`` fixes its weight (the CLI's ``--alpha``);
-    ``protocol`` picks NUDGING's (:data:`PROTOCOLS`; the other methods have one).
-    """
-    if protocol not in PROTOCOLS:
-        raise unknown("protocol", protocol, PROTOCOLS)
-    if method.startswith("blend:"):
-        raw = method.split(":", 1)[1]
-        try:
-            fixed = float(raw)
-        except ValueError:
-            raise InputError(
-                f"Bad blend weight in '{method}': use blend:<alpha>, alpha in [0, 1]."
-            ) from None
-        return Blend(tau=tau, alpha=fixed, lam=lam, top_k=top_k)
-    factory = METHOD_FACTORIES.get(method)
-    if factory is None:
-        raise unknown("method", method, [*METHOD_FACTORIES, "blend:0.5"])
-    if protocol != "position":
-        return factory(tau=tau, lam=lam, top_k=top_k, alpha=alpha, protocol=protocol)
-    return factory(tau=tau, lam=lam, top_k=top_k, alpha=alpha)
+def uncertain_step(
+    position: int,
+    p_base: float,
+    facts: tuple[float, float, bool] | None,
+    decision: Decision,
+) -> Step:
+    """The trace of an uncertain position a strategy decided (``facts``: the guide's
+    top-1 probability, overlap@k and whether its top-1 is in the base's top-k)."""
+    p_guide, overlap, hit = facts if facts is not None else (None, None, None)
+    return Step(
+        position,
+        p_base,
+        p_guide,
+        decision.alpha,
+        "",
+        decision.source,
+        True,
+        decision.override,
+        overlap,
+        hit,
+        decision.round_start,
+    )

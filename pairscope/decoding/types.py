@@ -5,16 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The intervention rate each method's authors' code reports (docs/methods.md §3).
-IR_ROUNDS = "rounds / base-written tokens"  # NUDGING: intervention_count / total_tokens_generated
-IR_UNCERTAIN = "uncertain positions / positions"  # BlendIn: intervention_count / token_count
-# NUDGING under the reference protocol: its loop's own counts (decoding/rounds.py).
-IR_REFERENCE = "rounds / re-encoded base completion tokens"
-# Its completions' length: the last base turn or guide completion may pass the budget by one.
-REFERENCE_COMPLETION_TOKENS = 16
-# The kinds whose numerator counts rounds (a round's words and the base's tokens are
-# different parts of the response).
-ROUND_KINDS = (IR_ROUNDS, IR_REFERENCE)
+from pairscope.rates import (  # noqa: F401  (the kinds a strategy declares)
+    IR_REFERENCE,
+    IR_ROUNDS,
+    IR_UNCERTAIN,
+    REFERENCE_COMPLETION_TOKENS,
+    ROUND_KINDS,
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class Step:
         override: the guide's contribution changed the appended text.
         overlap: overlap@k of the two top-k string lists (uncertain positions).
         guide_top1_in_base: the guide's top-1 string is in the base top-k.
-        round_start: a NUDGING round (one intervention) starts at this position.
+        round_start: an intervention (a round of guide words) starts at this position.
     """
 
     position: int

@@ -20,6 +20,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+import pairscope.methods as registry
 from pairscope.schema import Interval, SequentialSummary, Summary, TaskSummary
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _print_legend(console: Console, summary: Summary, layout: str) -> None:
         console.print(f"  [dim]{name}, {method}: {formula}[/]", highlight=False)
     if not summary_formulas(summary):
         return
-    if any(m == "nudging" for m in summary_formulas(summary)):
+    if registry.with_protocols(list(summary_formulas(summary))):
         console.print(f"  [dim]{protocol_line(summary.settings.protocol)}[/]", highlight=False)
     console.print(
         "  [dim]uncertain: uncertain positions / positions; override: positions where "
@@ -260,7 +261,7 @@ def markdown_summary(summary: Summary, run_dir: Path) -> str:
             f"{m.ir_definition or ''} | {t.threshold:.2f} | "
             f"{fmt(m.score)} | **{t.verdict}** | {by} |"
         )
-    if any(m == "nudging" for t in summary.tasks.values() for m in t.methods):
+    if registry.with_protocols([m for t in summary.tasks.values() for m in t.methods]):
         lines += ["", protocol_line(summary.settings.protocol)]
     lines += ["", f"Run directory: `{run_dir}`", ""]
     return "\n".join(lines)

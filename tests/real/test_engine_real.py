@@ -106,3 +106,18 @@ def test_bounded_canonical_reencoding_equals_full_on_the_real_tokenizers(real_pa
             lm.tokenizer, prompt, role == "base", seed=seed, steps=300
         )
         assert enabled and bounded > 200
+
+
+def test_urial_is_the_base_after_its_preamble(real_pair):
+    """URIAL on the real pair: the base's greedy text after the preamble, and an answer
+    (the preamble does not make the base stop at once)."""
+    from dataclasses import replace
+
+    from pairscope.methods.urial import PREAMBLE
+
+    few = reqs(12)[:2]
+    urial = generate(real_pair, few, DecodeSettings(method="urial", batch_size=2))
+    prefixed = [replace(r, base_prompt=PREAMBLE + r.base_prompt) for r in few]
+    base = generate(real_pair, prefixed, DecodeSettings(method="base", batch_size=2))
+    assert [r.text for r in urial] == [r.text for r in base]
+    assert all(r.text.strip() and r.intervention_rate is None for r in urial)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
-from pairscope.decoding.rounds import Limits
+from pairscope.methods.nudging_reference import Limits
 
 pytestmark = pytest.mark.slow
 

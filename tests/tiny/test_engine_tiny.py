@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 from torch.overrides import TorchFunctionMode
 
-from pairscope.decoding.engine import DecodeSettings, Request, generate, split_word
+from pairscope.decoding.engine import DecodeSettings, Request, generate
+from pairscope.methods.nudging import split_word
 from tests import engine_checks as checks
 
 PROMPTS = [
@@ -196,7 +197,7 @@ def test_a_new_method_is_one_strategy_class(tiny_pair, monkeypatch):
     """The engine knows no method: a strategy written here, that appends the guide's
     top-1 at every uncertain position, registers by name and decodes exactly as
     blend:1 does."""
-    from pairscope.decoding import strategies
+    from pairscope import methods
     from pairscope.decoding.engine import Engine
     from pairscope.decoding.strategies import Decision, Strategy, Uncertain
 
@@ -221,10 +222,11 @@ def test_a_new_method_is_one_strategy_class(tiny_pair, monkeypatch):
                 )
             return out
 
-    monkeypatch.setattr(strategies, "METHOD_FACTORIES", dict(strategies.METHOD_FACTORIES))
-    strategies.register_method("guide-top1", lambda **_: GuideTop1())
+    monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
+    entry = methods.Method("guide-top1", "the guide's top-1", "both", lambda *_: GuideTop1())
+    methods.register(entry)
     with pytest.raises(ValueError, match="taken"):
-        strategies.register_method("nudging", lambda **_: GuideTop1())
+        methods.register(replace(entry, name="nudging"))
     requests = reqs(16)
     mine = Engine(tiny_pair, DecodeSettings(method="guide-top1", batch_size=3)).run(requests)
     assert {r.method for r in mine} == {"guide-top1"}
@@ -260,12 +262,13 @@ def _same_traces(a_results: list, b_results: list) -> None:
 @pytest.mark.parametrize("tau", [0.6, 0.9])
 def test_nudging_schedules_change_nothing_but_the_passes(tiny_pair, monkeypatch, tau):
     """NUDGING's three schedules write the same texts and traces: the one-pass schedule
-    (decoding/words.py: one base and at most one guide pass a step, the base reading a
+    (methods/nudging_words.py: one base and at most one guide pass a step, the base reading a
     word before it is known to have ended), and the lockstep word loop with and without
     run-ahead riders. The one-pass schedule makes the fewest guide passes, at most one
     per step."""
     from pairscope.decoding import engine as engine_module
-    from pairscope.decoding import words as words_module
+    from pairscope.methods import nudging_words as words_module
+    from pairscope.methods.nudging import Nudging
 
     steps = [0]
     inner = words_module.WordSteps.step
@@ -277,8 +280,9 @@ def test_nudging_schedules_change_nothing_but_the_passes(tiny_pair, monkeypatch,
     monkeypatch.setattr(words_module.WordSteps, "step", counted)
 
     def decode(one_pass: bool, run_ahead: bool) -> tuple[list, int]:
-        monkeypatch.setattr(engine_module.Engine, "one_pass_words", one_pass)
-        monkeypatch.setattr(engine_module._Uncertain, "run_ahead", run_ahead)
+        if not one_pass:  # the lockstep word loop (a served guide's) on local models
+            monkeypatch.setattr(Nudging, "schedule", lambda self, engine: None)
+        monkeypatch.setattr(words_module, "RUN_AHEAD", run_ahead)
         engine = engine_module.Engine(
             tiny_pair, DecodeSettings(method="nudging", tau=tau, batch_size=len(PROMPTS))
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
+from pairscope.methods.nudging import Nudging
 from tests import engine_checks as checks
 from tests.conftest import CHAT_TEMPLATE, CORPUS, TINY
 from tests.families import FAMILIES, build
@@ -126,10 +127,10 @@ def test_nudging_one_pass_schedule_equals_lockstep_where_the_base_is_confident(
 
 
 def _one_pass_equals_lockstep(pair, tokenization, tau, monkeypatch) -> list:
-    from pairscope.decoding.engine import Engine
 
     def decode(one_pass: bool) -> list:
-        monkeypatch.setattr(Engine, "one_pass_words", one_pass)
+        if not one_pass:  # the lockstep word loop (a served guide's) on local models
+            monkeypatch.setattr(Nudging, "schedule", lambda self, engine: None)
         settings = DecodeSettings("nudging", tau=tau, batch_size=4, tokenization=tokenization)
         return generate(pair, _reqs(24), settings)
 
@@ -162,7 +163,7 @@ def _read_ahead_both_ways(pair, monkeypatch, batch_size, owner, name, weigh) -> 
     """NUDGING with and without reading ahead: the texts and traces must be the same,
     with rounds. Returns each side's sum of ``weigh(*args)`` over calls of
     ``owner.name`` (read ahead first)."""
-    from pairscope.decoding import words
+    from pairscope.methods import nudging_words as words
 
     count = [0]
     inner = getattr(owner, name)
@@ -190,7 +191,7 @@ def test_nudging_reading_ahead_saves_steps_and_changes_nothing_else(sharp_pair, 
     guide pass, and keeps the guide's greedy id there, so a round starting at the next
     position starts from it. Through every family that writes the same texts and traces
     as starting from the context alone, in fewer steps."""
-    from pairscope.decoding.words import WordSteps
+    from pairscope.methods.nudging_words import WordSteps
 
     def row_steps(rows: list) -> int:
         return len(rows)  # the steps of each row, summed
@@ -209,7 +210,7 @@ def test_nudging_reads_ahead_only_in_a_guide_pass_made_anyway(sharp_pair, monkey
         return 1  # every guide pass of the one-pass schedule is a sync
 
     ahead, context = _read_ahead_both_ways(
-        sharp_pair, monkeypatch, 1, Engine, "_guide_sync", one_pass
+        sharp_pair, monkeypatch, 1, Engine, "guide_sync", one_pass
     )
     assert ahead == context, (ahead, context)
 

@@ -1,21 +1,22 @@
-"""NUDGING's reference protocol (decoding/rounds.py) against scripted completions: the
+"""NUDGING's reference protocol (methods/nudging_reference.py) against scripted completions: the
 word split and the unused last word, acceptance, the base's turn, the repeat checks,
 the stops, the final trim and the counting."""
 
 from __future__ import annotations
 
-from pairscope.decoding.rounds import (
+from pairscope.decoding.types import IR_REFERENCE, SampleResult
+from pairscope.methods import Knobs, build
+from pairscope.methods.nudging_reference import (
     Ask,
     Completion,
     Limits,
+    ReferenceNudging,
     RoundsResult,
     nudging_row,
     repeated_suffix,
     repeats_text,
     trim_repetitions,
 )
-from pairscope.decoding.strategies import ReferenceNudging, make_strategy
-from pairscope.decoding.types import IR_REFERENCE, SampleResult
 
 
 def words_count(text: str) -> int:
@@ -138,10 +139,10 @@ def test_the_length_budget_and_the_stop_reason():
 
 
 def test_reference_strategy_is_a_protocol_of_nudging():
-    strategy = make_strategy("nudging", protocol="reference")
+    strategy = build("nudging", Knobs(protocol="reference"))
     assert isinstance(strategy, ReferenceNudging) and strategy.completes
     assert strategy.ir_kind == IR_REFERENCE
-    assert not make_strategy("nudging").completes
+    assert not build("nudging").completes
     result = SampleResult("x", "nudging", [], ir_kind=IR_REFERENCE, counted=(3, 12))
     assert result.intervention_rate == 0.25
     assert result.to_dict()["ir_numerator"] == 3

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pairscope.decoding.strategies import (
-    Blend,
-    Nudging,
-    auto_alpha,
-    blend_pick,
-    make_strategy,
-    merge_topk,
-)
+from pairscope.decoding.strategies import merge_topk
 from pairscope.decoding.vocab import END
 from pairscope.errors import InputError
+from pairscope.methods import Knobs, build
+from pairscope.methods.blendin import Blend, auto_alpha, blend_pick
+from pairscope.methods.nudging import Nudging
+
+
+def make_strategy(method, **knobs):
+    """A method's strategy by its name, as the registry builds it for a run."""
+    return build(method, Knobs(**knobs))
 
 
 def top(pairs, ids=None):
@@ -139,3 +140,23 @@ def test_merge_topk_fast_path_equals_the_dictionary_merge():
         assert list(got.probs) == merged
         assert list(got.ids) == best
         assert got.top_prob == probs[0] and got.top_key == keys[0]
+
+
+def test_urial_takes_an_optional_preamble_file_and_is_never_gated(tmp_path):
+    from pairscope import methods
+    from pairscope.methods.urial import PREAMBLE, Urial
+
+    plain = make_strategy("urial")
+    assert isinstance(plain, Urial) and plain.preamble == PREAMBLE and plain.ir_kind is None
+    assert PREAMBLE.startswith("# Instructions") and PREAMBLE.count("# User:") == 3
+    own = tmp_path / "mine.txt"
+    own.write_text("Be brief.\n", encoding="utf-8")
+    mine = make_strategy(f"urial:{own}")
+    assert mine.preamble == "Be brief.\n" and mine.name == f"urial:{own}"
+    with pytest.raises(InputError, match="Cannot read"):
+        make_strategy(f"urial:{tmp_path / 'missing.txt'}")
+    assert not methods.is_gated("urial") and "urial" not in methods.gated()
+    with pytest.raises(InputError, match="no intervention rate"):
+        methods.check_gated("urial")
+    assert ("urial", "base") in methods.pairs_in(["base", "urial"])
+    assert "urial[:FILE]" in methods.choices_text()

@@ -1,6 +1,6 @@
 """NUDGING under the reference protocol: its authors' loop over 16-token completions.
 
-The position protocol (``strategies.Nudging``, one base position per engine step) is
+The position protocol (``methods/nudging.py``, one base position per engine step) is
 NUDGING as decision rules at each position. The reference protocol is the loop of the research
 code that stated NUDGING's ~20 % intervention rate, decision for decision:
 
@@ -37,9 +37,13 @@ batched passes. The generator is pure, so the protocol is tested without a model
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pairscope.decoding.types import REFERENCE_COMPLETION_TOKENS
+from pairscope.decoding.completions import Ask, Completion, RoundsResult, Row
+from pairscope.decoding.strategies import Strategy
+from pairscope.decoding.types import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS
+from pairscope.defaults import TAU
+from pairscope.errors import InputError
 
 # A repeated suffix shorter than this many characters is not trimmed.
 MIN_REPEAT_CHARS = 30
@@ -47,42 +51,6 @@ MIN_REPEAT_CHARS = 30
 REPEAT_WORDS = 5
 # The reference caps the rate at 1 once more than this many base tokens are counted.
 CAP_AFTER = 20
-
-
-@dataclass(frozen=True)
-class Ask:
-    """A greedy completion of ``tokens`` tokens by ``model`` ("base" or "guide") after
-    its prompt followed by ``text``."""
-
-    model: str
-    text: str
-    tokens: int
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A model's greedy completion: each token's text, the probability of the model's
-    top-1 at each position, the completion's text, and whether the model ended."""
-
-    tokens: tuple[str, ...]
-    top_probs: tuple[float, ...]
-    text: str
-    ended: bool
-
-
-@dataclass
-class RoundsResult:
-    """A response under the reference protocol, with its counts."""
-
-    text: str
-    rounds: int
-    base_tokens: int
-    stop_reason: str
-    # (text appended, source, round start, top-1 probability of its first token or None)
-    trace: list[tuple[str, str, bool, float | None]] = field(default_factory=list)
-
-
-Row = Generator[Ask, Completion, RoundsResult]
 
 
 def repeats_text(completion: str, text: str, words: int = REPEAT_WORDS) -> bool:
@@ -265,3 +233,26 @@ def _guide_ends(
 
 def _first(c: Completion) -> float | None:
     return c.top_probs[0] if c.top_probs else None
+
+
+class ReferenceNudging(Strategy):
+    """NUDGING under the reference protocol: its authors' loop over greedy completions
+    (:func:`nudging_row`), counted as that loop counts (rounds / re-encoded base
+    completion tokens)."""
+
+    name = "nudging"
+    consults = True
+    completes = True
+    ir_kind = IR_REFERENCE
+
+    def __init__(self, tau: float = TAU, completion_tokens: int = 16) -> None:
+        super().__init__(tau)
+        if completion_tokens < 1:
+            raise InputError("completion_tokens must be >= 1.")
+        self.completion_tokens = completion_tokens
+
+    def row(self, count: Callable[[str], int], max_tokens: int, stops: tuple[str, ...]) -> Row:
+        """One request's loop; ``count``: the base-token length counter; ``stops``: the
+        request's stop strings."""
+        limits = Limits(self.tau, self.completion_tokens, max_tokens)
+        return nudging_row(limits, count, stops)

@@ -1,6 +1,6 @@
 """NUDGING's words on a one-pass-per-step schedule (local models).
 
-The lockstep word loop (``engine._Uncertain.guide_words``) finishes every uncertain
+The lockstep word loop (:func:`lockstep_words`, a served guide's) finishes every uncertain
 row's word inside the step: a guide pass per token of the longest word, plus one that
 shows the word has ended, while every other row waits. On a CPU as on a GPU a pass
 costs about the same whatever its width, so that is about three guide passes a step.
@@ -38,24 +38,22 @@ from typing import Any
 import torch
 
 from pairscope.decoding.contexts import Context
-from pairscope.decoding.scores import Ranked, TopLists, first_max
-from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
+from pairscope.decoding.scores import Ranked, TopLists, first_max, greedy
+from pairscope.decoding.strategies import (
+    OVERLAP_K,
+    Decision,
+    Uncertain,
+    base_top1,
+    uncertain_step,
+)
 from pairscope.decoding.types import Step
-from pairscope.decoding.vocab import END, MatchKey, TokenText
+from pairscope.decoding.vocab import TokenText
+from pairscope.methods.nudging_text import RowState, Word, split_word
 
 # The engine and its rows (``engine.Engine``, ``engine._Row``) are typed Any here: the
-# engine imports this module, and the package keeps its imports free of cycles.
+# engine reaches this module through the registry, and imports stay free of cycles.
 Engine = Any
 _Row = Any
-
-OVERLAP_K = 50  # overlap@k's k
-
-
-def base_top1(vocab: TokenText, token: int) -> tuple[int, MatchKey, str | None]:
-    """The base's top-1 as NUDGING's choice reads it: its id, its match key and its text
-    (None for an end token or a piece that matches nothing)."""
-    key = vocab.key(token)
-    return token, key, key if isinstance(key, str) and key != END else None
 
 
 def extend_word(
@@ -151,7 +149,8 @@ class WordSteps:
     # test and measure that it changes nothing but the steps.
     read_ahead = True
 
-    def __init__(self, engine: Engine, strategy: Nudging) -> None:
+    def __init__(self, engine: Engine, strategy: Any) -> None:
+        """``strategy``: the position protocol's (``nudging.Nudging``)."""
         self.engine = engine
         self.strategy = strategy
 
@@ -166,13 +165,13 @@ class WordSteps:
         texts: list[str] = []
         specs: dict[int, OpenWord] = {}
         for b, row in enumerate(rows):
-            w = row.open
+            w = row.state.open
             if w is None:
                 fed.append(b)
                 texts.append(row.text)
                 continue
             w.spec = None
-            if w.toks and not row.driver.held and not engine._gctx(row).held:
+            if w.toks and not row.driver.held and not engine.guide_context(row).held:
                 spec = gvocab.decode(w.toks)
                 if spec and "\ufffd" not in spec:
                     w.spec, w.saved = spec, _save(row.driver)
@@ -194,7 +193,7 @@ class WordSteps:
         # 2. Rows outside a word: the uncertain ones open one (a settled word is one the
         #    id read ahead ends); the base writes the others' tokens now, so the guide
         #    pass reads what comes after them.
-        outside = [b for b in fed if rows[b].open is None]
+        outside = [b for b in fed if rows[b].state.open is None]
         opened = [b for b in outside if b in uncertain]
         settled, pending = self._open(rows, opened, top, {})
         confident = [b for b in outside if b not in uncertain]
@@ -205,12 +204,12 @@ class WordSteps:
         # 3. One guide pass (every row synced): each open word takes its next token, and
         #    the rows the base wrote for ride along (only in a pass made anyway: a pass
         #    costs about the same whatever its width, more than the step it may save).
-        named = [b for b, row in enumerate(rows) if row.open is not None and b not in settled]
+        named = [b for b, r in enumerate(rows) if r.state.open is not None and b not in settled]
         ahead = [b for b in confident if self._reads_ahead(rows[b])] if named else []
         glogp: torch.Tensor | None = None
         if named or ahead:
             feed = {b: list(self._word(rows[b]).toks) for b in named}
-            glogp = engine._guide_sync(rows, named + ahead, feed)
+            glogp = engine.guide_sync(rows, named + ahead, feed)
             values, ids_ = first_max(glogp)
             lists.add("greedy", (values[:, None], ids_[:, None]))
             if named:  # read where a word starts or a plan is made (known after greedy)
@@ -228,7 +227,7 @@ class WordSteps:
         if glogp is not None:
             best = [ids[0] for ids in read["greedy"].ids]
             for j, b in enumerate(ahead, start=len(named)):
-                rows[b].ahead = (best[j], glogp[j])
+                rows[b].state.ahead = (best[j], glogp[j])
             gtops = read.get("guide")
             for j, b in enumerate(named):
                 w = self._word(rows[b])
@@ -240,7 +239,7 @@ class WordSteps:
                 if word is not None:
                     settled[b] = word
                     if starts_next:  # the next word's first position
-                        rows[b].plan, rows[b].plan_logps = [best[j]], [glogp[j]]
+                        rows[b].state.plan, rows[b].state.plan_logps = [best[j]], [glogp[j]]
                         plan_tops[b] = (gtops.probs[j][0], gtops.ids[j])
         # 4. Settled words are appended; where the base read exactly that word, its
         #    scores are the next position's and the row goes on.
@@ -248,14 +247,14 @@ class WordSteps:
         for b, word in settled.items():
             row = rows[b]
             w = self._word(row)
-            row.open = None
+            row.state.open = None
             before = row.text
             decision = self._decide(w, word)
-            engine._append(row, engine._not_text(decision), self._trace(row, w, decision))
+            engine.append(row, engine.not_text(decision), self._trace(row, w, decision))
             if (
                 w.spec is not None
                 and row.reason is None
-                and row.in_round  # the guide wrote it (foreign text to the base)
+                and row.state.in_round  # the guide wrote it (foreign text to the base)
                 and row.text == before + w.spec
             ):
                 goes_on.append(b)
@@ -279,8 +278,8 @@ class WordSteps:
         engine = self.engine
         for b in which:
             row, p = rows[b], top.prob(b)
-            decision = engine._base_decision(top.token(b), "base")
-            engine._append(
+            decision = engine.base_decision(top.token(b), "base")
+            engine.append(
                 row, decision, Step(len(row.steps), p, None, None, "", "base", False, False)
             )
 
@@ -310,27 +309,27 @@ class WordSteps:
         for b in which:
             row = rows[b]
             w = OpenWord(
-                in_round=row.in_round,
+                in_round=row.state.in_round,
                 p_base=top.prob(b),
                 base_token=top.token(b),
                 base_tops=[],
                 left=self.strategy.max_word_tokens,
             )
-            row.open = w
-            if row.in_round and row.plan:
-                w.toks = row.plan[:1]
-                pending.append((w, plan_tops.get(b, row.plan_logps[0])))
-            row.plan, row.plan_logps = [], []  # a plan serves one word
-            if not row.in_round and row.ahead is not None:
-                token, logp = row.ahead
+            row.state.open = w
+            if row.state.in_round and row.state.plan:
+                w.toks = row.state.plan[:1]
+                pending.append((w, plan_tops.get(b, row.state.plan_logps[0])))
+            row.state.plan, row.state.plan_logps = [], []  # a plan serves one word
+            if not row.state.in_round and row.state.ahead is not None:
+                token, logp = row.state.ahead
                 pending.append((w, logp))
                 word, starts_next = extend_word(gvocab, w.toks, token, w.left)
                 w.left -= 1
                 if word is not None:
                     settled[b] = word
                     if starts_next:
-                        row.plan, row.plan_logps = [token], [logp]
-            row.ahead = None
+                        row.state.plan, row.state.plan_logps = [token], [logp]
+            row.state.ahead = None
         return settled, pending
 
     def _note_pending(self, pending: list[Pending], tops: TopLists | None = None) -> None:
@@ -348,13 +347,14 @@ class WordSteps:
 
     def _note(self, w: OpenWord, guide_top: tuple[float, list[int]]) -> None:
         """The guide's top-1 probability and overlap@k at the word's position."""
-        overlap, hit = self.engine._overlap(w.base_tops, guide_top[1])
+        overlap, hit = self.engine.overlap(w.base_tops, guide_top[1])
         w.facts = (guide_top[0], overlap, hit)
 
     @staticmethod
     def _word(row: _Row) -> OpenWord:
-        assert row.open is not None
-        return row.open
+        state: RowState = row.state
+        assert state.open is not None
+        return state.open
 
     def _decide(self, w: OpenWord, word: Word) -> Decision:
         token, key, text = base_top1(self.engine.driver.vocab, w.base_token)
@@ -365,25 +365,95 @@ class WordSteps:
         return uncertain_step(len(row.steps), w.p_base, w.facts, decision)
 
 
-def uncertain_step(
-    position: int,
-    p_base: float,
-    facts: tuple[float, float, bool] | None,
-    decision: Decision,
-) -> Step:
-    """The trace of an uncertain position a strategy decided (``facts``: the guide's
-    top-1 probability, overlap@k and whether its top-1 is in the base's top-k)."""
-    p_guide, overlap, hit = facts if facts is not None else (None, None, None)
-    return Step(
-        position,
-        p_base,
-        p_guide,
-        decision.alpha,
-        "",
-        decision.source,
-        True,
-        decision.override,
-        overlap,
-        hit,
-        decision.round_start,
-    )
+# The lockstep loop runs finished rows ahead (riders, where a pass covers all rows);
+# off only to test that it changes nothing but the number of guide passes.
+RUN_AHEAD = True
+
+
+def lockstep_words(at: Uncertain, max_tokens: int) -> dict[int, Word]:
+    """The lockstep word loop (a served guide's): decode the guide greedily, batched
+    over the rows still inside their word, every uncertain row's word inside the step.
+
+    A row outside a round starts one from its (re-encoded) context; a row inside
+    one starts from its plan, the guide's own greedy ids after its text. Each word
+    carries the guide ids that write exactly it (None when the word ends inside a
+    token: the guide then re-encodes), and takes at most ``max_tokens`` ids after
+    the plan's first.
+
+    Run-ahead: while some rows still build their words, a row whose word is done
+    rides along in those passes (they cost rows x width, so a rider adds little)
+    and extends its plan on the guide's greedy path, which its round follows.
+    Its next word then often comes from the plan with no pass at all. A plan is
+    dropped when the round ends (the base writes), so it is only ever used for
+    exactly the context it was computed after.
+    """
+    view: Any = at  # the engine's view (engine._Uncertain)
+    engine, rows, wanted = view.engine, view.batch, view.rows
+    guide = engine.guide
+    assert guide is not None and guide.stream is not None
+    vocab = guide.vocab
+    for b in wanted:
+        if not rows[b].state.in_round:
+            rows[b].state.plan, rows[b].state.plan_logps = [], []
+    # Inside a round the guide's distribution at this position chose the plan.
+    planned = [b for b in wanted if rows[b].state.plan]
+    if planned:
+        view.note_all(planned, torch.stack([rows[b].state.plan_logps[0] for b in planned]))
+    words: dict[int, Word] = {}
+    toks: dict[int, list[int]] = {}
+    left: dict[int, int] = {}
+
+    def take(b: int, token: int, logp: torch.Tensor) -> bool:
+        """Row b's next greedy id (chosen by ``logp``); True once its word is settled."""
+        word, plans = extend_word(vocab, toks[b], token, left[b])
+        left[b] -= 1
+        if word is None:
+            return False
+        words[b] = word
+        if plans:  # the id that starts the next word waits as the round's plan
+            rows[b].state.plan, rows[b].state.plan_logps = [token], [logp]
+        return True
+
+    building: list[int] = []
+    for b in wanted:
+        plan, logps = rows[b].state.plan, rows[b].state.plan_logps
+        toks[b], left[b] = plan[:1], max_tokens
+        rows[b].state.plan, rows[b].state.plan_logps = [], []
+        for i in range(1, len(plan)):  # a word the plan already holds
+            if take(b, plan[i], logps[i]):
+                if rows[b].state.plan:  # the rest of the plan stays the guide's path
+                    rows[b].state.plan, rows[b].state.plan_logps = plan[i:], logps[i:]
+                break
+        else:
+            building.append(b)
+    # Riders only where passes cover all rows anyway (a local model).
+    riding = RUN_AHEAD and guide.stream.sync_all_rows
+
+    def rides(b: int) -> bool:
+        plan = rows[b].state.plan
+        return 0 < len(plan) <= max_tokens and not vocab.is_special(plan[-1])
+
+    first = True
+    while building:
+        riders = [b for b in wanted if b not in building and rides(b)] if riding else []
+        feed = {b: toks[b] for b in building}
+        for b in riders:
+            own = words[b].ids
+            assert own is not None  # a plan follows only a word of the guide's own ids
+            feed[b] = list(own) + rows[b].state.plan
+        named = building + riders
+        if first:
+            glogp = engine.guide_sync(rows, named, feed)
+        else:
+            contexts = {b: engine.guide_context(rows[b]).ids + feed[b] for b in named}
+            glogp = guide.stream.scores(contexts).logprobs()
+        first = False
+        best = greedy(glogp)  # one host transfer per pass
+        unnoted = [j for j, b in enumerate(building) if b not in view.facts]
+        if unnoted:
+            view.note_all([building[j] for j in unnoted], glogp[unnoted])
+        for j, b in enumerate(riders, start=len(building)):
+            rows[b].state.plan.append(best[j])
+            rows[b].state.plan_logps.append(glogp[j])
+        building = [b for j, b in enumerate(building) if not take(b, best[j], glogp[j])]
+    return {b: words[b] for b in wanted}
