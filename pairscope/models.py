@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pairscope.backends.base import FALLBACK_CHAT_TEMPLATE, Backend, ModelSource
-from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
 from pairscope.runs import sha256_file
+from pairscope.runtime.vocab import end_ids
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,6 @@ import torch
 
 from pairscope.decoding.completions import CompletionRuns
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
-from pairscope.decoding.scores import Scores, TopLists, greedy
 from pairscope.decoding.strategies import (
     Decision,
     KeyTexts,
@@ -29,7 +28,6 @@ from pairscope.decoding.strategies import (
     split_word,
 )
 from pairscope.decoding.types import SampleResult, Step
-from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.decoding.words import (
     OVERLAP_K,
     OpenWord,
@@ -42,6 +40,8 @@ from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
 from pairscope.models import Pair
+from pairscope.runtime.scores import Scores, TopLists, greedy
+from pairscope.runtime.vocab import END, UNMATCHABLE, MatchKey
 
 __all__ = ["DecodeSettings", "Engine", "Request", "generate", "split_word"]
 

@@ -38,10 +38,10 @@ from typing import Any
 import torch
 
 from pairscope.decoding.contexts import Context
-from pairscope.decoding.scores import Ranked, TopLists, first_max
 from pairscope.decoding.strategies import Decision, Nudging, Word, split_word
 from pairscope.decoding.types import Step
-from pairscope.decoding.vocab import END, MatchKey, TokenText
+from pairscope.runtime.scores import Ranked, TopLists, first_max
+from pairscope.runtime.vocab import END, MatchKey, TokenText
 
 # The engine and its rows (``engine.Engine``, ``engine._Row``) are typed Any here: the
 # engine imports this module, and the package keeps its imports free of cycles.

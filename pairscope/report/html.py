@@ -539,8 +539,8 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     Raises:
         RunDirError: one of ``run_dirs`` is not a run directory.
     """
-    from pairscope.metrics.stats import pearson
     from pairscope.report.plots import paradox_png
+    from pairscope.summary import paradox_correlation
 
     rows = compare_rows(run_dirs)
     points = paradox_points(rows)
@@ -548,7 +548,7 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     paradox = []
     for task in tasks:
         pts = points.get(task, [])
-        r, p = pearson([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
+        r, p = paradox_correlation([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
         paradox.append(
             {
                 "task": task,

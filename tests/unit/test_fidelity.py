@@ -7,7 +7,7 @@ import pytest
 
 from pairscope.decoding.strategies import Nudging, split_word
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN, SampleResult, Step
-from pairscope.decoding.vocab import END, TokenText, end_ids
+from pairscope.runtime.vocab import END, TokenText, end_ids
 from tests.conftest import CHAT_TEMPLATE, CORPUS
 from tests.families import FAMILIES, build
 

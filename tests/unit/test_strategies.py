@@ -10,10 +10,10 @@ from pairscope.decoding.strategies import (
     auto_alpha,
     blend_pick,
     make_strategy,
-    merge_topk,
 )
-from pairscope.decoding.vocab import END
 from pairscope.errors import InputError
+from pairscope.runtime.scores import merge_topk
+from pairscope.runtime.vocab import END
 
 
 def top(pairs, ids=None):
@@ -120,7 +120,7 @@ def _merge_reference(ids, probs, keys):
 def test_merge_topk_fast_path_equals_the_dictionary_merge():
     import random
 
-    from pairscope.decoding.strategies import merge_topk
+    from pairscope.runtime.scores import merge_topk
 
     rng = random.Random(7)
     for trial in range(300):

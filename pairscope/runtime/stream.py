@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from pairscope.decoding.kvcache import in_place
-from pairscope.decoding.scores import Scores, check_finite
 from pairscope.errors import RuntimeFault
+from pairscope.runtime.kvcache import in_place
+from pairscope.runtime.scores import Scores, check_finite
 
 
 @dataclass
