@@ -294,7 +294,7 @@ def _sample_bin_sums(
 
 
 def _resampled_errors(
-    counts: NDArray[np.int64],
+    counts: FloatArray,
     per_sample: FloatArray,
     by_mass: tuple[FloatArray, FloatArray, NDArray[np.intp]],
     n_bins: int,
