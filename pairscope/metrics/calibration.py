@@ -356,14 +356,7 @@ def calibration_summary(
     by_mass = (conf[order], corr[order], owner[order])
     point_mass = _equal_mass_error(by_mass[0], by_mass[1], np.ones((1, conf.size)), n_bins)
     per_sample = _sample_bin_sums(conf, corr, owner, n_samples, n_bins)
-    boot = np.empty((3, n_boot))  # ECE, MCE and equal-mass ECE of each resample
-    done = 0
-    for counts in resample_counts(np.random.default_rng(seed), n_samples, n_boot):
-        boot[:, done : done + counts.shape[0]] = _resampled_errors(
-            counts, per_sample, by_mass, n_bins
-        )
-        done += counts.shape[0]
-    boot_ece, boot_mce, boot_mass = boot
+    boot_ece, boot_mce, boot_mass = _bootstrap_errors(seed, n_boot, per_sample, by_mass, n_bins)
 
     def estimate(point: float, replicates: FloatArray) -> Estimate:
         return Estimate(point, *percentile_interval(replicates, confidence))
@@ -379,6 +372,27 @@ def calibration_summary(
         bins=tuple(_bins_from_sums(count, sum_conf, sum_corr, n_bins)),
         n_bins=n_bins,
     )
+
+
+def _bootstrap_errors(
+    seed: int,
+    n_boot: int,
+    per_sample: FloatArray,
+    by_mass: tuple[FloatArray, FloatArray, NDArray[np.intp]],
+    n_bins: int,
+) -> FloatArray:
+    """ECE, MCE and equal-mass ECE ``[3, n_boot]`` of ``n_boot`` resamples of whole
+    samples (``per_sample``: their bin sums; ``by_mass``: their tokens sorted for the
+    equal-mass bins), drawn by ``numpy.random.default_rng(seed)``."""
+    n_samples = per_sample.shape[0]
+    boot = np.empty((3, n_boot))
+    done = 0
+    for counts in resample_counts(np.random.default_rng(seed), n_samples, n_boot):
+        boot[:, done : done + counts.shape[0]] = _resampled_errors(
+            counts, per_sample, by_mass, n_bins
+        )
+        done += counts.shape[0]
+    return boot
 
 
 # -- reliability diagrams with bootstrap bands ---------------------------------------------
