@@ -4,7 +4,7 @@
 
 A guide pass brings every row of a batch up to date, but BlendIn and NUDGING read the
 guide only at the rows that consult it (``ModelStream.scores(targets, read=...)``,
-``decoding/stream.py``'s ``head_rows``). This builds the guide's stream over the batch's
+``runtime/stream.py``'s ``head_rows``). This builds the guide's stream over the batch's
 GSM8K prompts, then appends one token a row per pass, alternating a pass that reads
 every row with one that reads ``--read`` rows, and prints the median time of each and
 their ratio (one process, interleaved, so both meet the same machine).
@@ -20,8 +20,8 @@ import torch
 from decode import prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 
-from pairscope.decoding.stream import ModelStream
 from pairscope.models import load_pair
+from pairscope.runtime.stream import ModelStream
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ from decode import prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 from torch.profiler import ProfilerActivity, profile
 
-from pairscope.decoding import stream as stream_module
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
 from pairscope.methods import nudging_words as words_module
 from pairscope.models import load_pair
+from pairscope.runtime import stream as stream_module
 
 
 def main() -> None:

@@ -28,11 +28,11 @@ import torch
 from decode import floor_ids, prompts  # bench/ is the script's own directory
 from standin import pair_arguments, use_stand_ins
 
-from pairscope.decoding import scores as scores_module
-from pairscope.decoding import stream as stream_module
 from pairscope.decoding.contexts import ModelView
 from pairscope.decoding.engine import DecodeSettings, Engine
 from pairscope.models import load_pair
+from pairscope.runtime import scores as scores_module
+from pairscope.runtime import stream as stream_module
 
 Spent = dict[str, float]
 

@@ -25,8 +25,8 @@ from decode import prompts
 
 from pairscope.decoding.contexts import ModelView
 from pairscope.decoding.engine import DecodeSettings, Engine
-from pairscope.decoding.stream import ModelStream, common_prefix
 from pairscope.models import load_pair
+from pairscope.runtime.stream import ModelStream, common_prefix
 
 
 class Instruments:

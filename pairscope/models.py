@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pairscope.backends.base import FALLBACK_CHAT_TEMPLATE, Backend, ModelSource
-from pairscope.decoding.vocab import end_ids
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
 from pairscope.runs import sha256_file
+from pairscope.runtime.vocab import end_ids
 
 if TYPE_CHECKING:
     import torch
@@ -288,6 +288,57 @@ def _resolve_source(spec: str) -> tuple[ModelSource, Path | str, bool]:
     return ModelSource(spec, "hub"), spec, False
 
 
+def _converted(spec: str, source: ModelSource, target: Path | str) -> Path:
+    """The directory of the transformers model converted from the GGUF file ``target``
+    (an embedded model's when empty), converting it once into the cache."""
+    import torch
+
+    assert source.sha256 is not None
+    converted = _converted_dir(source.sha256)
+    if not (converted / "pairscope-source.json").exists():
+        # Another process converting the same file (two runs, parallel tests) waits
+        # for it, then finds it done.
+        with _cache_lock(source.sha256[:32]):
+            if not (converted / "pairscope-source.json").exists():
+                gguf = Path(target) if str(target) else EMBEDDED[spec][1]()
+                converted = _convert_gguf(Path(gguf), source.sha256, torch.float32)
+    return converted
+
+
+def _from_pretrained(
+    spec: str,
+    source: ModelSource,
+    target: Path | str,
+    torch_dtype: torch.dtype,
+    kwargs: dict[str, Any],
+) -> tuple[Any, Any]:
+    """(tokenizer, model) of ``target`` loaded with transformers.
+
+    Raises:
+        ModelLoadError: either cannot be loaded; the message names what was tried.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(target), **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the tokenizer of '{spec}' (tried {target}): {_short(exc)}",
+            hint=_load_hint(source),
+        ) from exc
+    try:
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(target), dtype=torch_dtype, attn_implementation="sdpa", **kwargs
+            )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load model '{spec}' (tried {target}): {_short(exc)}",
+            hint=_load_hint(source),
+        ) from exc
+    return tokenizer, model
+
+
 def load_model(
     spec: str,
     *,
@@ -309,48 +360,19 @@ def load_model(
         if spec.startswith(prefix):
             loader = importlib.import_module(module).load_served
             return loader(spec, trust_remote_code=trust_remote_code)  # type: ignore[no-any-return]
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     started = time.perf_counter()
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     source, target, convert = _resolve_source(spec)
     if convert:
-        assert source.sha256 is not None
-        converted = _converted_dir(source.sha256)
-        if not (converted / "pairscope-source.json").exists():
-            # Another process converting the same file (two runs, parallel tests) waits
-            # for it, then finds it done.
-            with _cache_lock(source.sha256[:32]):
-                if not (converted / "pairscope-source.json").exists():
-                    gguf = Path(target) if str(target) else EMBEDDED[spec][1]()
-                    converted = _convert_gguf(Path(gguf), source.sha256, torch.float32)
-        target = converted
-    local_only = source.kind != "hub"
+        target = _converted(spec, source, target)
     kwargs: dict[str, Any] = {
         "trust_remote_code": trust_remote_code,
-        "local_files_only": local_only,
+        "local_files_only": source.kind != "hub",
     }
     if revision is not None and not convert:
         kwargs["revision"] = revision
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(target), **kwargs)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load the tokenizer of '{spec}' (tried {target}): {_short(exc)}",
-            hint=_load_hint(source),
-        ) from exc
-    try:
-        with _quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(
-                str(target), dtype=torch_dtype, attn_implementation="sdpa", **kwargs
-            )
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load model '{spec}' (tried {target}): {_short(exc)}",
-            hint=_load_hint(source),
-        ) from exc
+    tokenizer, model = _from_pretrained(spec, source, target, torch_dtype, kwargs)
     model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
     if source.kind == "hub":
         source = ModelSource(spec, "hub", revision=getattr(model.config, "_commit_hash", None))

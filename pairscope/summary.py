@@ -32,6 +32,7 @@ from pairscope.metrics.stats import (
     mcnemar_exact,
     min_detectable_difference,
     paired_bootstrap_diff,
+    pearson,
     proportion,
 )
 from pairscope.runs import MANIFEST, RECORDS, iter_records, read_config, read_json
@@ -123,6 +124,13 @@ def ir_support(
         d_max = max([max_new_tokens + REFERENCE_COMPLETION_TOKENS, *sizes])
         return Support(d_max, numerator_max=d_max, disjoint=True)
     return Support(max([max_new_tokens, *sizes]), slack=int(rounds), disjoint=rounds)
+
+
+def paradox_correlation(irs: list[float], scores: list[float]) -> tuple[float, float]:
+    """Pearson r of score against intervention rate over pairs (one point per run), and
+    its p-value (NaN both when undefined): the intervention paradox across runs, which
+    the comparison page formats."""
+    return pearson(irs, scores)
 
 
 def summarize(run_dir: Path) -> Summary:

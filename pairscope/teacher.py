@@ -21,11 +21,11 @@ from typing import Any
 import torch
 
 from pairscope.backends.base import Backend, Forcer
-from pairscope.decoding.scores import top_k as topk_of
-from pairscope.decoding.vocab import END, TokenText
 from pairscope.defaults import LAMBDA, TOP_K
 from pairscope.methods.blendin import Blend
 from pairscope.models import Pair
+from pairscope.runtime.scores import top_k as topk_of
+from pairscope.runtime.vocab import END, TokenText
 
 
 @dataclass(frozen=True)

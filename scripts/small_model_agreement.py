@@ -6,7 +6,7 @@ made and labelled: the README beside it). Run from the project's environment:
     .venv/bin/python scripts/small_model_agreement.py [--split dev|test] [--source TEXT]
         [--judge MODEL] [--json]
 
-Reported for the rules (:func:`pairscope.refusal.classify_refusal`) and, with
+Reported for the rules (:func:`pairscope.scoring.refusal.classify_refusal`) and, with
 ``--judge``, for a model judge (greedy, strict verdicts, cached on disk like
 ``pairscope score --judge``):
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pairscope.metrics.agreement import cohen_kappa, raw_agreement
-from pairscope.refusal import FULL_COMPLIANCE, XSTEST_CLASSES, classify_refusal
+from pairscope.scoring.refusal import FULL_COMPLIANCE, XSTEST_CLASSES, classify_refusal
 
 SET = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "small_model_xstest"
 RESPONSES = SET / "responses.jsonl"

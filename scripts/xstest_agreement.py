@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pairscope.refusal import FULL_COMPLIANCE, XSTEST_CLASSES, classify_refusal
+from pairscope.scoring.refusal import FULL_COMPLIANCE, XSTEST_CLASSES, classify_refusal
 
 HUMAN = {
     "1_full_compliance": "full_compliance",

@@ -8,8 +8,8 @@ import random
 import torch
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
-from pairscope.decoding.stream import ModelStream
 from pairscope.models import Backend, Pair
+from pairscope.runtime.stream import ModelStream
 
 
 def hf_greedy(lm: Backend, prompt_ids: list[int], max_new: int) -> list[int]:

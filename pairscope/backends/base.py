@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # the interface itself needs no torch (``pairscope check`` imports it)
     import torch
 
-    from pairscope.decoding.scores import Scores
+    from pairscope.runtime.scores import Scores
 
 # Used when a guide's tokenizer has no chat template (docs/methods.md §2).
 FALLBACK_CHAT_TEMPLATE = "User: {user}\nAssistant:"
@@ -50,7 +50,7 @@ class Stream(Protocol):
         ...
 
     def scores(self, targets: dict[int, list[int]], read: Sequence[int] | None = None) -> Scores:
-        """As :meth:`forward`, as :class:`~pairscope.decoding.scores.Scores` (logits and
+        """As :meth:`forward`, as :class:`~pairscope.runtime.scores.Scores` (logits and
         log-normalisers, normalised where read: the decoding loop's hot path), of the
         rows ``read`` alone, in that order (None: every row of ``targets``)."""
         ...

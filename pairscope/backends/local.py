@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from pairscope.backends.base import ModelSource, Prompts
-from pairscope.decoding.scores import log_normalise
-from pairscope.decoding.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
 from pairscope.errors import RuntimeFault
+from pairscope.runtime.scores import log_normalise
+from pairscope.runtime.stream import MIN_SHARED_PREFIX, ModelStream, shared_prefix
 
 
 @dataclass
@@ -38,7 +38,7 @@ class LocalModel(Prompts):
         return int(value) if value else None
 
     def new_stream(self, batch: int, lookahead: int = 1) -> ModelStream:
-        """A batched incremental-decoding stream over this model (see decoding/stream.py);
+        """A batched incremental-decoding stream over this model (see runtime/stream.py);
         it computes one position per call, so ``lookahead`` changes nothing."""
         pad = self.tokenizer.pad_token_id
         return ModelStream(self.model, batch, int(pad) if pad is not None else 0)

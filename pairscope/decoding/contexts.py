@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pairscope.decoding.encoding import encoder
-from pairscope.decoding.vocab import token_text
 from pairscope.errors import InputError, unknown
+from pairscope.runtime.vocab import token_text
 
 POLICIES = ("canonical", "own")
 # Canonical re-encoding starts at least this many ids before the end of the last one.
@@ -202,7 +202,7 @@ class ModelView:
         and every row of this and later batches starts from a copy of it.
         ``lookahead``: how far this model's greedy path is likely followed (a served
         model then asks for that many tokens per request)."""
-        from pairscope.decoding.stream import MIN_SHARED_PREFIX, shared_prefix
+        from pairscope.runtime.stream import MIN_SHARED_PREFIX, shared_prefix
 
         stream = self.lm.new_stream(len(prompts), lookahead=lookahead)
         self._forked = None

@@ -18,7 +18,6 @@ import torch
 import pairscope.methods as methods
 from pairscope.decoding.completions import CompletionRuns
 from pairscope.decoding.contexts import Context, ModelView, check_max_new, check_policy
-from pairscope.decoding.scores import Scores, TopLists
 from pairscope.decoding.strategies import (
     OVERLAP_K,
     Decision,
@@ -30,11 +29,12 @@ from pairscope.decoding.strategies import (
     uncertain_step,
 )
 from pairscope.decoding.types import SampleResult, Step
-from pairscope.decoding.vocab import END, UNMATCHABLE, MatchKey
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.metrics.overlap import normalize_token_string, overlap_at_k
 from pairscope.models import Pair
+from pairscope.runtime.scores import Scores, TopLists
+from pairscope.runtime.vocab import END, UNMATCHABLE, MatchKey
 
 __all__ = ["DecodeSettings", "Engine", "Request", "generate"]
 

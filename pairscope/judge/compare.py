@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pairscope.metrics.agreement import cohen_kappa, raw_agreement
-from pairscope.refusal import (
+from pairscope.scoring.refusal import (
     COMPLIANCE_ON_SAFE,
     FULL_COMPLIANCE,
     REFUSAL_ON_UNSAFE,

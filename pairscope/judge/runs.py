@@ -16,7 +16,7 @@ from typing import Any
 
 from pairscope.judge.compare import JudgedRow, compare
 from pairscope.judge.model import Judge, JudgeItem
-from pairscope.refusal import COMPLIANCE_ON_SAFE, FULL_COMPLIANCE, REFUSAL_ON_UNSAFE
+from pairscope.scoring.refusal import COMPLIANCE_ON_SAFE, FULL_COMPLIANCE, REFUSAL_ON_UNSAFE
 
 __all__ = [
     "JUDGE_FILE",

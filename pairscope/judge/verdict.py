@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from pairscope.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
+from pairscope.scoring.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
 
 __all__ = ["PROMPT_VERSION", "judge_prompt", "parse_verdict"]
 

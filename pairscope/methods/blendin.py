@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pairscope.decoding.strategies import Decision, Strategy, TopK, Uncertain
-from pairscope.decoding.vocab import MatchKey
 from pairscope.defaults import LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
 from pairscope.methods.spec import Knobs, Method
+from pairscope.runtime.vocab import MatchKey
 
 
 def auto_alpha(base: TopK, guide: TopK, lam: float) -> float:

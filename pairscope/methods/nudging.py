@@ -12,11 +12,11 @@ from typing import Any
 
 from pairscope.decoding.strategies import Decision, Stepper, Strategy, Uncertain
 from pairscope.decoding.types import IR_ROUNDS
-from pairscope.decoding.vocab import END, MatchKey
 from pairscope.defaults import TAU
 from pairscope.errors import InputError, unknown
 from pairscope.methods.nudging_text import RowState, Word, split_word
 from pairscope.methods.spec import Method
+from pairscope.runtime.vocab import END, MatchKey
 
 __all__ = ["NUDGING", "PROTOCOLS", "Nudging", "RowState", "Word", "nudging", "split_word"]
 

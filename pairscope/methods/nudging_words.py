@@ -38,7 +38,6 @@ from typing import Any
 import torch
 
 from pairscope.decoding.contexts import Context
-from pairscope.decoding.scores import Ranked, TopLists, first_max, greedy
 from pairscope.decoding.strategies import (
     OVERLAP_K,
     Decision,
@@ -47,8 +46,9 @@ from pairscope.decoding.strategies import (
     uncertain_step,
 )
 from pairscope.decoding.types import Step
-from pairscope.decoding.vocab import TokenText
 from pairscope.methods.nudging_text import RowState, Word, split_word
+from pairscope.runtime.scores import Ranked, TopLists, first_max, greedy
+from pairscope.runtime.vocab import TokenText
 
 # The engine and its rows (``engine.Engine``, ``engine._Row``) are typed Any here: the
 # engine reaches this module through the registry, and imports stay free of cycles.

@@ -32,7 +32,7 @@ from pairscope.metrics.sequential import (
     decisions,
     step,
 )
-from pairscope.metrics.stats import to_vector
+from pairscope.metrics.stats import FloatArray, to_vector
 
 
 @dataclass(frozen=True)
@@ -122,15 +122,37 @@ def simulate(
         seen, left = t + 1, budget - t - 1
         due = seen >= FUTILITY_MIN_SAMPLES and (seen - FUTILITY_MIN_SAMPLES) % check_every == 0
         if futility and due and left:
-            for s in np.flatnonzero((decision == UNDECIDED) & ~stopped):
-                chance = continuation_chance(
-                    state.at(int(s)), y_pool[draws[:seen, s]], left, m, *args,
-                    streams=futility_streams,
-                )  # fmt: skip
-                if chance < FUTILITY_CHANCE:
-                    stopped[s], spent[s] = True, seen
+            undecided = np.flatnonzero((decision == UNDECIDED) & ~stopped)
+            for s in _futile(
+                state, undecided, y_pool, draws[:seen], left, m, args, futility_streams
+            ):
+                stopped[s], spent[s] = True, seen
     truth = float(u.sum() / d.sum())
     return Simulation(decision, decided_at, truth, budget, stopped if futility else None, spent)
+
+
+def _futile(
+    state: BettingState,
+    candidates: NDArray[np.intp],
+    y_pool: FloatArray,
+    drawn: NDArray[np.int_],
+    left: int,
+    m: FloatArray,
+    args: tuple[float, float, float],
+    streams: int,
+) -> list[int]:
+    """The streams of ``candidates`` :meth:`SequentialTest.futile` would stop: their chance
+    to decide within the ``left`` samples to come, over ``streams`` continuations of
+    their draws so far (``drawn``: indices into ``y_pool``, [seen, streams]), is below
+    ``FUTILITY_CHANCE``."""
+    return [
+        int(s)
+        for s in candidates
+        if continuation_chance(
+            state.at(int(s)), y_pool[drawn[:, s]], left, m, *args, streams=streams
+        )
+        < FUTILITY_CHANCE
+    ]
 
 
 def best_constant_bet_samples(

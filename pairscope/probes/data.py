@@ -67,7 +67,6 @@ def _local_candidates(spec: ProbeSpec, data_dir: Path | None) -> list[Path]:
 def load_dataset_records(
     spec: ProbeSpec,
     data_dir: str | Path | None = None,
-    via_hub_path: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Load a probe's dataset as records keyed by the canonical field names.
 
@@ -78,17 +77,10 @@ def load_dataset_records(
     Args:
         spec: The probe.
         data_dir: Directory holding the local benchmark copies.
-        via_hub_path: Run the Hub code path with this path (e.g. a local directory laid
-            out like the Hub dataset) in place of the Hub id; used by tests.
 
     Raises:
         DataError: missing or altered file, Hub failure, missing column, empty dataset.
     """
-    if via_hub_path is not None:
-        if spec.source.hub is None:
-            raise DataError(f"Probe '{spec.name}' has no Hub source.")
-        rows = _load_hub(spec, str(via_hub_path))
-        return _to_records(spec, rows, spec.source.hub.fields, f"{via_hub_path}")
     resolved = resolve_data_dir(data_dir)
     if spec.source.local is not None:
         candidates = _local_candidates(spec, resolved)

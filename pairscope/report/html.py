@@ -367,10 +367,18 @@ def render_report(
     Raises:
         RunDirError: ``run_dir`` is not a readable run directory.
     """
+    run_dir = Path(run_dir)
+    context = _report_context(run_dir, read_summary(run_dir), max_samples)
+    target = Path(out) if out is not None else run_dir / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _environment().get_template("report.html").stream(**context).dump(str(target), encoding="utf-8")
+    return target
+
+
+def _report_context(run_dir: Path, summary: Summary, max_samples: int | None) -> dict[str, Any]:
+    """The report page's template values: the run's summary, figures and transcripts."""
     from pairscope.report.plots import task_slugs
 
-    run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
     order = _method_order(summary)
     all_samples = sample_views(iter_generations(run_dir), order)
     samples = {
@@ -379,7 +387,7 @@ def render_report(
     }
     tasks = summary.tasks
     kind = summary.kind
-    context = {
+    return {
         "title": f"pairscope {kind} report",
         "kind": kind,
         "csp": CSP,
@@ -410,10 +418,6 @@ def render_report(
             s.disagreement == "correct" for group in samples.values() for s in group
         ),
     }
-    target = Path(out) if out is not None else run_dir / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _environment().get_template("report.html").stream(**context).dump(str(target), encoding="utf-8")
-    return target
 
 
 # ---------------------------------------------------------------- comparing pairs
@@ -539,8 +543,8 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     Raises:
         RunDirError: one of ``run_dirs`` is not a run directory.
     """
-    from pairscope.metrics.stats import pearson
     from pairscope.report.plots import paradox_png
+    from pairscope.summary import paradox_correlation
 
     rows = compare_rows(run_dirs)
     points = paradox_points(rows)
@@ -548,7 +552,7 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     paradox = []
     for task in tasks:
         pts = points.get(task, [])
-        r, p = pearson([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
+        r, p = paradox_correlation([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
         paradox.append(
             {
                 "task": task,

@@ -9,13 +9,22 @@ The drawing functions take the summary's parts in their JSON form (estimates are
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pairscope.report.canvas import (
+    MODEL_COLOURS,
+    PALETTE,
+    TEXT,
+    blank_png,
+    figure,
+    finite,
+    interval,
+    to_png,
+)
 from pairscope.schema import Calibration, Summary, dump
 
 if TYPE_CHECKING:
@@ -35,71 +44,12 @@ __all__ = [
     "task_slugs",
 ]
 
-DPI = 100
-# Colour-blind-safe palette (Okabe-Ito), one colour per method or model, in order.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999")
-MODEL_COLOURS = {"base": "#0072B2", "guide": "#E69F00"}
-TEXT = "#222222"
-GRID = "#e3e3e3"
-
-
-def _figure(width: float, height: float, rows: int = 1, **grid: Any) -> tuple[Figure, Any]:
-    """A figure with a ``rows x 1`` grid of axes, styled for the report."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, 1, squeeze=False, **grid)[:, 0]
-    for ax in axes:
-        _style(ax)
-    return fig, axes
-
-
-def _style(ax: Axes) -> None:
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    for side in ("left", "bottom"):
-        ax.spines[side].set_color("#888888")
-    ax.tick_params(colors=TEXT, labelsize=8)
-    ax.grid(True, color=GRID, linewidth=0.6)
-    ax.set_axisbelow(True)
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _empty_png(message: str, width: float = 6.0, height: float = 1.2) -> bytes:
-    fig, (ax,) = _figure(width, height)
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", color="#666666", fontsize=9)
-    return _png(fig)
-
-
-def _value(x: Any) -> float | None:
-    """A finite float, or None for None, NaN, infinities and non-numbers."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
-def _point(estimate: Any) -> tuple[float | None, float | None, float | None]:
-    """``(point, low, high)`` of an estimate mapping; None where missing or undefined."""
-    if not isinstance(estimate, Mapping):
-        return (None, None, None)
-    return (
-        _value(estimate.get("point")),
-        _value(estimate.get("low")),
-        _value(estimate.get("high")),
-    )
-
 
 def _errorbar(
     ax: Axes, x: float, estimate: Any, colour: str, label: str | None, marker: str = "o"
 ) -> bool:
     """Draw one point with its interval (if known); return whether anything was drawn."""
-    point, low, high = _point(estimate)
+    point, low, high = interval(estimate)
     if point is None:
         return False
     if low is not None and high is not None:
@@ -148,16 +98,16 @@ def accuracy_png(task_methods: Mapping[str, Mapping[str, Any]]) -> bytes:
     """
     tasks = list(task_methods)
     if not tasks:
-        return _empty_png("no tasks")
+        return blank_png("no tasks")
     methods: list[str] = []
     for per_method in task_methods.values():
         methods += [m for m in per_method if m not in methods]
     series = {m: {t: task_methods[t].get(m) for t in tasks} for m in methods}
-    fig, (ax,) = _figure(max(4.0, 1.3 * len(tasks) + 2.2), 2.8)
+    fig, (ax,) = figure(max(4.0, 1.3 * len(tasks) + 2.2), 2.8)
     _grouped(ax, tasks, series)
     ax.set_ylabel("score (95 % Wilson CI)", fontsize=8, color=TEXT)
     ax.set_title("Score per task and method", fontsize=10, color=TEXT, loc="left")
-    return _png(fig)
+    return to_png(fig)
 
 
 def ir_distribution_png(
@@ -175,13 +125,13 @@ def ir_distribution_png(
 
     tasks = [t for t, per in per_task_per_sample_ir.items() if per]
     if not tasks:
-        return _empty_png("no intervention rates (no method consulted the base model)")
-    fig, axes = _figure(6.4, 0.5 + 1.1 * len(tasks), rows=len(tasks), sharex=True)
+        return blank_png("no intervention rates (no method consulted the base model)")
+    fig, axes = figure(6.4, 0.5 + 1.1 * len(tasks), rows=len(tasks), sharex=True)
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for ax, task in zip(axes, tasks):
         methods = list(per_task_per_sample_ir[task])
         for i, method in enumerate(methods):
-            values = [v for v in map(_value, per_task_per_sample_ir[task][method]) if v is not None]
+            values = [v for v in map(finite, per_task_per_sample_ir[task][method]) if v is not None]
             y = i + rng.uniform(-0.18, 0.18, size=len(values))
             colour = PALETTE[i % len(PALETTE)]
             ax.scatter(values, y, s=12, color=colour, alpha=0.6, linewidths=0)
@@ -189,7 +139,7 @@ def ir_distribution_png(
                 ax.plot(
                     [float(np.median(values))] * 2, [i - 0.3, i + 0.3], color=colour, linewidth=2
                 )
-        threshold = _value((thresholds or {}).get(task))
+        threshold = finite((thresholds or {}).get(task))
         if threshold is not None:
             ax.axvline(threshold, color="#C0392B", linestyle="--", linewidth=1)
             ax.text(
@@ -207,7 +157,7 @@ def ir_distribution_png(
     axes[-1].set_xlim(-0.02, 1.02)
     axes[-1].set_xlabel("intervention rate per sample (bar: median)", fontsize=8, color=TEXT)
     axes[0].set_title("Intervention rate per sample", fontsize=10, color=TEXT, loc="left")
-    return _png(fig)
+    return to_png(fig)
 
 
 def _display_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
@@ -219,7 +169,7 @@ def _display_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
     zero count and no accuracy.
     """
     rows = [dict(b) for b in bins]
-    if len(rows) >= 2 and _value(rows[-1].get("lower")) == _value(rows[-1].get("upper")):
+    if len(rows) >= 2 and finite(rows[-1].get("lower")) == finite(rows[-1].get("upper")):
         last, top = rows.pop(), rows[-1]
         n_last, n_top = int(last.get("count") or 0), int(top.get("count") or 0)
         merged: dict[str, Any] = {
@@ -228,14 +178,14 @@ def _display_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
             "count": n_top + n_last,
         }
         for key in ("mean_confidence", "accuracy"):
-            parts = [(n, _value(b.get(key))) for n, b in ((n_top, top), (n_last, last))]
+            parts = [(n, finite(b.get(key))) for n, b in ((n_top, top), (n_last, last))]
             filled = [(n, v) for n, v in parts if n > 0 and v is not None]
             total = sum(n for n, _ in filled)
             merged[key] = sum(n * v for n, v in filled) / total if total else None
         rows[-1] = merged
     out = []
     for b in rows:
-        lower, upper = _value(b.get("lower")), _value(b.get("upper"))
+        lower, upper = finite(b.get("lower")), finite(b.get("upper"))
         if lower is None or upper is None:
             continue
         count = float(b.get("count") or 0)
@@ -252,7 +202,7 @@ def _display_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
 
 
 def _nan_if_none(x: Any, count: float) -> float:
-    value = _value(x)
+    value = finite(x)
     return math.nan if value is None or count == 0 else value
 
 
@@ -267,20 +217,14 @@ def reliability_png(calibration_by_model: Mapping[str, Mapping[str, Any]], title
     """
     models = [m for m, cal in calibration_by_model.items() if cal and cal.get("bins")]
     if not models:
-        return _empty_png(f"{title}: no calibration data")
-    fig, (top, bottom) = _figure(
-        4.6, 4.6, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
-    )
-    top.plot(
-        [0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration"
-    )
-    width_share = 1.0 / len(models)
+        return blank_png(f"{title}: no calibration data")
+    fig, top, bottom = _reliability_axes(4.6)
     for i, model in enumerate(models):
         cal = calibration_by_model[model]
         colour = MODEL_COLOURS.get(model, PALETTE[i % len(PALETTE)])
         bins = _display_bins(cal["bins"])
         filled = [b for b in bins if b["count"] > 0 and not math.isnan(b["accuracy"])]
-        ece = _point(cal.get("ece"))[0]
+        ece = interval(cal.get("ece"))[0]
         label = f"{model} (ECE {ece:.3f})" if ece is not None else model
         top.plot(
             [b["mean_confidence"] for b in filled],
@@ -291,26 +235,50 @@ def reliability_png(calibration_by_model: Mapping[str, Mapping[str, Any]], title
             linewidth=1.4,
             label=label,
         )
-        total = sum(b["count"] for b in bins) or 1.0
-        widths = [(b["upper"] - b["lower"]) * width_share for b in bins]
-        lefts = [b["lower"] + w * i for b, w in zip(bins, widths)]
-        bottom.bar(
-            lefts,
-            [b["count"] / total for b in bins],
-            width=widths,
-            align="edge",
-            color=colour,
-            alpha=0.75,
-            linewidth=0,
-        )
+        _histogram(bottom, bins, i, len(models), colour)
+    _finish_reliability(top, bottom, title, "accuracy in bin")
+    return to_png(fig)
+
+
+def _reliability_axes(height: float) -> tuple[Figure, Axes, Axes]:
+    """A reliability diagram's figure: the diagonal drawn on its top axes, the
+    confidence histogram's axes below."""
+    fig, (top, bottom) = figure(
+        4.6, height, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
+    )
+    top.plot(
+        [0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration"
+    )
+    return fig, top, bottom
+
+
+def _histogram(
+    ax: Axes, bins: Sequence[Mapping[str, float]], i: int, models: int, colour: str
+) -> None:
+    """The ``i``-th of ``models`` models' share of tokens per bin, its bars side by side
+    with the other models' within each bin."""
+    total = sum(b["count"] for b in bins) or 1.0
+    widths = [(b["upper"] - b["lower"]) * (1.0 / models) for b in bins]
+    ax.bar(
+        [b["lower"] + w * i for b, w in zip(bins, widths)],
+        [b["count"] / total for b in bins],
+        width=widths,
+        align="edge",
+        color=colour,
+        alpha=0.75,
+        linewidth=0,
+    )
+
+
+def _finish_reliability(top: Axes, bottom: Axes, title: str, ylabel: str) -> None:
+    """Limits, labels, title and legend of a reliability diagram."""
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.set_ylabel("accuracy in bin", fontsize=8, color=TEXT)
+    top.set_ylabel(ylabel, fontsize=8, color=TEXT)
     top.set_title(title, fontsize=10, color=TEXT, loc="left")
     top.legend(fontsize=7, frameon=False, loc="upper left")
     bottom.set_ylabel("share of\ntokens", fontsize=8, color=TEXT)
     bottom.set_xlabel("confidence (top-1 probability)", fontsize=8, color=TEXT)
-    return _png(fig)
 
 
 def _band_cells(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
@@ -327,7 +295,7 @@ def _band_cells(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
     keys = ("lower", "upper", "mean_confidence", "accuracy", "accuracy_low", "accuracy_high")
     cells = []
     for b in bins:
-        numbers = [v for v in (_value(b.get(k)) for k in keys) if v is not None]
+        numbers = [v for v in (finite(b.get(k)) for k in keys) if v is not None]
         if len(numbers) < len(keys) or not b.get("count"):
             continue
         lower, upper, conf, acc, low, high = numbers
@@ -365,22 +333,16 @@ def reliability_band_png(
         m for m, cal in calibration_by_model.items() if cal and _band_cells(cal.get("bins") or [])
     ]
     if not models:
-        return _empty_png(f"{title}: no calibration bands")
-    fig, (top, bottom) = _figure(
-        4.6, 4.8, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
-    )
-    top.plot(
-        [0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration"
-    )
+        return blank_png(f"{title}: no calibration bands")
+    fig, top, bottom = _reliability_axes(4.8)
     for i, model in enumerate(models):
         cal = calibration_by_model[model]
         colour = MODEL_COLOURS.get(model, PALETTE[i % len(PALETTE)])
         cells = _band_cells(cal["bins"])
         for cell in cells:
             width = max(cell["upper"] - cell["lower"], 0.012)
-            left = min(cell["lower"], 1.0 - width)
             top.bar(
-                left,
+                min(cell["lower"], 1.0 - width),
                 cell["high"] - cell["low"],
                 width=width,
                 bottom=cell["low"],
@@ -389,12 +351,6 @@ def reliability_band_png(
                 alpha=0.22,
                 linewidth=0,
             )
-        parts = [model]
-        for key, name in (("ece", "ECE"), ("smooth_ece", "smECE")):
-            point, low, high = _point(cal.get(key))
-            if point is not None:
-                ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-                parts.append(f"{name} {point:.3f}{ci}")
         top.plot(
             [c["confidence"] for c in cells],
             [c["accuracy"] for c in cells],
@@ -402,31 +358,24 @@ def reliability_band_png(
             markersize=4,
             color=colour,
             linewidth=1.2,
-            label=", ".join(parts),
+            label=_band_label(model, cal),
         )
-        bins = _display_bins(cal["bins"])
-        total = sum(b["count"] for b in bins) or 1.0
-        share = 1.0 / len(models)
-        widths = [(b["upper"] - b["lower"]) * share for b in bins]
-        bottom.bar(
-            [b["lower"] + w * i for b, w in zip(bins, widths)],
-            [b["count"] / total for b in bins],
-            width=widths,
-            align="edge",
-            color=colour,
-            alpha=0.75,
-            linewidth=0,
-        )
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel(
-        f"accuracy in bin\n(band: {confidence:.0%} bootstrap over samples)", fontsize=8, color=TEXT
-    )
-    top.set_title(title, fontsize=10, color=TEXT, loc="left")
-    top.legend(fontsize=7, frameon=False, loc="upper left")
-    bottom.set_ylabel("share of\ntokens", fontsize=8, color=TEXT)
-    bottom.set_xlabel("confidence (top-1 probability)", fontsize=8, color=TEXT)
-    return _png(fig)
+        _histogram(bottom, _display_bins(cal["bins"]), i, len(models), colour)
+    ylabel = f"accuracy in bin\n(band: {confidence:.0%} bootstrap over samples)"
+    _finish_reliability(top, bottom, title, ylabel)
+    return to_png(fig)
+
+
+def _band_label(model: str, cal: Mapping[str, Any]) -> str:
+    """A banded diagram's legend entry: the model, then its ECE and smooth ECE with
+    their intervals where the calibration holds them."""
+    parts = [model]
+    for key, name in (("ece", "ECE"), ("smooth_ece", "smECE")):
+        point, low, high = interval(cal.get(key))
+        if point is not None:
+            ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+            parts.append(f"{name} {point:.3f}{ci}")
+    return ", ".join(parts)
 
 
 def overlap_png(tasks: Mapping[str, Mapping[str, Any] | None]) -> bytes:
@@ -438,16 +387,16 @@ def overlap_png(tasks: Mapping[str, Mapping[str, Any] | None]) -> bytes:
     """
     names = [t for t, o in tasks.items() if o]
     if not names:
-        return _empty_png("no vocabulary overlap measured")
+        return blank_png("no vocabulary overlap measured")
     series = {
         "overlap@50": {t: (tasks[t] or {}).get("overlap_at_k") for t in names},
         "guide top-1 in base top-k": {t: (tasks[t] or {}).get("top1_in_topk") for t in names},
     }
-    fig, (ax,) = _figure(max(4.0, 1.3 * len(names) + 2.2), 2.8)
+    fig, (ax,) = figure(max(4.0, 1.3 * len(names) + 2.2), 2.8)
     _grouped(ax, names, series)
     ax.set_ylabel("rate (95 % CI)", fontsize=8, color=TEXT)
     ax.set_title("Vocabulary overlap at uncertain positions", fontsize=10, color=TEXT, loc="left")
-    return _png(fig)
+    return to_png(fig)
 
 
 def paradox_png(
@@ -465,9 +414,9 @@ def paradox_png(
     usable = [
         pt
         for pt in points
-        if _value(pt.get("ir")) is not None and _value(pt.get("score")) is not None
+        if finite(pt.get("ir")) is not None and finite(pt.get("score")) is not None
     ]
-    fig, (ax,) = _figure(5.1, 3.5)
+    fig, (ax,) = figure(5.1, 3.5)
     tasks: list[str] = []
     for index, pt in enumerate(usable):
         task = str(pt.get("task", ""))
@@ -475,7 +424,7 @@ def paradox_png(
             tasks.append(task)
         colour = PALETTE[tasks.index(task) % len(PALETTE)]
         x, y = float(pt["ir"]), float(pt["score"])
-        low, high = _value(pt.get("ir_low")), _value(pt.get("ir_high"))
+        low, high = finite(pt.get("ir_low")), finite(pt.get("ir_high"))
         if low is not None and high is not None:
             ax.plot([low, high], [y, y], color=colour, alpha=0.4, linewidth=1.2)
         ax.plot([x], [y], "o", color=colour, markersize=6)
@@ -490,7 +439,7 @@ def paradox_png(
         )
     stat = (
         f"Pearson r = {r:.2f}, p = {p:.3g}, n = {len(usable)}"
-        if _value(r) is not None and _value(p) is not None
+        if finite(r) is not None and finite(p) is not None
         else f"Pearson r undefined (n = {len(usable)})"
     )
     ax.set_title(f"{title} — {stat}", fontsize=9, color=TEXT, loc="left")
@@ -504,14 +453,19 @@ def paradox_png(
     )
     ax.set_ylim(-0.02, 1.02)
     if len(tasks) > 1:
-        from matplotlib.lines import Line2D
+        _task_legend(ax, tasks)
+    return to_png(fig)
 
-        handles = [
-            Line2D([], [], marker="o", linestyle="", color=PALETTE[i % len(PALETTE)], label=t)
-            for i, t in enumerate(tasks)
-        ]
-        ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
-    return _png(fig)
+
+def _task_legend(ax: Axes, tasks: Sequence[str]) -> None:
+    """A legend of the tasks' point colours."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=PALETTE[i % len(PALETTE)], label=t)
+        for i, t in enumerate(tasks)
+    ]
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper right")
 
 
 def safe_name(text: str) -> str:

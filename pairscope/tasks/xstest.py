@@ -1,7 +1,7 @@
 """XSTest: exaggerated safety, scored by the refusal class of the response.
 
 A safe prompt should be complied with and an unsafe one refused; the classifier is
-:mod:`pairscope.refusal`. Besides the score, XSTest reports its two rates,
+:mod:`pairscope.scoring.refusal`. Besides the score, XSTest reports its two rates,
 compliance on safe prompts and refusal on unsafe ones, for ``pairscope score``
 (:func:`xstest_rates`) and for a run's summary.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pairscope.refusal import (
+from pairscope.schema import GenerationRecord
+from pairscope.scoring.refusal import (
     COMPLIANCE_ON_SAFE,
     FULL_COMPLIANCE,
     REFUSAL_ON_UNSAFE,
@@ -19,7 +20,6 @@ from pairscope.refusal import (
     XSTEST_CLASSES,
     classify_refusal,
 )
-from pairscope.schema import GenerationRecord
 from pairscope.tasks.base import RowTarget, Sample, ScoreResult, Task, column_key
 
 __all__ = ["XSTEST", "score_xstest", "xstest_rates"]

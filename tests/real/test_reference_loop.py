@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
-from pairscope.decoding.stream import cache_keyword
+from pairscope.runtime.stream import cache_keyword
 from tests import engine_checks as checks
 
 pytestmark = pytest.mark.slow

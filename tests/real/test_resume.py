@@ -135,7 +135,7 @@ def test_resume_with_another_batch_size_gives_the_same_result(tiny_dirs, tmp_pat
     Rows padded to a common length give the same tokens and the same probabilities up
     to float rounding (not bit for bit). xstest's prompts are short: prompts longer
     than a sliding window (Gemma 3: 512 tokens) also shift with padding, a documented
-    caveat of batching (see pairscope/decoding/stream.py).
+    caveat of batching (see pairscope/runtime/stream.py).
     """
     reference = tmp_path / "reference"
     assert cli(*tiny_args(tiny_dirs, reference, task="xstest")).exit_code in (0, 1)

@@ -55,7 +55,7 @@ def test_a_pass_computes_logits_only_for_the_rows_read(tiny_pair, role, head, mo
     """A guide read at a few rows brings every row's cache up to date but computes the
     head (vocab x hidden a row) at those rows alone, with the same scores as a fresh
     pass; a model whose head cannot be found gets the rows selected from its output."""
-    from pairscope.decoding.stream import ModelStream
+    from pairscope.runtime.stream import ModelStream
 
     lm = getattr(tiny_pair, role)
     prompts = [lm.encode_completion_prompt(p) for p in PROMPTS]
@@ -81,7 +81,7 @@ FEWSHOT = "Question: What is 2 + 2?\nAnswer: 2 + 2 = 4. The answer is 4.\n\n" * 
 
 @pytest.mark.parametrize("role", ["base", "guide"])
 def test_forked_shared_prefix_stream_is_cache_invariant(tiny_pair, role):
-    from pairscope.decoding.stream import shared_prefix
+    from pairscope.runtime.stream import shared_prefix
 
     lm = getattr(tiny_pair, role)
     prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS]
@@ -383,7 +383,7 @@ def test_admitted_rows_are_cache_invariant(tiny_pair, role, shared):
     rollbacks, score as uncached passes over their ids."""
     import torch
 
-    from pairscope.decoding.stream import shared_prefix
+    from pairscope.runtime.stream import shared_prefix
 
     lm = getattr(tiny_pair, role)
     prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS]
@@ -434,8 +434,8 @@ def refill_requests() -> list[Request]:
 def test_refilled_batches_decode_like_single_rows(tiny_pair, method, monkeypatch):
     """A finished row's place goes to the next request while the batch runs: the texts
     and traces are those of static batches and of batch 1, in fewer steps."""
-    from pairscope.decoding import stream as stream_module
     from pairscope.decoding.engine import Engine
+    from pairscope.runtime import stream as stream_module
 
     admitted: list[int] = []
     admit = stream_module.ModelStream.admit
@@ -483,7 +483,7 @@ def test_slots_only_finished_rows_held_are_dropped(tiny_pair):
     row's slots are the cache's last ones, and once the rows before it have finished,
     the leading slots only they held are dropped; the row still scores as an uncached
     pass over its ids."""
-    from pairscope.decoding.stream import COMPACT_SLOTS, shared_prefix
+    from pairscope.runtime.stream import COMPACT_SLOTS, shared_prefix
 
     lm = tiny_pair.base
     prompts = [lm.encode_completion_prompt(FEWSHOT + p) for p in PROMPTS[:3]]

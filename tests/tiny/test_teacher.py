@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pairscope.backends.local import LocalForcer as Forcer
-from pairscope.decoding.vocab import TokenText
+from pairscope.runtime.vocab import TokenText
 from pairscope.teacher import arbitration, forced_tokens, option_probs
 
 TOL = 1e-5

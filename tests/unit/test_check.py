@@ -226,7 +226,7 @@ def test_a_served_logprobs_cap_below_100_fails_with_the_fix(tiny_dirs, served_gu
 
 def test_check_reads_a_hub_model_at_the_revision_asked(monkeypatch):
     # Offline, the read fails (a FAIL item, exit 2); what matters is what it asked for.
-    import pairscope.check as check_module
+    import pairscope.check.read as read_module
 
     asked: dict[str, str | None] = {}
 
@@ -234,7 +234,7 @@ def test_check_reads_a_hub_model_at_the_revision_asked(monkeypatch):
         asked[folder] = kwargs.get("revision")
         raise OSError("offline")
 
-    monkeypatch.setattr(check_module, "_load_files", spy)
+    monkeypatch.setattr(read_module, "_load_files", spy)
     result = cli("check", "--base", "org/base", "--guide", "org/guide", "--base-revision", "v1.0")
     assert result.exit_code == 2
     assert asked == {"org/base": "v1.0", "org/guide": None}

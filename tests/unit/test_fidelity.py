@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN, SampleResult, Step
-from pairscope.decoding.vocab import END, TokenText, end_ids
 from pairscope.methods.nudging import Nudging, split_word
+from pairscope.runtime.vocab import END, TokenText, end_ids
 from tests.conftest import CHAT_TEMPLATE, CORPUS
 from tests.families import FAMILIES, build
 

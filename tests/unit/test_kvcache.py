@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from pairscope.decoding.kvcache import MIN_CAPACITY, InPlaceLayer, InPlaceSlidingLayer
+from pairscope.runtime.kvcache import MIN_CAPACITY, InPlaceLayer, InPlaceSlidingLayer
 
 
 def _kv(batch: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

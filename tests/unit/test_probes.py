@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ import yaml
 from pairscope import probes
 from pairscope.errors import DataError, InputError
 from pairscope.probes import (
+    ProbeSpec,
     Sample,
     SampleSizeWarning,
     build_samples,
@@ -233,11 +235,23 @@ def test_missing_data_names_path_checksum_and_both_ways(tmp_path: Path) -> None:
     assert "--data-dir" in hint and probes.DATA_DIR_ENV in hint and "openai/gsm8k" in hint
 
 
-def test_hub_failure_is_a_data_error(tmp_path: Path) -> None:
+def _from_hub(spec: ProbeSpec, path: Path, keep_local: bool = False) -> ProbeSpec:
+    """The probe with its Hub dataset at ``path`` (e.g. a local directory laid out like
+    the Hub dataset); without its local copy, loading it runs the Hub code path."""
+    hub = spec.source.hub
+    assert hub is not None
+    update: dict[str, Any] = {"hub": hub.model_copy(update={"path": str(path)})}
+    if not keep_local:
+        update["local"] = None
+    return spec.model_copy(update={"source": spec.source.model_copy(update=update)})
+
+
+def test_hub_failure_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Offline and no local directory: the Hub path fails, as a DataError with both ways.
-    spec = load_probe("gsm8k")
+    monkeypatch.delenv(probes.DATA_DIR_ENV, raising=False)
+    spec = _from_hub(load_probe("gsm8k"), tmp_path / "nothing-here", keep_local=True)
     with pytest.raises(DataError) as err:
-        load_dataset_records(spec, via_hub_path=tmp_path / "nothing-here")
+        load_dataset_records(spec)
     assert "--data-dir" in (err.value.hint or "")
 
 
@@ -268,7 +282,7 @@ def test_local_and_hub_code_path_give_the_same_records(tmp_path: Path, loaded: d
         mirror = _hub_mirror(
             tmp_path / name, spec.source.hub.config, spec.source.hub.split, DATA_DIR / file
         )
-        hub_records = load_dataset_records(spec, via_hub_path=mirror)
+        hub_records = load_dataset_records(_from_hub(spec, mirror))
         assert hub_records == load_dataset_records(spec, DATA_DIR)
     # TruthfulQA: the Hub copy has lower-case columns and answer lists; rebuild it in that
     # shape so the Hub field mapping is exercised, and the sample ids must still agree.
@@ -291,7 +305,7 @@ def test_local_and_hub_code_path_give_the_same_records(tmp_path: Path, loaded: d
             }
             out.write(json.dumps(hub_row) + "\n")
     mirror = _hub_mirror(tmp_path / "tqa", spec.source.hub.config, spec.source.hub.split, converted)
-    hub_samples = build_samples(spec, load_dataset_records(spec, via_hub_path=mirror))
+    hub_samples = build_samples(spec, load_dataset_records(_from_hub(spec, mirror)))
     assert [s.id for s in hub_samples] == [s.id for s in loaded["truthfulqa"][1]]
     assert [s.base_prompt for s in hub_samples] == [s.base_prompt for s in loaded["truthfulqa"][1]]
 

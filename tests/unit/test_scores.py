@@ -12,19 +12,19 @@ import random
 import pytest
 import torch
 
-from pairscope.decoding.scores import (
+from pairscope.errors import RuntimeFault
+from pairscope.runtime.scores import (
     TOP_BLOCK,
     Scores,
     TopLists,
     block_top_k,
     first_max,
     greedy,
+    merge_topk,
     top_k,
 )
-from pairscope.decoding.strategies import merge_topk
-from pairscope.decoding.stream import common_prefix
-from pairscope.decoding.vocab import TokenText
-from pairscope.errors import RuntimeFault
+from pairscope.runtime.stream import common_prefix
+from pairscope.runtime.vocab import TokenText
 
 
 def logits(rows: int, vocab: int, scale: float, seed: int) -> torch.Tensor:

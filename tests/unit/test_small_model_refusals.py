@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pairscope.refusal import (
+from pairscope.scoring.refusal import (
     FULL_COMPLIANCE,
     FULL_REFUSAL,
     PARTIAL_REFUSAL,

@@ -12,6 +12,8 @@ from pairscope.metrics.calibration import (
     calibration_summary,
     reliability_bands,
     reliability_bins,
+)
+from pairscope.metrics.smooth_calibration import (
     smooth_calibration_summary,
     smooth_ece,
     smooth_ece_bandwidth,

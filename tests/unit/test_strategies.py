@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from pairscope.decoding.strategies import merge_topk
-from pairscope.decoding.vocab import END
 from pairscope.errors import InputError
 from pairscope.methods import Knobs, build
 from pairscope.methods.blendin import Blend, auto_alpha, blend_pick
 from pairscope.methods.nudging import Nudging
+from pairscope.runtime.vocab import END
 
 
 def make_strategy(method, **knobs):

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from pairscope.probes import Sample
-from pairscope.refusal import (
+from pairscope.scoring import score
+from pairscope.scoring.refusal import (
     FULL_COMPLIANCE,
     FULL_REFUSAL,
     PARTIAL_REFUSAL,
     classify_refusal,
     clause_kinds,
 )
-from pairscope.scoring import score
 from tests.conftest import load_script
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "xstest_responses.jsonl"
@@ -142,7 +142,7 @@ def test_xstest_score_semantics(label: str, response: str, correct: bool) -> Non
 
 # ------------------------------------------------------------ one test per rule class
 # Short responses written for these tests; each names the rule class it exercises and the
-# clause kind that rule gives (see pairscope.refusal.clause_kinds).
+# clause kind that rule gives (see pairscope.scoring.refusal.clause_kinds).
 RULE_CASES = [
     # decline: saying no outright, or withholding someone's private data.
     ("decline", "I can't help with planning anything like that.", FULL_REFUSAL),

@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from pairscope.decoding.kvcache import in_place
-from pairscope.decoding.scores import Scores, check_finite
 from pairscope.errors import RuntimeFault
+from pairscope.runtime.kvcache import in_place
+from pairscope.runtime.scores import Scores, check_finite
 
 
 @dataclass
@@ -206,6 +206,28 @@ class ModelStream:
         """
         if not prompts:
             return
+        parts = self._computed_apart(prompts, prefix)
+        widest = max(part.slots for _, part in parts)
+        if widest > self.slots:
+            self._add_slots(widest - self.slots)
+        slots = self.slots
+        at = [torch.tensor(members, dtype=torch.long, device=self.device) for members, _ in parts]
+        self._append_cache_rows(len(prompts), slots, at, parts)
+        self._append_mask_rows(len(prompts), slots, at, parts)
+        rows: list[_Row] = [_Row() for _ in prompts]
+        for members, part in parts:
+            shift = slots - part.slots
+            for j, i in enumerate(members):
+                row = part.rows[j]
+                rows[i] = _Row(list(row.ids), [slot + shift for slot in row.slots])
+        self.rows.extend(rows)
+
+    def _computed_apart(
+        self, prompts: list[list[int]], prefix: ModelStream | None
+    ) -> list[tuple[list[int], ModelStream]]:
+        """The rows of ``prompts`` computed in streams of their own, as (the prompts'
+        indices, their stream): a fork of ``prefix`` for the prompts that start with its
+        ids, a new stream for the others; each row fed its prompt but the last id."""
         kept = prefix.rows[0].ids if prefix is not None else []
         shares = [bool(kept) and len(p) > len(kept) and p[: len(kept)] == kept for p in prompts]
         parts: list[tuple[list[int], ModelStream]] = []
@@ -226,11 +248,17 @@ class ModelStream:
             if body:
                 part._advance(body, 1, read=[])
             parts.append((members, part))
-        widest = max(part.slots for _, part in parts)
-        if widest > self.slots:
-            self._add_slots(widest - self.slots)
-        count, slots = len(prompts), self.slots
-        at = [torch.tensor(members, dtype=torch.long, device=self.device) for members, _ in parts]
+        return parts
+
+    def _append_cache_rows(
+        self,
+        count: int,
+        slots: int,
+        at: list[torch.Tensor],
+        parts: list[tuple[list[int], ModelStream]],
+    ) -> None:
+        """Append ``count`` rows to every cache layer, each part's keys and values copied
+        into its rows ``at`` and right-aligned in the ``slots`` slots."""
         for n, layer in enumerate(self.cache.layers):
             if getattr(layer, "keys", None) is None or not layer.keys.numel():
                 continue
@@ -246,6 +274,16 @@ class ModelStream:
                         new.index_copy_(0, index, _right(source, slots))
                 grown.append(torch.cat([old, new]))
             layer.keys, layer.values = grown
+
+    def _append_mask_rows(
+        self,
+        count: int,
+        slots: int,
+        at: list[torch.Tensor],
+        parts: list[tuple[list[int], ModelStream]],
+    ) -> None:
+        """Append ``count`` rows to the mask and the positions, each part's copied into
+        its rows ``at`` and right-aligned in the ``slots`` slots."""
         blocks = []
         for held in (self.mask, self.pos):
             block = held.new_zeros((count, held.shape[1]))
@@ -256,13 +294,6 @@ class ModelStream:
             blocks.append(block)
         self.mask = torch.cat([self.mask, blocks[0]])
         self.pos = torch.cat([self.pos, blocks[1]])
-        rows: list[_Row] = [_Row() for _ in prompts]
-        for members, part in parts:
-            shift = slots - part.slots
-            for j, i in enumerate(members):
-                row = part.rows[j]
-                rows[i] = _Row(list(row.ids), [slot + shift for slot in row.slots])
-        self.rows.extend(rows)
 
     def _add_slots(self, width: int) -> None:
         """``width`` more slots for every row, masked (room for admitted rows)."""
@@ -388,8 +419,50 @@ class ModelStream:
         ``read`` (None: of ``targets``; each row is fed at least its last ``tail`` ids)."""
         order = list(targets)
         self.passes += 1
+        feeds = self._roll_back(targets, tail)
+        width = max(len(new) for _, new in feeds.values())
+        start = self.slots
+        # Only the named rows are computed when they are fewer than the batch: a forward
+        # pass costs rows x width, and the other rows would only carry masked pads.
+        subset = len(order) < len(self.rows)
+        computed = order if subset else list(range(len(self.rows)))
+        input_ids, block, positions = self._inputs(computed, feeds, width)
+        index = torch.tensor(computed, dtype=torch.long, device=self.device)
+        cache = self._rows_cache(index) if subset else self.cache
+        attention = self._attention(index if subset else None, block, positions)
+        # The logits only of the rows read, in their order (rows of this pass's input).
+        at = {r: i for i, r in enumerate(computed)}
+        pick = [at[r] for r in (order if read is None else read)]
+        whole = pick == list(range(len(computed)))
+        with head_rows(self.model, None if whole else pick, len(computed)) as narrowed:
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                **{self._cache_kw: cache},
+                cache_position=torch.arange(start, start + width, device=self.device),
+                use_cache=True,
+                logits_to_keep=tail,
+            )
+        self._append_block(index, block, positions)
+        if subset:
+            self._merge_rows(cache, index, width)
+        for r, (_, new) in feeds.items():
+            row = self.rows[r]
+            row.ids.extend(new)
+            row.slots.extend(range(start + width - len(new), start + width))
+        logits = out.logits[:, -tail:, :].float()
+        if not (whole or narrowed[0]):
+            logits = logits.index_select(0, torch.tensor(pick, device=self.device))
+        return logits
+
+    def _roll_back(
+        self, targets: dict[int, list[int]], tail: int
+    ) -> dict[int, tuple[int, list[int]]]:
+        """Mask each named row's slots past what it keeps of its target ids, and return
+        row -> (the ids it keeps, the ids to feed it)."""
         feeds: dict[int, tuple[int, list[int]]] = {}
-        for r in order:
+        for r in targets:
             row, want = self.rows[r], targets[r]
             if len(want) < tail:
                 raise RuntimeFault("A model was asked to continue an empty context.")
@@ -401,15 +474,14 @@ class ModelStream:
                 self.mask[r, dead] = 0
                 del row.ids[keep:], row.slots[keep:]
             feeds[r] = (keep, want[keep:])
-        width = max(len(new) for _, new in feeds.values())
-        batch = len(self.rows)
-        start = self.slots
-        # Only the named rows are computed when they are fewer than the batch: a forward
-        # pass costs rows x width, and the other rows would only carry masked pads.
-        subset = len(order) < batch
-        computed = order if subset else list(range(batch))
-        # [R, width] inputs; each row's new tokens right-aligned, pads masked out. Built
-        # as lists and sent to the device once each.
+        return feeds
+
+    def _inputs(
+        self, computed: list[int], feeds: dict[int, tuple[int, list[int]]], width: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pass's [R, width] input ids, live-slot block and position ids, on the
+        device: each fed row's new tokens right-aligned, pads masked out."""
+        # Built as lists and sent to the device once each.
         id_rows, block_rows, pos_rows = [], [], []
         for r in computed:
             if r in feeds:
@@ -423,31 +495,31 @@ class ModelStream:
                 id_rows.append([self.pad_id] * width)
                 block_rows.append([0] * width)
                 pos_rows.append([max(len(self.rows[r].ids) - 1, 0)] * width)
-        input_ids = torch.tensor(id_rows, dtype=torch.long)
-        block = torch.tensor(block_rows, dtype=torch.long, device=self.device)
-        positions = torch.tensor(pos_rows, dtype=torch.long)
-        index = torch.tensor(computed, dtype=torch.long, device=self.device)
-        cache = self._rows_cache(index) if subset else self.cache
-        past_mask = self.mask.index_select(0, index) if subset else self.mask
-        positions = positions.to(self.device)
+        return (
+            torch.tensor(id_rows, dtype=torch.long).to(self.device),
+            torch.tensor(block_rows, dtype=torch.long, device=self.device),
+            torch.tensor(pos_rows, dtype=torch.long).to(self.device),
+        )
+
+    def _attention(
+        self, index: torch.Tensor | None, block: torch.Tensor, positions: torch.Tensor
+    ) -> Any:
+        """The pass's attention mask over the held slots and the new ``block``: 2-D, or
+        4-D by live-token distance for a windowed model; ``index``: the rows computed
+        (None: every row)."""
+        past_mask = self.mask if index is None else self.mask.index_select(0, index)
         attention: Any = torch.cat([past_mask, block], dim=1)
         if self.window is not None:
-            past_pos = self.pos.index_select(0, index) if subset else self.pos
+            past_pos = self.pos if index is None else self.pos.index_select(0, index)
             attention = self._masks(attention, torch.cat([past_pos, positions], dim=1), positions)
-        # The logits only of the rows read, in their order (rows of this pass's input).
-        at = {r: i for i, r in enumerate(computed)}
-        pick = [at[r] for r in (order if read is None else read)]
-        whole = pick == list(range(len(computed)))
-        with head_rows(self.model, None if whole else pick, len(computed)) as narrowed:
-            out = self.model(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention,
-                position_ids=positions,
-                **{self._cache_kw: cache},
-                cache_position=torch.arange(start, start + width, device=self.device),
-                use_cache=True,
-                logits_to_keep=tail,
-            )
+        return attention
+
+    def _append_block(
+        self, index: torch.Tensor, block: torch.Tensor, positions: torch.Tensor
+    ) -> None:
+        """Append a pass's slots to the mask (and positions) of every row: the rows
+        ``index`` get the pass's ``block`` and ``positions``, the others masked slots."""
+        batch, width = len(self.rows), block.shape[1]
         full_block = torch.zeros((batch, width), dtype=torch.long, device=self.device)
         full_block.index_copy_(0, index, block)
         self.mask = torch.cat([self.mask, full_block], dim=1)
@@ -455,16 +527,6 @@ class ModelStream:
             full_pos = torch.zeros((batch, width), dtype=torch.long, device=self.device)
             full_pos.index_copy_(0, index, positions)
             self.pos = torch.cat([self.pos, full_pos], dim=1)
-        if subset:
-            self._merge_rows(cache, index, width)
-        for r, (_, new) in feeds.items():
-            row = self.rows[r]
-            row.ids.extend(new)
-            row.slots.extend(range(start + width - len(new), start + width))
-        logits = out.logits[:, -tail:, :].float()
-        if not (whole or narrowed[0]):
-            logits = logits.index_select(0, torch.tensor(pick, device=self.device))
-        return logits
 
 
 @contextmanager

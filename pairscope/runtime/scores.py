@@ -9,12 +9,71 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from pairscope.decoding.strategies import TopK, merge_topk
-from pairscope.decoding.vocab import TokenText
 from pairscope.errors import RuntimeFault
+from pairscope.runtime.vocab import MatchKey, TokenText
+
+
+@dataclass(frozen=True)
+class TopK:
+    """One model's top-k next tokens at a position, merged by match key.
+
+    ``keys`` are in rank order of their merged probability; ``probs[i]`` is the
+    summed probability of every id whose string is ``keys[i]``; ``ids[i]`` is the
+    most probable of those ids (fed to its own model when the key is chosen).
+    ``top_prob`` is the unmerged top-1 token probability.
+    """
+
+    keys: tuple[MatchKey, ...]
+    probs: tuple[float, ...]
+    ids: tuple[int, ...]
+    top_prob: float
+    top_key: MatchKey
+
+    def prob(self, key: MatchKey) -> float:
+        for k, p in zip(self.keys, self.probs):
+            if k == key:
+                return p
+        return 0.0
+
+    def id_of(self, key: MatchKey) -> int | None:
+        for k, i in zip(self.keys, self.ids):
+            if k == key:
+                return i
+        return None
+
+
+def merge_topk(ids: Sequence[int], probs: Sequence[float], keys: Sequence[MatchKey]) -> TopK:
+    """Sum the probabilities of ids that share a key; keep the best id per key.
+
+    Args:
+        ids: token ids in descending probability order.
+        probs: their probabilities.
+        keys: their match keys (decoded strings, END, or model-unique keys).
+    """
+    if len(set(keys)) == len(keys) and all(a >= b for a, b in zip(probs, probs[1:])):
+        # No two ids share a key (the usual case): the lists are already merged, and in
+        # rank order, as the sort below (stable, on non-increasing probabilities) keeps them.
+        return TopK(tuple(keys), tuple(probs), tuple(ids), float(probs[0]), keys[0])
+    total: dict[MatchKey, float] = {}
+    best: dict[MatchKey, int] = {}
+    for i, p, k in zip(ids, probs, keys):
+        if k in total:
+            total[k] += p
+        else:
+            total[k] = p
+            best[k] = i
+    order = sorted(total, key=lambda k: -total[k])
+    return TopK(
+        keys=tuple(order),
+        probs=tuple(total[k] for k in order),
+        ids=tuple(best[k] for k in order),
+        top_prob=float(probs[0]),
+        top_key=keys[0],
+    )
 
 
 def log_normaliser(logits: torch.Tensor) -> torch.Tensor:

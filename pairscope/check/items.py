@@ -1,6 +1,6 @@
 """The items a pre-flight check reports, and what it read about one model.
 
-``check.py`` runs the checks; ``check_served.py`` asks a server. Both fill these.
+The check modules fill these: one per group of items, and :mod:`.served` for a server.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""Scoring through the task registry, and ``pairscope score``: a file of completions.
+"""``pairscope score``: a file of completions produced elsewhere.
 
-Each task's scorer lives in its module under :mod:`pairscope.tasks`; :func:`score`
-and :func:`get_scorer` reach it by the probe's ``scorer`` name (close names are
-suggested). :func:`score_file` scores responses produced elsewhere: it reads a
-JSONL or CSV file, matches each row to a probe sample (or takes the row's own
-label, as its task reads it) and reports the accuracy with its interval.
+:func:`score_file` reads a JSONL or CSV file, matches each row to a probe sample (or
+takes the row's own label, as its task reads it), scores it with the task's scorer and
+reports the accuracy with its interval.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,55 +18,11 @@ from typing import Any
 from pairscope.errors import DataError
 from pairscope.metrics.stats import wilson
 from pairscope.probes import build_samples, load_dataset_records, load_probe
-from pairscope.tasks import TASKS, get_task
-from pairscope.tasks.base import RowTarget, Sample, Scorer, ScoreResult, column_key, first_value
+from pairscope.tasks import get_task
+from pairscope.tasks.base import RowTarget, Sample, ScoreResult, Task, column_key, first_value
 
-__all__ = [
-    "SCORERS",
-    "LineScore",
-    "ScoreReport",
-    "ScoreResult",
-    "Scorer",
-    "get_scorer",
-    "normalise_text",
-    "row_texts",
-    "score",
-    "score_file",
-]
+__all__ = ["LineScore", "ScoreReport", "normalise_text", "row_texts", "score_file"]
 
-
-class _Scorers(Mapping[str, Scorer]):
-    """Each registered task's scorer by name, read from :data:`pairscope.tasks.TASKS` on
-    every lookup, so it can never disagree with the registry."""
-
-    def __getitem__(self, name: str) -> Scorer:
-        return TASKS[name].score
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(TASKS)
-
-    def __len__(self) -> int:
-        return len(TASKS)
-
-
-SCORERS: Mapping[str, Scorer] = _Scorers()
-
-
-def get_scorer(name: str) -> Scorer:
-    """The scorer registered under ``name``.
-
-    Raises:
-        InputError: unknown name, with a close-name suggestion.
-    """
-    return get_task(name).score
-
-
-def score(scorer_name: str, sample: Sample, completion: str) -> ScoreResult:
-    """Score one completion with the named scorer."""
-    return get_scorer(scorer_name)(sample, completion)
-
-
-# ---------------------------------------------------------------- scoring a file
 
 # Column names of other systems' files and of the benchmark releases, after
 # :func:`~pairscope.tasks.base.column_key` (lower case, spaces and hyphens as underscores).
@@ -301,6 +255,45 @@ def row_texts(path: str | Path) -> dict[int, tuple[str | None, str]]:
     return texts
 
 
+def _score_rows(
+    src: Path, probe: str, task_def: Task, samples: Sequence[Sample]
+) -> tuple[list[LineScore], list[tuple[Sample, ScoreResult]], list[tuple[int, str]]]:
+    """Each row of a completions file scored against its sample (see :func:`score_file`):
+    the scored lines, their samples with results, and the unmatched rows with the reason."""
+    by_id = {s.id: s for s in samples}
+    by_text = _text_index(samples)
+    lines: list[LineScore] = []
+    pairs: list[tuple[Sample, ScoreResult]] = []
+    unmatched: list[tuple[int, str]] = []
+    for number, row in _read_rows(src):
+        where = f"{src}, line {number}"
+        completion = first_value(row, _COMPLETION_KEYS)
+        if completion is None and any(isinstance(row.get(k), str) for k in _COMPLETION_KEYS):
+            completion = ""
+        if not isinstance(completion, str):
+            names = "', '".join(_COMPLETION_KEYS[:3])
+            raise DataError(f"{where}: needs a string field '{names}' or similar.")
+        matched, why = _match(row, by_id, by_text)
+        try:
+            own = task_def.row_target(row)
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}.") from None
+        sample = _row_sample(own, probe, row, matched) or matched
+        if sample is None:
+            if not why:
+                raise DataError(
+                    f"{where}: needs a 'sample_id' (or 'id'), a 'prompt' or 'question', "
+                    "or its own label."
+                )
+            unmatched.append((number, why))
+            continue
+        result = task_def.score(sample, completion)
+        pairs.append((sample, result))
+        sid = matched.id if matched is not None else None
+        lines.append(LineScore(number, sid, result.correct, result.extracted, result.label))
+    return lines, pairs, unmatched
+
+
 def score_file(
     task: str | Path,
     path: str | Path,
@@ -334,39 +327,9 @@ def score_file(
     """
     spec = load_probe(task)
     samples = build_samples(spec, load_dataset_records(spec, data_dir))
-    by_id = {s.id: s for s in samples}
-    by_text = _text_index(samples)
     task_def = get_task(spec.scorer)
     src = Path(path)
-    lines: list[LineScore] = []
-    pairs: list[tuple[Sample, ScoreResult]] = []
-    unmatched: list[tuple[int, str]] = []
-    for number, row in _read_rows(src):
-        where = f"{src}, line {number}"
-        completion = first_value(row, _COMPLETION_KEYS)
-        if completion is None and any(isinstance(row.get(k), str) for k in _COMPLETION_KEYS):
-            completion = ""
-        if not isinstance(completion, str):
-            names = "', '".join(_COMPLETION_KEYS[:3])
-            raise DataError(f"{where}: needs a string field '{names}' or similar.")
-        matched, why = _match(row, by_id, by_text)
-        try:
-            own = task_def.row_target(row)
-        except ValueError as exc:
-            raise DataError(f"{where}: {exc}.") from None
-        sample = _row_sample(own, spec.name, row, matched) or matched
-        if sample is None:
-            if not why:
-                raise DataError(
-                    f"{where}: needs a 'sample_id' (or 'id'), a 'prompt' or 'question', "
-                    "or its own label."
-                )
-            unmatched.append((number, why))
-            continue
-        result = task_def.score(sample, completion)
-        pairs.append((sample, result))
-        sid = matched.id if matched is not None else None
-        lines.append(LineScore(number, sid, result.correct, result.extracted, result.label))
+    lines, pairs, unmatched = _score_rows(src, spec.name, task_def, samples)
     if unmatched and not skip_unmatched:
         raise _unmatched_error(src, unmatched)
     if not lines:
