@@ -5,7 +5,7 @@
 On the one-pass schedule (``methods/nudging_words.py``) a row the base writes for gets its
 token before the step's guide pass, which then ends at the row's next position; the
 guide's greedy id there is kept, and a round starting at that position starts from it,
-a step sooner (``WordSteps.read_ahead``). This decodes the batch's GSM8K prompts with
+a step sooner (``WordSteps._reads_ahead``). This decodes the batch's GSM8K prompts with
 NUDGING, alternating runs with and without it after one warm run of each, and prints
 the median wall time of each side, their ratio, each side's steps (per batch and per
 row, summed; the fewest and most steps a row took; the tail: steps with fewer rows live
@@ -18,6 +18,7 @@ import argparse
 import statistics
 import time
 from collections import Counter
+from typing import Any
 
 import torch
 from decode import prompts  # bench/ is the script's own directory
@@ -25,7 +26,24 @@ from standin import pair_arguments, use_stand_ins
 
 from pairscope.decoding.engine import DecodeSettings, Engine
 from pairscope.methods import nudging_words as words
+from pairscope.methods.nudging import Nudging
 from pairscope.models import load_pair
+
+
+class ContextAlone(words.WordSteps):
+    """The one-pass schedule in which a round starts from the row's context alone."""
+
+    def _reads_ahead(self, row: Any) -> bool:
+        return False
+
+
+def stepper_of(stepper: type[words.WordSteps]) -> Any:
+    """A ``Nudging.schedule`` that runs this one-pass schedule."""
+
+    def schedule(self: Nudging, engine: Any) -> words.WordSteps:
+        return stepper(engine, self)
+
+    return schedule
 
 
 def main() -> None:
@@ -49,12 +67,13 @@ def main() -> None:
         inner(self, rows)
 
     words.WordSteps.step = counted  # type: ignore[method-assign]
-    sides = {"read ahead": True, "context alone": False}
+    schedule = Nudging.schedule
+    sides = {"read ahead": words.WordSteps, "context alone": ContextAlone}
     walls: dict[str, list[float]] = {name: [] for name in sides}
     seen: dict[str, tuple[list[str], list[int], int, int]] = {}
     for n in range(args.repeats + 1):
-        for name, ahead in sides.items():
-            words.WordSteps.read_ahead = ahead
+        for name, stepper in sides.items():
+            Nudging.schedule = stepper_of(stepper)  # type: ignore[method-assign]
             counts[:] = [0, 0, 0]
             per_row.clear()
             engine = Engine(pair, settings)
@@ -67,6 +86,7 @@ def main() -> None:
             spread = [min(per_row.values()), max(per_row.values())]
             seen[name] = (texts, counts + spread, *passes)
     words.WordSteps.step = inner  # type: ignore[method-assign]
+    Nudging.schedule = schedule  # type: ignore[method-assign]
     median = {name: statistics.median(v) for name, v in walls.items()}
     for name, (_, (steps, row_steps, tail, least, most), base, guide) in seen.items():
         print(

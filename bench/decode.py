@@ -138,7 +138,7 @@ def floor_ids(
     views = [(engine.driver, [list(r.driver.ids) for r in rows])]
     if guide:
         assert engine.guide is not None
-        views.append((engine.guide, [list(engine._gctx(r).ids) for r in rows]))
+        views.append((engine.guide, [list(engine.guide_context(r).ids) for r in rows]))
     lengths = [len(ids) for ids in views[0][1]]
     for view, ids in views:
         view.open(ids, 1, True)

@@ -68,9 +68,9 @@ class Nudging(Strategy):
         return WordSteps(engine, self)
 
     def intervene(self, at: Uncertain) -> dict[int, Decision]:
-        from pairscope.methods.nudging_words import lockstep_words
+        from pairscope.methods.nudging_words import Lockstep
 
-        words = lockstep_words(at, self.max_word_tokens)
+        words = Lockstep(at, self.max_word_tokens).run()
         out: dict[int, Decision] = {}
         for b in at.rows:
             token, base_key, base_text = at.base_token(b)

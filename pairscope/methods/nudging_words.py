@@ -1,6 +1,6 @@
 """NUDGING's words on a one-pass-per-step schedule (local models).
 
-The lockstep word loop (:func:`lockstep_words`, a served guide's) finishes every uncertain
+The lockstep word loop (:class:`Lockstep`, a served guide's) finishes every uncertain
 row's word inside the step: a guide pass per token of the longest word, plus one that
 shows the word has ended, while every other row waits. On a CPU as on a GPU a pass
 costs about the same whatever its width, so that is about three guide passes a step.
@@ -145,50 +145,18 @@ def _restore(ctx: Context, saved: tuple[list[int], int, list[int], list[int]]) -
 class WordSteps:
     """One engine step of NUDGING on the one-pass schedule (see the module docstring)."""
 
-    # The guide's next greedy id read ahead for the rows the base writes for; off only to
-    # test and measure that it changes nothing but the steps.
-    read_ahead = True
-
     def __init__(self, engine: Engine, strategy: Any) -> None:
         """``strategy``: the position protocol's (``nudging.Nudging``)."""
         self.engine = engine
         self.strategy = strategy
 
     def step(self, rows: list[_Row]) -> None:
-        engine, nudging = self.engine, self.strategy
-        driver, guide = engine.driver, engine.guide
-        assert guide is not None and guide.stream is not None
-        gvocab = guide.vocab
+        assert self.engine.guide is not None and self.engine.guide.stream is not None
+        lists = _Lists()  # what this step reads after the guide pass, in one transfer
         # 1. One base pass: rows outside a word read their text, rows inside one their
         #    text and the word so far.
-        fed: list[int] = []
-        texts: list[str] = []
-        specs: dict[int, OpenWord] = {}
-        for b, row in enumerate(rows):
-            w = row.state.open
-            if w is None:
-                fed.append(b)
-                texts.append(row.text)
-                continue
-            w.spec = None
-            if w.toks and not row.driver.held and not engine.guide_context(row).held:
-                spec = gvocab.decode(w.toks)
-                if spec and "\ufffd" not in spec:
-                    w.spec, w.saved = spec, _save(row.driver)
-                    specs[b] = w
-                    fed.append(b)
-                    texts.append(row.text + spec)
-        top = _BaseTop([], [], {b: i for i, b in enumerate(fed)})
-        wanted: list[int] = []  # the uncertain positions read
-        lists = _Lists()  # what this step reads after the guide pass, in one transfer
-        if fed:
-            ids = driver.targets([rows[b].driver for b in fed], texts)
-            scores = driver.stream.scores(dict(zip(fed, ids)))
-            top.probs, top.ids = scores.top1()
-            # The base's top-k at every uncertain position read (overlap@k), in one top-k.
-            wanted = [b for b in fed if nudging.uncertain(top.prob(b))]
-            if wanted:
-                lists.add("base", scores.ranked([top.at[b] for b in wanted], OVERLAP_K))
+        fed, texts, specs = self._base_feed(rows)
+        top, wanted = self._base_pass(rows, fed, texts, lists)
         uncertain = set(wanted)
         # 2. Rows outside a word: the uncertain ones open one (a settled word is one the
         #    id read ahead ends); the base writes the others' tokens now, so the guide
@@ -206,14 +174,7 @@ class WordSteps:
         #    costs about the same whatever its width, more than the step it may save).
         named = [b for b, r in enumerate(rows) if r.state.open is not None and b not in settled]
         ahead = [b for b in confident if self._reads_ahead(rows[b])] if named else []
-        glogp: torch.Tensor | None = None
-        if named or ahead:
-            feed = {b: list(self._word(rows[b]).toks) for b in named}
-            glogp = engine.guide_sync(rows, named + ahead, feed)
-            values, ids_ = first_max(glogp)
-            lists.add("greedy", (values[:, None], ids_[:, None]))
-            if named:  # read where a word starts or a plan is made (known after greedy)
-                lists.add("guide", TopLists.rank(glogp[: len(named)], OVERLAP_K))
+        glogp = self._guide_pass(rows, named, ahead, lists)
         # The step's one read of the device after the guide pass: the guide's greedy ids,
         # its top-k at the words' rows, the base's at the uncertain positions and the
         # older distributions'.
@@ -225,24 +186,111 @@ class WordSteps:
             self._note_pending(pending, read["older"])
         plan_tops: dict[int, tuple[float, list[int]]] = {}
         if glogp is not None:
-            best = [ids[0] for ids in read["greedy"].ids]
-            for j, b in enumerate(ahead, start=len(named)):
-                rows[b].state.ahead = (best[j], glogp[j])
-            gtops = read.get("guide")
-            for j, b in enumerate(named):
-                w = self._word(rows[b])
-                assert gtops is not None
-                if w.facts is None:  # the first position of a new word
-                    self._note(w, (gtops.probs[j][0], gtops.ids[j]))
-                word, starts_next = extend_word(gvocab, w.toks, best[j], w.left)
-                w.left -= 1
-                if word is not None:
-                    settled[b] = word
-                    if starts_next:  # the next word's first position
-                        rows[b].state.plan, rows[b].state.plan_logps = [best[j]], [glogp[j]]
-                        plan_tops[b] = (gtops.probs[j][0], gtops.ids[j])
+            plan_tops = self._take_guide_ids(rows, named, ahead, glogp, read, settled)
         # 4. Settled words are appended; where the base read exactly that word, its
         #    scores are the next position's and the row goes on.
+        goes_on = self._append_words(rows, settled, specs)
+        # 5. The positions after the words that went on.
+        self._go_on(rows, goes_on, base_tops, top, plan_tops)
+
+    def _base_feed(self, rows: list[_Row]) -> tuple[list[int], list[str], dict[int, OpenWord]]:
+        """The rows the base pass reads and their texts: a row outside a word its text, a
+        row inside one its text and the word so far (a speculation, saved to be put
+        back), where the word's text can be read. Returns the rows, their texts and the
+        speculating rows' words."""
+        gvocab = self.engine.guide.vocab
+        fed: list[int] = []
+        texts: list[str] = []
+        specs: dict[int, OpenWord] = {}
+        for b, row in enumerate(rows):
+            w = row.state.open
+            if w is None:
+                fed.append(b)
+                texts.append(row.text)
+                continue
+            w.spec = None
+            if w.toks and not row.driver.held and not self.engine.guide_context(row).held:
+                spec = gvocab.decode(w.toks)
+                if spec and "\ufffd" not in spec:
+                    w.spec, w.saved = spec, _save(row.driver)
+                    specs[b] = w
+                    fed.append(b)
+                    texts.append(row.text + spec)
+        return fed, texts, specs
+
+    def _base_pass(
+        self, rows: list[_Row], fed: list[int], texts: list[str], lists: _Lists
+    ) -> tuple[_BaseTop, list[int]]:
+        """The step's base pass over the rows fed: its top-1 at each, and the uncertain
+        ones among them, whose base top-k (overlap@k, one top-k for all) joins ``lists``."""
+        top = _BaseTop([], [], {b: i for i, b in enumerate(fed)})
+        wanted: list[int] = []  # the uncertain positions read
+        if fed:
+            driver = self.engine.driver
+            ids = driver.targets([rows[b].driver for b in fed], texts)
+            scores = driver.stream.scores(dict(zip(fed, ids)))
+            top.probs, top.ids = scores.top1()
+            wanted = [b for b in fed if self.strategy.uncertain(top.prob(b))]
+            if wanted:
+                lists.add("base", scores.ranked([top.at[b] for b in wanted], OVERLAP_K))
+        return top, wanted
+
+    def _guide_pass(
+        self, rows: list[_Row], named: list[int], ahead: list[int], lists: _Lists
+    ) -> torch.Tensor | None:
+        """The step's guide pass, if any row wants one (None: no pass): the open words of
+        the ``named`` rows are fed their ids so far, the ``ahead`` rows ride along. Its
+        greedy ids, and the guide's top-k at the named rows, join ``lists``."""
+        if not (named or ahead):
+            return None
+        feed = {b: list(self._word(rows[b]).toks) for b in named}
+        glogp = self.engine.guide_sync(rows, named + ahead, feed)
+        values, ids = first_max(glogp)
+        lists.add("greedy", (values[:, None], ids[:, None]))
+        if named:  # read where a word starts or a plan is made (known after greedy)
+            lists.add("guide", TopLists.rank(glogp[: len(named)], OVERLAP_K))
+        return glogp
+
+    def _take_guide_ids(
+        self,
+        rows: list[_Row],
+        named: list[int],
+        ahead: list[int],
+        glogp: torch.Tensor,
+        read: dict[str, TopLists],
+        settled: dict[int, Word],
+    ) -> dict[int, tuple[float, list[int]]]:
+        """The guide pass's greedy ids: kept at the rows read ahead; appended to the
+        named rows' open words (a word's first position noted), a word they settle
+        joining ``settled``, an id that starts the next word kept as the row's plan.
+        Returns the guide's top-k (probability of the top-1, ids) at those plans."""
+        gvocab = self.engine.guide.vocab
+        best = [ids[0] for ids in read["greedy"].ids]
+        for j, b in enumerate(ahead, start=len(named)):
+            rows[b].state.ahead = (best[j], glogp[j])
+        gtops = read.get("guide")
+        plan_tops: dict[int, tuple[float, list[int]]] = {}
+        for j, b in enumerate(named):
+            w = self._word(rows[b])
+            assert gtops is not None
+            if w.facts is None:  # the first position of a new word
+                self._note(w, (gtops.probs[j][0], gtops.ids[j]))
+            word, starts_next = extend_word(gvocab, w.toks, best[j], w.left)
+            w.left -= 1
+            if word is not None:
+                settled[b] = word
+                if starts_next:  # the next word's first position
+                    rows[b].state.plan, rows[b].state.plan_logps = [best[j]], [glogp[j]]
+                    plan_tops[b] = (gtops.probs[j][0], gtops.ids[j])
+        return plan_tops
+
+    def _append_words(
+        self, rows: list[_Row], settled: dict[int, Word], specs: dict[int, OpenWord]
+    ) -> list[int]:
+        """Append the settled words. Returns the rows that go on in this step: where the
+        base read exactly the word, and the guide wrote it (foreign text to the base), its
+        scores are the next position's. Every other speculation is put back."""
+        engine = self.engine
         goes_on: list[int] = []
         for b, word in settled.items():
             row = rows[b]
@@ -258,12 +306,22 @@ class WordSteps:
                 and row.text == before + w.spec
             ):
                 goes_on.append(b)
-        for b, w in specs.items():  # every other speculation is put back
+        for b, w in specs.items():
             if b not in goes_on:
                 assert w.saved is not None
                 _restore(rows[b].driver, w.saved)
-        # 5. The positions after the words that went on: a confident base writes its
-        #    token; an uncertain one opens the next word (read by the next pass).
+        return goes_on
+
+    def _go_on(
+        self,
+        rows: list[_Row],
+        goes_on: list[int],
+        base_tops: dict[int, list[int]],
+        top: _BaseTop,
+        plan_tops: dict[int, tuple[float, list[int]]],
+    ) -> None:
+        """The positions after the words that went on: a confident base writes its token;
+        an uncertain one opens the next word (read by the next pass)."""
         live = [b for b in goes_on if rows[b].reason is None]
         self._base_writes(rows, [b for b in live if b not in base_tops], top)
         later = [b for b in live if b in base_tops]
@@ -286,7 +344,7 @@ class WordSteps:
     def _reads_ahead(self, row: _Row) -> bool:
         """Whether the guide's next id is read for a row the base just wrote for: a
         round may start at its next position from the guide's view of its text alone."""
-        return self.read_ahead and row.reason is None and not row.driver.held
+        return row.reason is None and not row.driver.held
 
     def _open(
         self,
@@ -365,12 +423,7 @@ class WordSteps:
         return uncertain_step(len(row.steps), w.p_base, w.facts, decision)
 
 
-# The lockstep loop runs finished rows ahead (riders, where a pass covers all rows);
-# off only to test that it changes nothing but the number of guide passes.
-RUN_AHEAD = True
-
-
-def lockstep_words(at: Uncertain, max_tokens: int) -> dict[int, Word]:
+class Lockstep:
     """The lockstep word loop (a served guide's): decode the guide greedily, batched
     over the rows still inside their word, every uncertain row's word inside the step.
 
@@ -387,58 +440,83 @@ def lockstep_words(at: Uncertain, max_tokens: int) -> dict[int, Word]:
     dropped when the round ends (the base writes), so it is only ever used for
     exactly the context it was computed after.
     """
-    view: Any = at  # the engine's view (engine._Uncertain)
-    engine, rows, wanted = view.engine, view.batch, view.rows
-    guide = engine.guide
-    assert guide is not None and guide.stream is not None
-    vocab = guide.vocab
-    for b in wanted:
-        if not rows[b].state.in_round:
-            rows[b].state.plan, rows[b].state.plan_logps = [], []
-    # Inside a round the guide's distribution at this position chose the plan.
-    planned = [b for b in wanted if rows[b].state.plan]
-    if planned:
-        view.note_all(planned, torch.stack([rows[b].state.plan_logps[0] for b in planned]))
-    words: dict[int, Word] = {}
-    toks: dict[int, list[int]] = {}
-    left: dict[int, int] = {}
 
-    def take(b: int, token: int, logp: torch.Tensor) -> bool:
+    def __init__(self, at: Uncertain, max_tokens: int) -> None:
+        view: Any = at  # the engine's view (engine._Uncertain)
+        self.view, self.engine, self.rows = view, view.engine, view.batch
+        self.guide = self.engine.guide
+        assert self.guide is not None and self.guide.stream is not None
+        self.max_tokens = max_tokens
+        self.words: dict[int, Word] = {}
+        self.toks: dict[int, list[int]] = {}  # each building word's ids so far
+        self.left: dict[int, int] = {}  # the ids each building word may still take
+
+    def run(self) -> dict[int, Word]:
+        """The guide's next word at each uncertain row."""
+        wanted = list(self.view.rows)
+        building = self._start(wanted)
+        riding = self.rides_along()
+        first = True
+        while building:
+            riders = [b for b in wanted if b not in building and self._rides(b)] if riding else []
+            building = self._pass(building, riders, first)
+            first = False
+        return {b: self.words[b] for b in wanted}
+
+    def rides_along(self) -> bool:
+        """Whether rows whose word is done ride along in the passes: only where a pass
+        covers every row anyway (a local guide)."""
+        return self.guide.stream.sync_all_rows
+
+    def _start(self, wanted: list[int]) -> list[int]:
+        """Start each row's word (from its plan inside a round: the guide's distribution
+        at this position chose it). Returns the rows whose word still needs passes."""
+        rows = self.rows
+        for b in wanted:
+            if not rows[b].state.in_round:
+                rows[b].state.plan, rows[b].state.plan_logps = [], []
+        planned = [b for b in wanted if rows[b].state.plan]
+        if planned:
+            logps = torch.stack([rows[b].state.plan_logps[0] for b in planned])
+            self.view.note_all(planned, logps)
+        return [b for b in wanted if not self._from_plan(b)]
+
+    def _from_plan(self, b: int) -> bool:
+        """Row b's word from its plan; True when the plan already holds the whole word
+        (the rest of the plan then stays the guide's path)."""
+        state = self.rows[b].state
+        plan, logps = state.plan, state.plan_logps
+        self.toks[b], self.left[b] = plan[:1], self.max_tokens
+        state.plan, state.plan_logps = [], []
+        for i in range(1, len(plan)):
+            if self._take(b, plan[i], logps[i]):
+                if state.plan:
+                    state.plan, state.plan_logps = plan[i:], logps[i:]
+                return True
+        return False
+
+    def _take(self, b: int, token: int, logp: torch.Tensor) -> bool:
         """Row b's next greedy id (chosen by ``logp``); True once its word is settled."""
-        word, plans = extend_word(vocab, toks[b], token, left[b])
-        left[b] -= 1
+        word, plans = extend_word(self.guide.vocab, self.toks[b], token, self.left[b])
+        self.left[b] -= 1
         if word is None:
             return False
-        words[b] = word
+        self.words[b] = word
         if plans:  # the id that starts the next word waits as the round's plan
-            rows[b].state.plan, rows[b].state.plan_logps = [token], [logp]
+            self.rows[b].state.plan, self.rows[b].state.plan_logps = [token], [logp]
         return True
 
-    building: list[int] = []
-    for b in wanted:
-        plan, logps = rows[b].state.plan, rows[b].state.plan_logps
-        toks[b], left[b] = plan[:1], max_tokens
-        rows[b].state.plan, rows[b].state.plan_logps = [], []
-        for i in range(1, len(plan)):  # a word the plan already holds
-            if take(b, plan[i], logps[i]):
-                if rows[b].state.plan:  # the rest of the plan stays the guide's path
-                    rows[b].state.plan, rows[b].state.plan_logps = plan[i:], logps[i:]
-                break
-        else:
-            building.append(b)
-    # Riders only where passes cover all rows anyway (a local model).
-    riding = RUN_AHEAD and guide.stream.sync_all_rows
+    def _rides(self, b: int) -> bool:
+        plan = self.rows[b].state.plan
+        return 0 < len(plan) <= self.max_tokens and not self.guide.vocab.is_special(plan[-1])
 
-    def rides(b: int) -> bool:
-        plan = rows[b].state.plan
-        return 0 < len(plan) <= max_tokens and not vocab.is_special(plan[-1])
-
-    first = True
-    while building:
-        riders = [b for b in wanted if b not in building and rides(b)] if riding else []
-        feed = {b: toks[b] for b in building}
+    def _pass(self, building: list[int], riders: list[int], first: bool) -> list[int]:
+        """One guide pass: each building word takes its next greedy id, each rider's plan
+        its next id. Returns the rows whose word still goes on."""
+        rows, engine = self.rows, self.engine
+        feed = {b: self.toks[b] for b in building}
         for b in riders:
-            own = words[b].ids
+            own = self.words[b].ids
             assert own is not None  # a plan follows only a word of the guide's own ids
             feed[b] = list(own) + rows[b].state.plan
         named = building + riders
@@ -446,14 +524,12 @@ def lockstep_words(at: Uncertain, max_tokens: int) -> dict[int, Word]:
             glogp = engine.guide_sync(rows, named, feed)
         else:
             contexts = {b: engine.guide_context(rows[b]).ids + feed[b] for b in named}
-            glogp = guide.stream.scores(contexts).logprobs()
-        first = False
+            glogp = self.guide.stream.scores(contexts).logprobs()
         best = greedy(glogp)  # one host transfer per pass
-        unnoted = [j for j, b in enumerate(building) if b not in view.facts]
+        unnoted = [j for j, b in enumerate(building) if b not in self.view.facts]
         if unnoted:
-            view.note_all([building[j] for j in unnoted], glogp[unnoted])
+            self.view.note_all([building[j] for j in unnoted], glogp[unnoted])
         for j, b in enumerate(riders, start=len(building)):
             rows[b].state.plan.append(best[j])
             rows[b].state.plan_logps.append(glogp[j])
-        building = [b for j, b in enumerate(building) if not take(b, best[j], glogp[j])]
-    return {b: words[b] for b in wanted}
+        return [b for j, b in enumerate(building) if not self._take(b, best[j], glogp[j])]

@@ -268,7 +268,7 @@ def test_nudging_schedules_change_nothing_but_the_passes(tiny_pair, monkeypatch,
     per step."""
     from pairscope.decoding import engine as engine_module
     from pairscope.methods import nudging_words as words_module
-    from pairscope.methods.nudging import Nudging
+    from tests import nudging_schedules as schedules
 
     steps = [0]
     inner = words_module.WordSteps.step
@@ -281,8 +281,7 @@ def test_nudging_schedules_change_nothing_but_the_passes(tiny_pair, monkeypatch,
 
     def decode(one_pass: bool, run_ahead: bool) -> tuple[list, int]:
         if not one_pass:  # the lockstep word loop (a served guide's) on local models
-            monkeypatch.setattr(Nudging, "schedule", lambda self, engine: None)
-        monkeypatch.setattr(words_module, "RUN_AHEAD", run_ahead)
+            schedules.use_lockstep(monkeypatch, riders=run_ahead)
         engine = engine_module.Engine(
             tiny_pair, DecodeSettings(method="nudging", tau=tau, batch_size=len(PROMPTS))
         )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from pairscope.decoding.engine import DecodeSettings, Request, generate
-from pairscope.methods.nudging import Nudging
 from tests import engine_checks as checks
+from tests import nudging_schedules as schedules
 from tests.conftest import CHAT_TEMPLATE, CORPUS, TINY
 from tests.families import FAMILIES, build
 
@@ -130,7 +130,7 @@ def _one_pass_equals_lockstep(pair, tokenization, tau, monkeypatch) -> list:
 
     def decode(one_pass: bool) -> list:
         if not one_pass:  # the lockstep word loop (a served guide's) on local models
-            monkeypatch.setattr(Nudging, "schedule", lambda self, engine: None)
+            schedules.use_lockstep(monkeypatch)
         settings = DecodeSettings("nudging", tau=tau, batch_size=4, tokenization=tokenization)
         return generate(pair, _reqs(24), settings)
 
@@ -163,8 +163,6 @@ def _read_ahead_both_ways(pair, monkeypatch, batch_size, owner, name, weigh) -> 
     """NUDGING with and without reading ahead: the texts and traces must be the same,
     with rounds. Returns each side's sum of ``weigh(*args)`` over calls of
     ``owner.name`` (read ahead first)."""
-    from pairscope.methods import nudging_words as words
-
     count = [0]
     inner = getattr(owner, name)
 
@@ -175,7 +173,7 @@ def _read_ahead_both_ways(pair, monkeypatch, batch_size, owner, name, weigh) -> 
     monkeypatch.setattr(owner, name, counted)
     sides = []
     for ahead in (True, False):
-        monkeypatch.setattr(words.WordSteps, "read_ahead", ahead)
+        schedules.use_one_pass(monkeypatch, read_ahead=ahead)
         count[0] = 0
         settings = DecodeSettings("nudging", tau=0.4, batch_size=batch_size)
         sides.append((generate(pair, _reqs(24), settings), count[0]))
