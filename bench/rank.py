@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pairscope.defaults import TAU
-from pairscope.runs import iter_generations
+from pairscope.pipeline.runs import iter_generations
 
 
 def _run(args: list[str]) -> tuple[int, float]:

@@ -116,7 +116,7 @@ def run_pools(
     run_dir: str, streams: int, budget: int, seed: int, futility_streams: int
 ) -> list[dict[str, Any]]:
     """One row per task of a run: its own samples as the pool."""
-    from pairscope.runs import read_summary
+    from pairscope.pipeline.runs import read_summary
     from pairscope.summary import ir_support
 
     summary = read_summary(Path(run_dir))

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pairscope.errors import RunDirError
 
 # config.json's ``settings`` (and summary.json's): the run's spec as recorded.
-# pairscope.spec declares each setting once; Settings reads the recorded keys back.
-from pairscope.spec import Settings
+# pairscope.pipeline.spec declares each setting once; Settings reads the recorded keys back.
+from pairscope.pipeline.spec import Settings
 
 SCHEMA_VERSION = 3  # 2: intervention_rate is each method's own (rounds for NUDGING)
 # 3: NUDGING's rate is its protocol's (settings.protocol; the reference protocol by

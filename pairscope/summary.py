@@ -35,7 +35,7 @@ from pairscope.metrics.stats import (
     pearson,
     proportion,
 )
-from pairscope.runs import MANIFEST, RECORDS, iter_records, read_config, read_json
+from pairscope.pipeline.runs import MANIFEST, RECORDS, iter_records, read_config, read_json
 from pairscope.schema import (
     SCHEMA_VERSION,
     AnswerRecord,
@@ -113,7 +113,7 @@ def ir_support(
     """Where one sample's IR counts can lie, for a method's kind of intervention rate
     (:func:`sequential_test`); ``d_max`` is ``max_new_tokens``, or the largest count
     seen should a record exceed it."""
-    from pairscope.rates import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
+    from pairscope.metrics.rates import IR_REFERENCE, REFERENCE_COMPLETION_TOKENS, ROUND_KINDS
 
     rounds = ir_kind in ROUND_KINDS
     sizes = [int(u) + int(d) if rounds else max(int(u), int(d)) for u, d in counts]

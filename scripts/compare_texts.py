@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pairscope.runs import iter_generations, iter_records, read_summary
+from pairscope.pipeline.runs import iter_generations, iter_records, read_summary
 from pairscope.schema import SessionRecord, dump
 
 # What a rerun of the same work cannot repeat.

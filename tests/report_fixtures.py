@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pairscope.decoding.types import IR_ROUNDS, IR_UNCERTAIN
+from pairscope.pipeline.spec import RunSpec
 from pairscope.schema import (
     SCHEMA_VERSION,
     ArbitrationRecord,
@@ -26,7 +27,6 @@ from pairscope.schema import (
     SessionRecord,
     dump,
 )
-from pairscope.spec import RunSpec
 from pairscope.summary import summarize
 
 XSS_SCRIPT = "<script>alert(1)</script>"

@@ -25,7 +25,7 @@ from pairscope import __version__
 from pairscope.cli.vocabulary import Group
 from pairscope.defaults import BATCH_SIZE
 from pairscope.errors import ExitCode, PairscopeError
-from pairscope.spec import CLI_FIELDS
+from pairscope.pipeline.spec import CLI_FIELDS
 
 app = typer.Typer(
     name="pairscope",

@@ -21,8 +21,8 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.config import parse_n
 from pairscope.errors import InputError
+from pairscope.pipeline.config import parse_n
 
 
 @guard

@@ -30,7 +30,7 @@ from pairscope.cli.app import (
 )
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
 from pairscope.errors import InputError
-from pairscope.requests_file import ResultsFile, read_requests, result_line
+from pairscope.pipeline.requests_file import ResultsFile, read_requests, result_line
 
 
 @guard
@@ -106,10 +106,10 @@ def generate(
 
     Example: pairscope generate --prompt "What is 12 * 7?" --method blendin
     """
-    from pairscope.config import check_decoding
     from pairscope.decoding.engine import DecodeSettings, Request
     from pairscope.decoding.engine import generate as run_generate
     from pairscope.models import load_pair
+    from pairscope.pipeline.config import check_decoding
 
     if (prompt is None) == (input_file is None):
         raise InputError("Give exactly one of --prompt and --input.")

@@ -27,8 +27,8 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.config import parse_csv
 from pairscope.defaults import TAU
+from pairscope.pipeline.config import parse_csv
 
 
 @guard

@@ -47,8 +47,8 @@ from pairscope.cli.app import (
     guard,
     out,
 )
-from pairscope.config import from_cli, parse_csv
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
+from pairscope.pipeline.config import from_cli, parse_csv
 
 
 @guard
@@ -122,7 +122,7 @@ def _run_command(
     judge: str | None = None,
 ) -> None:
     from pairscope.paths import check_file_writable
-    from pairscope.pipeline import run
+    from pairscope.pipeline.steps import run
     from pairscope.report.ci import junit_xml, write_text
     from pairscope.report.console import RichProgress, markdown_summary, print_summary
     from pairscope.schema import dump
@@ -356,8 +356,8 @@ def report(
 
     Exit codes: 0 written, 2 bad input (not a run directory), 3 runtime failure.
     """
-    from pairscope.config import parse_n
     from pairscope.paths import check_file_writable
+    from pairscope.pipeline.config import parse_n
     from pairscope.report.html import render_report
 
     check_file_writable(out_file, "--output")

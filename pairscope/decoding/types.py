@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pairscope.rates import (  # noqa: F401  (the kinds a strategy declares)
+from pairscope.metrics.rates import (  # noqa: F401  (the kinds a strategy declares)
     IR_REFERENCE,
     IR_ROUNDS,
     IR_UNCERTAIN,

@@ -48,7 +48,7 @@ def _strip(comparison: dict[str, Any]) -> dict[str, Any]:
 def judge_run(run_dir: Path, judge: Judge) -> dict[str, Any]:
     """Judge a finished run's XSTest responses, write ``judge.json``, rebuild the summary
     and the report; returns what was written."""
-    from pairscope.runs import RunDir, iter_generations, read_config, write_json_atomic
+    from pairscope.pipeline.runs import RunDir, iter_generations, read_config, write_json_atomic
     from pairscope.summary import summarize
 
     config = read_config(run_dir)
@@ -86,7 +86,7 @@ def judge_run(run_dir: Path, judge: Judge) -> dict[str, Any]:
 
 def judge_finished_run(run_dir: Path, spec: str, opts: Any) -> Any:
     """Judge a run that just finished with the run's device settings; its new summary."""
-    from pairscope.runs import read_summary
+    from pairscope.pipeline.runs import read_summary
 
     with Judge(
         spec,

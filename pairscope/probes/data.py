@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pairscope.errors import DataError
+from pairscope.pipeline.runs import sha256_file
 from pairscope.probes.schema import ProbeSpec, is_builtin
-from pairscope.runs import sha256_file
 
 __all__ = ["DATA_DIR_ENV", "load_dataset_records", "resolve_data_dir"]
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pairscope.pipeline.runs import RunDir, is_run_dir, iter_generations, read_config
+from pairscope.pipeline.spec import RunSpec
 from pairscope.rank.racing import Outcome
-from pairscope.runs import RunDir, is_run_dir, iter_generations, read_config
-from pairscope.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ class Cell:
         self.run_dir.close()
 
     def _open(self, pair: Any, load_seconds: float) -> Any:
-        from pairscope.pipeline import OpenRun, Quiet, record_config, start_session
-        from pairscope.preflight import TaskData
+        from pairscope.pipeline.preflight import TaskData
+        from pairscope.pipeline.steps import OpenRun, Quiet, record_config, start_session
 
         if is_run_dir(self.path):
             # A raised budget continues the cell: its order is a prefix of the new one.
@@ -132,7 +132,7 @@ class Cell:
 
     def decode(self, samples: Sequence[Any]) -> None:
         """Decode those of ``samples`` not yet on disk (the probe's own decoding step)."""
-        from pairscope.pipeline import generate
+        from pairscope.pipeline.steps import generate
 
         generate(self.opened.task(self.plan.name, self.data, self.opts.methods[0]), samples)
 

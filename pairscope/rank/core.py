@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pairscope.config import PROBE_METHODS, RunOptions, check, strategy
 from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import ExitCode, InputError, unknown
+from pairscope.pipeline.config import PROBE_METHODS, RunOptions, check, strategy
 from pairscope.rank.cells import (
     Cell,
     TaskPlan,
@@ -351,8 +351,8 @@ def rank(opts: RankOptions, progress: Phase | None = None) -> RankResult:
     Raises:
         InputError: bad settings, data or models (exit 2).
     """
+    from pairscope.pipeline.runs import write_json_atomic
     from pairscope.rank.shards import my_races, result_file
-    from pairscope.runs import write_json_atomic
     from pairscope.schema import dump
 
     progress = progress or _Quiet()

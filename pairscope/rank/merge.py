@@ -73,8 +73,8 @@ def _moved(race: Race, where: Path, out: Path) -> Race:
 
 def merge_into(dirs: list[str], out: str | None, fail_on: tuple[str, ...]) -> RankResult:
     """``--merge``: merge the shards of ``dirs`` and write rank.json into ``out``."""
+    from pairscope.pipeline.runs import write_json_atomic
     from pairscope.rank.html import render_rank
-    from pairscope.runs import write_json_atomic
     from pairscope.schema import dump
 
     for item in fail_on:

@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from pairscope.errors import RunDirError
-from pairscope.runs import iter_generations, read_config, read_summary
+from pairscope.pipeline.runs import iter_generations, read_config, read_summary
 from pairscope.schema import GenerationRecord, Interval, StepRecord, Summary, TaskSummary, dump
 
 __all__ = [

@@ -541,7 +541,7 @@ def save_figures(run_dir: Path) -> list[Path]:
     Raises:
         RunDirError: ``run_dir`` has no readable ``summary.json``.
     """
-    from pairscope.runs import read_summary
+    from pairscope.pipeline.runs import read_summary
 
     summary = read_summary(Path(run_dir))
     out_dir = Path(run_dir) / "figures"

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pairscope.cli import app
-from pairscope.runs import SCHEMA_VERSION, iter_records, read_json
+from pairscope.pipeline.runs import SCHEMA_VERSION, iter_records, read_json
 from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import data_dir

@@ -6,8 +6,8 @@ import importlib.metadata
 
 import pytest
 
-from pairscope.chunked import QWEN_CODER
 from pairscope.models import EMBEDDED_QWEN, load_model
+from pairscope.models.chunked import QWEN_CODER
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pairscope.runs import RECORDS, RunDir, iter_records, read_json
+from pairscope.pipeline.runs import RECORDS, RunDir, iter_records, read_json
 from pairscope.schema import Record, dump
 from tests.conftest import REPO, cli, data_dir
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pairscope.backends.local import LocalForcer as Forcer
-from pairscope.teacher import arbitration
+from pairscope.pipeline.teacher import arbitration
 from tests.tiny.test_teacher import _oracle_guide_correct, _uncached
 
 pytestmark = pytest.mark.slow

@@ -510,7 +510,7 @@ def test_lookahead_answers_greedy_paths_without_changing_results(
 
 def test_served_teacher_forcing_matches_local(fake_vllm, tiny_pair):
     from pairscope.models import load_model
-    from pairscope.teacher import forced_tokens, option_probs
+    from pairscope.pipeline.teacher import forced_tokens, option_probs
 
     prompt = tiny_pair.guide.encode_chat_prompt("Tom has 3 apples")
     reference = "Tom has 3 + 5 = 8 apples."

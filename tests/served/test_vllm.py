@@ -121,7 +121,7 @@ def test_served_driver_lookahead_matches_local_with_fewer_requests(vllm_guide, r
 
 
 def test_served_teacher_forcing_matches_local(vllm_guide, real_pair):
-    from pairscope.teacher import forced_tokens, option_probs
+    from pairscope.pipeline.teacher import forced_tokens, option_probs
 
     _, served = vllm_guide
     local = real_pair.guide

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pairscope.runs import read_json
+from pairscope.pipeline.runs import read_json
 from tests.conftest import cli, data_dir
 from tests.unit.test_junit import validate
 

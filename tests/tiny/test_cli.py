@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pairscope.runs import iter_records, read_json
+from pairscope.pipeline.runs import iter_records, read_json
 from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import cli, data_dir

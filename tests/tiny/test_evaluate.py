@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pairscope.cli import app
-from pairscope.runs import iter_records, read_json
+from pairscope.pipeline.runs import iter_records, read_json
 from pairscope.schema import dump
 from pairscope.summary import summarize
 from tests.conftest import data_dir

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pairscope.runs import RECORDS, iter_records
+from pairscope.pipeline.runs import RECORDS, iter_records
 from pairscope.schema import record_key
 from tests.conftest import REPO, cli, data_dir
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pairscope.runs import read_json
+from pairscope.pipeline.runs import read_json
 from tests.conftest import cli, data_dir
 
 DATA = data_dir()

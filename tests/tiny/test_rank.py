@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pairscope.pipeline.runs import is_run_dir, read_summary
 from pairscope.rank.schema import RankResult
-from pairscope.runs import is_run_dir, read_summary
 from tests.conftest import cli, data_dir
 
 DATA = data_dir()

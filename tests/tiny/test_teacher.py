@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pairscope.backends.local import LocalForcer as Forcer
+from pairscope.pipeline.teacher import arbitration, forced_tokens, option_probs
 from pairscope.runtime.vocab import TokenText
-from pairscope.teacher import arbitration, forced_tokens, option_probs
 
 TOL = 1e-5
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pairscope.cli import app
 from pairscope.decoding.engine import DecodeSettings, Request, generate
 from pairscope.methods.urial import PREAMBLE
-from pairscope.runs import read_json
+from pairscope.pipeline.runs import read_json
 from tests.conftest import data_dir
 
 PROMPTS = [

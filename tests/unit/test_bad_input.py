@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pairscope.cli import app
-from pairscope.runs import is_run_dir, iter_records
+from pairscope.pipeline.runs import is_run_dir, iter_records
 from pairscope.schema import dump
 from tests.conftest import REPO, data_dir
 

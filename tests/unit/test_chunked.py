@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pairscope.chunked import QWEN_CODER, ChunkedGGUF
 from pairscope.errors import ModelLoadError
+from pairscope.models.chunked import QWEN_CODER, ChunkedGGUF
 
 
 def _chunks(tmp_path: Path, pieces: list[bytes]) -> list[Path]:

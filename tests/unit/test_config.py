@@ -9,9 +9,9 @@ import pytest
 import typer
 
 from pairscope.cli import app, given_fields
-from pairscope.config import from_cli
 from pairscope.errors import InputError
-from pairscope.spec import RunSpec
+from pairscope.pipeline.config import from_cli
+from pairscope.pipeline.spec import RunSpec
 
 USER_PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "user_probe" / "arithmetic.yaml"
 
@@ -41,7 +41,7 @@ def test_defaults_leave_seed_and_n_to_the_probe_file():
 
 
 def test_a_probe_files_seed_and_n_apply_unless_given():
-    from pairscope.preflight import load_tasks
+    from pairscope.pipeline.preflight import load_tasks
 
     def chosen(*args: str) -> tuple[int, int]:
         opts = options("probe", "--tasks", str(USER_PROBE), *args)

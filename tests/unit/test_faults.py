@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from pairscope.cli import app
 from pairscope.errors import RunDirError
-from pairscope.runs import RECORDS, RunDir, is_run_dir
-from pairscope.spec import RunSpec, from_record
+from pairscope.pipeline.runs import RECORDS, RunDir, is_run_dir
+from pairscope.pipeline.spec import RunSpec, from_record
 from tests.conftest import REPO, data_dir
 
 ARITHMETIC = REPO / "tests" / "fixtures" / "user_probe" / "arithmetic.yaml"
@@ -163,8 +163,13 @@ def test_options_a_resume_would_ignore_are_refused(tmp_path, no_models, extra, o
 
 
 def test_resume_refuses_other_data_and_other_models(tmp_path):
-    from pairscope.preflight import check_same_data, check_same_models, data_info, load_tasks
-    from pairscope.runs import read_config
+    from pairscope.pipeline.preflight import (
+        check_same_data,
+        check_same_models,
+        data_info,
+        load_tasks,
+    )
+    from pairscope.pipeline.runs import read_config
     from pairscope.schema import RunConfig, dump
 
     run = make_run(tmp_path / "run")
@@ -448,7 +453,7 @@ def test_the_served_error_names_the_request():
 
 
 def test_generate_input_reads_lines_by_newline_only(tmp_path):
-    from pairscope.requests_file import read_requests
+    from pairscope.pipeline.requests_file import read_requests
 
     src = tmp_path / "in.jsonl"
     rows = [{"base_prompt": "one\u2028two", "id": "a"}, {"base_prompt": "x\u0085y\u000cz", "id": 7}]

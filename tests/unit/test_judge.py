@@ -14,7 +14,7 @@ from pairscope.judge.model import Judge, JudgeItem
 from pairscope.judge.runs import describe, judge_run
 from pairscope.judge.verdict import judge_prompt, parse_verdict
 from pairscope.metrics.agreement import cohen_kappa, raw_agreement
-from pairscope.runs import read_summary
+from pairscope.pipeline.runs import read_summary
 from pairscope.scoring.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
 from tests.conftest import data_dir
 from tests.report_fixtures import make_run_dir

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from pairscope.pipeline.runs import read_summary
 from pairscope.report.ci import append_step_summary, junit_error_xml, junit_xml
-from pairscope.runs import read_summary
 from pairscope.schema import Summary
 from tests.report_fixtures import TASKS, make_run_dir
 

@@ -513,8 +513,8 @@ def test_interleaved_order_depends_on_the_set_and_the_seed_only(loaded) -> None:
 
 
 def test_a_probe_files_seed_selects_unless_the_run_gives_one() -> None:
-    from pairscope.preflight import load_tasks
-    from pairscope.spec import RunSpec
+    from pairscope.pipeline.preflight import load_tasks
+    from pairscope.pipeline.spec import RunSpec
 
     def chosen(**kw: object) -> tuple[list[str], int]:
         opts = RunSpec(tasks=(str(USER_PROBE),), n=2, **kw)  # type: ignore[arg-type]

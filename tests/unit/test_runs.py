@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pairscope.errors import RunDirError
-from pairscope.runs import (
+from pairscope.pipeline.runs import (
     RECORDS,
     RunDir,
     is_run_dir,
@@ -16,8 +16,8 @@ from pairscope.runs import (
     read_json,
     write_json_atomic,
 )
+from pairscope.pipeline.spec import RunSpec
 from pairscope.schema import SCHEMA_VERSION, GenerationRecord
-from pairscope.spec import RunSpec
 
 SETTINGS = RunSpec(
     tasks=("gsm8k",),

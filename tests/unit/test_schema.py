@@ -12,7 +12,8 @@ from pydantic import TypeAdapter
 
 from pairscope.decoding.types import SampleResult, Step
 from pairscope.errors import RunDirError
-from pairscope.runs import RECORDS, SUMMARY, iter_records, read_config, read_summary
+from pairscope.pipeline.runs import RECORDS, SUMMARY, iter_records, read_config, read_summary
+from pairscope.pipeline.spec import OPTS, RunSpec, Settings, from_record
 from pairscope.schema import (
     SCHEMA_VERSION,
     GenerationRecord,
@@ -22,7 +23,6 @@ from pairscope.schema import (
     Timing,
     dump,
 )
-from pairscope.spec import OPTS, RunSpec, Settings, from_record
 from tests.report_fixtures import make_run_dir
 
 

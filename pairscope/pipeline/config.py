@@ -1,4 +1,4 @@
-"""Building and checking a run specification (:class:`pairscope.spec.RunSpec`).
+"""Building and checking a run specification (:class:`pairscope.pipeline.spec.RunSpec`).
 
 A spec is built once, from the command line (:func:`from_cli`), a config file
 (``pairscope.toml``, or ``[tool.pairscope]`` in ``pyproject.toml``, in the working
@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 import pairscope.methods as registry
 from pairscope.defaults import DEFAULT_TASKS
 from pairscope.errors import InputError, unknown
-from pairscope.spec import CLI_FIELDS, ENV, FILE_KEYS, FROM_RUN, RunSpec
+from pairscope.pipeline.spec import CLI_FIELDS, ENV, FILE_KEYS, FROM_RUN, RunSpec
 
 __all__ = [
     "CLI_FIELDS",
@@ -121,7 +121,7 @@ def from_cli(
     """The spec of a command's parsed parameters (``typer.Context.params``), the config
     file of ``cwd`` (the working directory) and the environment; names that are not run
     settings (output files) are left out. ``given``: the fields set on the command line
-    (:data:`pairscope.spec.CLI_FIELDS` names them). A resumed run reads no config file:
+    (:data:`pairscope.pipeline.spec.CLI_FIELDS` names them). A resumed run reads no config file:
     the settings not given are the run's own."""
     values = dict(params)
     if "method" in values:  # a command that gates on one method

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pairscope.errors import RunDirError
+from pairscope.pipeline.spec import RunSpec
 from pairscope.schema import (
     RECORD,
     SCHEMA_VERSION,
@@ -40,7 +41,6 @@ from pairscope.schema import (
     dump,
     record_key,
 )
-from pairscope.spec import RunSpec
 
 CONFIG = "config.json"
 MANIFEST = "manifest.json"

@@ -1,7 +1,7 @@
 """What a probe or evaluate run checks before it writes anything: the manifests it is
 given, and on ``--resume`` that the data and the models are those the run was made with.
 
-Settings are compared by :meth:`pairscope.runs.RunDir.resume`; the data's checksums
+Settings are compared by :meth:`pairscope.pipeline.runs.RunDir.resume`; the data's checksums
 (after the probes load, before the models do) and the models' identities (once they
 have loaded, before any record is written) are compared here. A difference is refused
 with its name: a resumed run must be the run it continues.
@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pairscope.config import options_from_run
 from pairscope.errors import DataError, RunDirError
-from pairscope.runs import RunDir
+from pairscope.pipeline.config import options_from_run
+from pairscope.pipeline.runs import RunDir
+from pairscope.pipeline.spec import RunSpec
 from pairscope.schema import ModelIdentity, RunConfig, dump
-from pairscope.spec import RunSpec
 
 # Identity fields that may differ on resume: where the model runs, in what precision,
 # and where its converted files sit on this machine.
@@ -90,7 +90,7 @@ def run_manifests(file: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_json_object(file: Path) -> dict[str, Any]:
-    from pairscope.runs import read_json
+    from pairscope.pipeline.runs import read_json
 
     try:
         data = read_json(file)
@@ -187,7 +187,7 @@ def prepare(spec: RunSpec) -> Plan:
     Raises:
         InputError: a bad output directory, manifest, probe or data file.
     """
-    from pairscope.runs import MANIFEST, is_run_dir, read_config
+    from pairscope.pipeline.runs import MANIFEST, is_run_dir, read_config
 
     out = Path(spec.resume or spec.out or default_out(spec.command))
     old = None

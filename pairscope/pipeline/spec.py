@@ -10,7 +10,7 @@ the run (:data:`FROM_RUN`) and compares (:data:`RESUME_KEYS`), the config-file k
 (:data:`FILE_KEYS`), and the recorded form (:data:`Settings`, a run spec as written in
 ``config.json`` and ``summary.json``).
 
-This module declares; :mod:`pairscope.config` builds a spec (command line, config file,
+This module declares; :mod:`pairscope.pipeline.config` builds a spec (command line, config file,
 environment, a run to resume) and validates it.
 """
 
@@ -70,10 +70,10 @@ COMMANDS = {"probe": Profile(stops_early=True, calibrates=True), "evaluate": Pro
 
 
 class RunSpec(BaseModel):
-    """Every setting of a probe or evaluate run (validated by :func:`pairscope.config.check`).
+    """Every setting of a probe or evaluate run (validated by :func:`config.check`).
 
     The per-task values (``task_names``, ``thresholds``, ``max_new``) are filled in once
-    the probes are read (:func:`pairscope.preflight.prepare`).
+    the probes are read (:func:`pairscope.pipeline.preflight.prepare`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

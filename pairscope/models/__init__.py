@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pairscope.backends.base import FALLBACK_CHAT_TEMPLATE, Backend, ModelSource
 from pairscope.errors import InputError, ModelLoadError, did_you_mean
-from pairscope.runs import sha256_file
+from pairscope.pipeline.runs import sha256_file
 from pairscope.runtime.vocab import end_ids
 
 if TYPE_CHECKING:
@@ -167,14 +167,14 @@ def _embedded_smollm() -> tuple[Path | None, str]:
 
 def _embedded_qwen() -> tuple[Path | None, str]:
     """The Qwen2.5-Coder GGUF, shipped as chunk packages (optional extra ``qwen``)."""
-    from pairscope.chunked import QWEN_CODER
+    from pairscope.models.chunked import QWEN_CODER
 
     QWEN_CODER.parts()  # all six chunk packages installed, or a clear error
     return None, QWEN_CODER.sha256
 
 
 def _assemble_qwen() -> Path:
-    from pairscope.chunked import QWEN_CODER
+    from pairscope.models.chunked import QWEN_CODER
 
     return QWEN_CODER.assemble(cache_dir() / "gguf")
 

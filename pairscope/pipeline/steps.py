@@ -5,7 +5,7 @@ Data flows one way: the run's spec -> probes (samples, manifests) -> engine + st
 the records only) -> figures and report.html (from the files only).
 
 A run is a pipeline of named steps over typed objects: :func:`prepare` (the
-:class:`~pairscope.preflight.Plan`: spec, directory, tasks), :func:`open_run` (models
+:class:`~pairscope.pipeline.preflight.Plan`: spec, directory, tasks), :func:`open_run` (models
 loaded, the run directory created or resumed: an :class:`OpenRun`),
 :func:`start_session` and :func:`record_config`, then per task :func:`decode_task`
 (each method's :class:`TaskRun` through :func:`generate`) and :func:`teacher_force`,
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pairscope.methods as registry
-from pairscope.config import check, decode_settings, strategy
 from pairscope.errors import RuntimeFault
-from pairscope.preflight import (
+from pairscope.pipeline.config import check, decode_settings, strategy
+from pairscope.pipeline.preflight import (
     Plan,
     TaskData,
     check_same_data,
@@ -34,7 +34,8 @@ from pairscope.preflight import (
     load_models,
     prepare,
 )
-from pairscope.runs import MANIFEST, RunDir, versions
+from pairscope.pipeline.runs import MANIFEST, RunDir, versions
+from pairscope.pipeline.spec import RunSpec
 from pairscope.schema import (
     AnswerRecord,
     ArbitrationRecord,
@@ -46,7 +47,6 @@ from pairscope.schema import (
     Summary,
     dump,
 )
-from pairscope.spec import RunSpec
 
 # The method whose picks the teacher-forced arbitration check scores.
 ARBITRATED = registry.with_record("arbitration")[0]
@@ -528,7 +528,7 @@ class _Forcing:
 
     def reference(self, s: Any, need: set[tuple[str, str]]) -> None:
         """Calibration records of both models and the arbitration check on the reference."""
-        from pairscope.teacher import arbitration, forced_tokens
+        from pairscope.pipeline.teacher import arbitration, forced_tokens
 
         task, run_dir, spec, forcers = self.task, self.run_dir, self.opened.spec, self.forcers
         bprompt, gprompt = (
@@ -551,7 +551,7 @@ class _Forcing:
 
     def answers(self, s: Any, need: set[tuple[str, str]]) -> None:
         """Each model's distribution over a multiple-choice sample's option letters."""
-        from pairscope.teacher import option_probs
+        from pairscope.pipeline.teacher import option_probs
 
         for (role, lm), enc, forcer in zip(self.models, self.encoded[s.id], self.forcers):
             if ("answer", role) in need:
