@@ -34,11 +34,10 @@ import torch
 from standin import use_stand_ins  # bench/ is the script's own directory
 
 from pairscope.decoding.engine import DecodeSettings, Engine, Request
-from pairscope.decoding.strategies import merge_topk
 from pairscope.methods.blendin import Blend
 from pairscope.models import Pair, load_pair
 from pairscope.probes import build_samples, load_dataset_records, load_probe, select
-from pairscope.runtime.scores import Scores
+from pairscope.runtime.scores import Scores, merge_topk
 from pairscope.runtime.vocab import END, TokenText
 
 

@@ -176,9 +176,14 @@ class RunDir:
                 run and ``force`` is set (the old run is then replaced); or another
                 process is writing that run; or ``path`` cannot be created.
         """
-        _check_contents(path, force)
         if path.is_dir():
             RunLock(path).check_free()
+        try:
+            _check_contents(path, force)
+        except RunDirError:
+            if path.is_dir():  # a run that another process started meanwhile is named as one
+                RunLock(path).check_free()
+            raise
 
     @classmethod
     def create(cls, path: Path, spec: RunSpec, force: bool = False) -> RunDir:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pairscope.decoding.strategies import merge_topk
 from pairscope.errors import InputError
 from pairscope.methods import Knobs, build
 from pairscope.methods.blendin import Blend, auto_alpha, blend_pick
 from pairscope.methods.nudging import Nudging
+from pairscope.runtime.scores import merge_topk
 from pairscope.runtime.vocab import END
 
 
@@ -121,7 +121,7 @@ def _merge_reference(ids, probs, keys):
 def test_merge_topk_fast_path_equals_the_dictionary_merge():
     import random
 
-    from pairscope.decoding.strategies import merge_topk
+    from pairscope.runtime.scores import merge_topk
 
     rng = random.Random(7)
     for trial in range(300):
