@@ -25,6 +25,19 @@ CORPUS = (
 ) * 4
 
 
+# Test files whose tests share only session fixtures (the real pair): under
+# ``--dist loadgroup`` their tests spread over the workers one by one. Every other file
+# stays whole on one worker (its module fixtures are built once), as ``loadfile`` does.
+SPREAD = {"tests/real/test_engine_real.py", "tests/real/test_reference_loop.py"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path not in SPREAD and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(path))
+
+
 def data_dir() -> Path | None:
     """The offline benchmark copies: PAIRSCOPE_DATA_DIR or shared/data beside the repo."""
     env = os.environ.get("PAIRSCOPE_DATA_DIR")

@@ -160,14 +160,17 @@ def reference_runs(pair: Pair, reqs: list[Request], **kw) -> list[tuple[str, tup
     return [(r.text, r.ir_counts, r.stop_reason) for r in generate(pair, reqs, settings)]
 
 
-def check_reference_invariance(pair: Pair, reqs: list[Request], monkeypatch) -> None:
+def check_reference_invariance(
+    pair: Pair, reqs: list[Request], monkeypatch, refill_batch: int = 3
+) -> None:
     """The reference protocol's texts and counts do not depend on the batch (its size,
     refilled places, a shared prompt prefix) nor on what a stream's cache held: the same
     as with every completion computed in a fresh one-row stream of its own."""
     from pairscope.decoding import completions
 
     one = reference_runs(pair, reqs, batch_size=1, share_prefix=False)
-    many = reference_runs(pair, reqs, batch_size=3)  # refills: fewer rows than requests
+    many = reference_runs(pair, reqs, batch_size=refill_batch)  # refills: fewer rows than requests
+    assert refill_batch < len(reqs)
     assert one == many
     cached = completions.complete
 

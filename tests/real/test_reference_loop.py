@@ -156,7 +156,7 @@ def reference_nudging(pair, req: Request) -> str:
 
 @pytest.fixture(scope="module")
 def gsm8k_requests():
-    return checks.gsm8k_requests(8, NEW)
+    return checks.gsm8k_requests(5, NEW)
 
 
 @pytest.mark.parametrize(
