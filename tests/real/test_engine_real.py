@@ -81,7 +81,7 @@ def gsm8k_probe_requests():
 
 
 def test_gsm8k_probe_texts_and_rates_do_not_depend_on_the_batch(real_pair, gsm8k_probe_requests):
-    """The default GSM8K probe's prompts (8 of them, 64 new tokens) at batch 1, 3 (refills) and 8."""
+    """The default GSM8K probe's prompts (8, 64 new tokens) at batch 1, 3 (refills) and 8."""
     runs = {
         size: generate(real_pair, gsm8k_probe_requests, DecodeSettings("nudging", batch_size=size))
         for size in (1, 3, 8)
