@@ -40,6 +40,7 @@ from pairscope.metrics.stats import (
     min_detectable_difference,
     paired_bootstrap_diff,
     pearson,
+    pearson_interval,
     proportion,
     wilson,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "overlap_summary",
     "paired_bootstrap_diff",
     "pearson",
+    "pearson_interval",
     "per_sample_rates",
     "proportion",
     "reliability_bins",

@@ -361,3 +361,24 @@ def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
         return (math.nan, math.nan)
     result = pearsonr(xs, ys)
     return (float(result.statistic), float(result.pvalue))
+
+
+def pearson_interval(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Fisher's z interval for a Pearson correlation ``r`` over ``n`` pairs.
+
+    ``atanh(r) ± z / sqrt(n − 3)`` mapped back with ``tanh``: approximate for bivariate
+    normal data, and the usual way to show how little a handful of points pins r down.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when ``r`` is NaN or ``n < 4``; ``(r, r)`` when
+        ``|r| = 1``.
+    """
+    if not 0 < level < 1:
+        raise InputError(f"level must lie strictly between 0 and 1; got {level}.")
+    if not math.isfinite(r) or n < 4:
+        return (math.nan, math.nan)
+    if abs(r) >= 1.0:
+        return (float(r), float(r))
+    half = NormalDist().inv_cdf(0.5 + level / 2) / math.sqrt(n - 3)
+    centre = math.atanh(r)
+    return (math.tanh(centre - half), math.tanh(centre + half))

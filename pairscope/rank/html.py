@@ -1,6 +1,7 @@
-"""rank.html: a bases x guides heatmap per task and the intervention paradox across cells,
-read from rank.json only (the report re-runs nothing and re-computes no metric but the
-correlation, which comes from :mod:`pairscope.metrics`)."""
+"""rank.html: a bases x guides heatmap per task, the intervention paradox across cells
+and each race's drill-down (its two leading guides sample by sample), read from
+rank.json and the cells' records it names (the report re-runs nothing and re-computes
+no metric but the correlation, which comes from :mod:`pairscope.metrics`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ CSS = {
     "winner": "v-pass", "tied": "v-pass", "feasible": "v-pass", "unresolved": "v-warn",
     "racing": "v-warn", "dominated": "v-fail", "infeasible": "v-fail", "pruned": "v-fail",
 }  # fmt: skip
+
+
+DRILL_ROWS = 40  # samples listed per drill-down: those the two guides scored differently first
 
 
 def _span(value: Interval | None) -> str:
@@ -32,7 +36,7 @@ def _cell(g: GuideStanding) -> dict[str, Any]:
 
 def paradox(result: RankResult) -> list[dict[str, Any]]:
     """Per task: the cells' (IR, score) points and their Pearson r, with the figure."""
-    from pairscope.metrics.stats import pearson
+    from pairscope.metrics.stats import pearson, pearson_interval
     from pairscope.report.html import data_uri
     from pairscope.report.plots import paradox_png
 
@@ -64,7 +68,17 @@ def paradox(result: RankResult) -> list[dict[str, Any]]:
         )
         what = "gain over the base" if points and with_gain else "score"
         figure = data_uri(paradox_png(points, r, p, title=f"{task}: {what} vs IR"))
-        out.append({"task": task, "n": len(points), "r": r, "p": p, "figure": figure, "y": what})
+        out.append(
+            {
+                "task": task,
+                "n": len(points),
+                "r": r,
+                "r_interval": pearson_interval(r, len(points)),
+                "p": p,
+                "figure": figure,
+                "y": what,
+            }  # fmt: skip
+        )
     return out
 
 
@@ -90,13 +104,20 @@ def render_rank(out_dir: Path, result: RankResult) -> Path:
             by_guide = {g.guide: g for g in race.guides}
             grid.append((race.base, race, [_cell(by_guide[g]) for g in result.guides]))
         heatmaps.append((task, grid))
+    from pairscope.rank.drill import drill_down, excerpt
+
+    drills = [d for d in (drill_down(out_dir, race) for race in result.races) if d is not None]
     context = {
         "title": "pairscope rank",
         "csp": CSP,
         "result": result,
         "heatmaps": heatmaps,
         "paradox": paradox(result),
+        "drills": drills,
+        "shown": DRILL_ROWS,
     }
     target = out_dir / "rank.html"
-    _environment().get_template("rank.html").stream(**context).dump(str(target), encoding="utf-8")
+    env = _environment()
+    env.filters["excerpt"] = excerpt
+    env.get_template("rank.html").stream(**context).dump(str(target), encoding="utf-8")
     return target

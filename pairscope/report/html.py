@@ -103,6 +103,12 @@ def fmt_num(x: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def fmt_bounds(bounds: Any, digits: int = 2) -> str:
+    """An interval ``(low, high)`` as ``[low, high]``, or an em dash when undefined."""
+    low, high = (_finite(v) for v in bounds)
+    return "—" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def fmt_estimate(estimate: Any, digits: int = 3) -> str:
     """``point [low, high]``, e.g. ``0.500 [0.188, 0.812]``; ``—`` when there is no point
     (or no estimate: a template passes whatever a missing section gives)."""
@@ -172,6 +178,7 @@ def _environment() -> Environment:
     )
     env.filters |= {
         "num": fmt_num,
+        "bounds": fmt_bounds,
         "est": fmt_estimate,
         "pval": fmt_p,
         "val": fmt_value,
@@ -543,6 +550,7 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     Raises:
         RunDirError: one of ``run_dirs`` is not a run directory.
     """
+    from pairscope.metrics.stats import pearson_interval
     from pairscope.report.plots import paradox_png
     from pairscope.summary import paradox_correlation
 
@@ -558,6 +566,7 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
                 "task": task,
                 "n": len(pts),
                 "r": r,
+                "r_interval": pearson_interval(r, len(pts)),
                 "p": p,
                 "figure": data_uri(paradox_png(pts, r, p, title=f"{task}: score vs IR")),
             }

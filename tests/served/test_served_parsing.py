@@ -675,3 +675,37 @@ def test_probe_with_a_served_guide_exits_0_in_a_subprocess(
     assert done.returncode in (0, 1), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_rank_races_a_served_guide_beside_the_same_guide_loaded_locally(
+    fake_vllm, tiny_dirs, tmp_path
+):
+    """A served endpoint is a candidate like any other: checked, decoded into its own
+    cell, and (serving the same weights) answering exactly as the local guide does."""
+    from pairscope.pipeline.runs import iter_generations
+    from pairscope.rank.schema import RankResult
+    from tests.conftest import cli
+
+    data = data_dir()
+    if data is None:
+        pytest.skip("no benchmark data (PAIRSCOPE_DATA_DIR)")
+    out = tmp_path / "rank"
+    local = str(tiny_dirs["guide"])
+    result = cli(
+        "rank", "--base", tiny_dirs["base"], "--guides", f"{local},{fake_vllm.spec}",
+        "--tasks", "xstest", "--max-new-tokens", "6", "--tau", "0.5", "-n", "20",
+        "--epsilon", "0.3", "--data-dir", data, "--out", out, "--device", "cpu",
+        "--dtype", "float32",
+    )  # fmt: skip
+    assert result.exit_code in (0, 1, 4), result.output
+    (race,) = RankResult.model_validate_json((out / "rank.json").read_text()).races
+    by_guide = {g.guide: g for g in race.guides}
+    assert by_guide[fake_vllm.spec].status != "pruned" and by_guide[fake_vllm.spec].n == 20
+    assert fake_vllm.requests > 0
+    cells = [sorted(iter_generations(out / (g.cell or "")), key=lambda r: r.sample_id)
+             for g in race.guides]  # fmt: skip
+    mine, served = ([(r.sample_id, r.text, r.ir_numerator, r.ir_denominator) for r in c]
+                    for c in cells)  # fmt: skip
+    assert len(mine) == 20 and mine == served
+    assert any(numerator for _, _, numerator, _ in served)  # the guide was consulted
+    assert by_guide[local].ir == by_guide[fake_vllm.spec].ir

@@ -70,6 +70,9 @@ def test_equal_guides_tie_and_a_broken_pair_is_pruned(tiny_dirs, guides, tmp_pat
     page = (tmp_path / "r" / "rank.html").read_text()
     assert "The intervention paradox" in page and "tied" in page and "pruned" in page
     assert "gain over the base" in page
+    # The drill-down pairs the tied guides on their 20 shared samples: identical answers.
+    assert "Drill-down" in page and "20 of 20 samples" in page
+    assert "right only with the first 0, only with the second 0" in " ".join(page.split())
     assert "http" not in page.split("<body", 1)[1]  # self-contained
 
 

@@ -411,8 +411,11 @@ def test_compare_page_and_paradox(pairs: list[Path], tmp_path: Path) -> None:
     assert len(parsed.attr_values("src")) == 2
     assert all(s.startswith("data:image/png;base64,") for s in parsed.attr_values("src"))
     for task, pts in points.items():
-        r = pearsonr([p["ir"] for p in pts], [p["score"] for p in pts]).statistic
-        assert f'<td>{task}</td><td class="n">4</td><td class="n">{r:.2f}</td>' in page
+        fit = pearsonr([p["ir"] for p in pts], [p["score"] for p in pts])
+        ci = fit.confidence_interval()  # Fisher z, the oracle for the page's interval
+        r, bounds = f"{fit.statistic:.2f}", f"[{ci.low:.2f}, {ci.high:.2f}]"
+        row = f'<td class="n">{r}</td><td class="n">{bounds}</td>'
+        assert f'<td>{task}</td><td class="n">4</td>{row}' in page
     order = [
         page.index(f"hub:org/{name}") for name in ("passes", "warns-low", "warns-high", "fails")
     ]
@@ -422,7 +425,8 @@ def test_compare_page_and_paradox(pairs: list[Path], tmp_path: Path) -> None:
 
 def test_compare_two_pairs_has_undefined_r(pairs: list[Path], tmp_path: Path) -> None:
     page = render_compare(pairs[:2], tmp_path / "c.html").read_text(encoding="utf-8")
-    assert '<td class="n">2</td><td class="n">—</td><td class="n">—</td>' in page
+    undefined = '<td class="n">—</td>' * 3  # r, its interval, p
+    assert f'<td class="n">2</td>{undefined}' in page
 
 
 def test_compare_flags_different_samples(pairs: list[Path], tmp_path: Path) -> None:

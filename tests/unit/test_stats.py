@@ -20,6 +20,7 @@ from pairscope.metrics.stats import (
     min_detectable_difference,
     paired_bootstrap_diff,
     pearson,
+    pearson_interval,
     proportion,
     wilson,
 )
@@ -296,3 +297,27 @@ def test_pearson_guards() -> None:
     assert r == pytest.approx(1.0)
     with pytest.raises(InputError):
         pearson([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("n", [4, 6, 15, 60])
+def test_pearson_interval_matches_scipys_fisher_interval(n: int) -> None:
+    """The oracle: scipy's own confidence interval for pearsonr (Fisher's z)."""
+    rng = np.random.default_rng(n)
+    x = rng.random(n)
+    y = -0.6 * x + rng.normal(0, 0.3, n)
+    r, _ = pearson(x, y)
+    for level in (0.9, 0.95):
+        low, high = pearson_interval(r, n, level)
+        expected = sps.pearsonr(x, y).confidence_interval(confidence_level=level)
+        assert (low, high) == pytest.approx((expected.low, expected.high))
+        assert low < r < high
+
+
+def test_pearson_interval_guards() -> None:
+    assert all(math.isnan(v) for v in pearson_interval(0.5, 3))
+    assert all(math.isnan(v) for v in pearson_interval(math.nan, 10))
+    assert pearson_interval(-1.0, 10) == (-1.0, -1.0)
+    narrow, wide = pearson_interval(-0.6, 100), pearson_interval(-0.6, 8)
+    assert wide[0] < narrow[0] < -0.6 < narrow[1] < wide[1]
+    with pytest.raises(InputError):
+        pearson_interval(0.5, 10, level=1.0)
