@@ -8,6 +8,7 @@ function of the records.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from pairscope.metrics.stats import (
     min_detectable_difference,
     paired_bootstrap_diff,
     pearson,
+    pearson_interval,
     proportion,
 )
 from pairscope.pipeline.runs import MANIFEST, RECORDS, iter_records, read_config, read_json
@@ -126,11 +128,18 @@ def ir_support(
     return Support(max([max_new_tokens, *sizes]), slack=int(rounds), disjoint=rounds)
 
 
-def paradox_correlation(irs: list[float], scores: list[float]) -> tuple[float, float]:
-    """Pearson r of score against intervention rate over pairs (one point per run), and
-    its p-value (NaN both when undefined): the intervention paradox across runs, which
-    the comparison page formats."""
-    return pearson(irs, scores)
+def paradox_correlation(
+    irs: list[float], scores: list[float]
+) -> tuple[float, float, tuple[float, float]]:
+    """Pearson r of score against intervention rate over pairs (one point per run), its
+    p-value and its 95 % Fisher-z interval (NaN where undefined): the intervention
+    paradox across runs, which the comparison page formats."""
+    r, p = pearson(irs, scores)
+    return r, p, pearson_interval(r, sum(1 for x, y in zip(irs, scores) if _finite(x, y)))
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(float(v)) for v in values)
 
 
 def summarize(run_dir: Path) -> Summary:

@@ -550,7 +550,6 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     Raises:
         RunDirError: one of ``run_dirs`` is not a run directory.
     """
-    from pairscope.metrics.stats import pearson_interval
     from pairscope.report.plots import paradox_png
     from pairscope.summary import paradox_correlation
 
@@ -560,13 +559,15 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     paradox = []
     for task in tasks:
         pts = points.get(task, [])
-        r, p = paradox_correlation([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
+        r, p, interval = paradox_correlation(
+            [pt["ir"] for pt in pts], [pt["score"] for pt in pts]
+        )
         paradox.append(
             {
                 "task": task,
                 "n": len(pts),
                 "r": r,
-                "r_interval": pearson_interval(r, len(pts)),
+                "r_interval": interval,
                 "p": p,
                 "figure": data_uri(paradox_png(pts, r, p, title=f"{task}: score vs IR")),
             }
