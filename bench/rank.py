@@ -6,7 +6,8 @@ would):
 
 - **rank**: ``pairscope rank --limit N`` (pre-flight checks, then the race);
 - **fixed**: ``pairscope probe --fixed --no-calibration --limit N`` for every guide, the
-  design that decodes the whole budget of every pair.
+  design that decodes the whole budget of every pair (under the protocol rank's cells
+  use, so both designs decode the same way).
 
 Printed: the samples each design decoded (generations on disk) and its wall time,
 and the ratios rank / fixed. ``--json`` prints one JSON object. By default the base
@@ -32,6 +33,7 @@ from typing import Any
 
 from pairscope.defaults import TAU
 from pairscope.pipeline.runs import iter_generations
+from pairscope.rank.core import CELL_PROTOCOL
 
 
 def _run(args: list[str]) -> tuple[int, float]:
@@ -72,6 +74,7 @@ def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
     for i, guide in enumerate(opts.guides.split(",")):
         probe = ["probe", "--base", opts.base, "--guide", guide, "--fixed", "--no-calibration"]
         probe += ["--method", opts.method, "--out", str(out / "fixed" / f"guide-{i}")]
+        probe += ["--protocol", CELL_PROTOCOL]  # the protocol rank's cells decode with
         fixed_seconds += _run(probe + common)[1]
     fixed_samples = _generations(out / "fixed")
     rank_samples = int(ranked["samples_decoded"])

@@ -359,9 +359,13 @@ class TaskSummary(Contract):
 
 
 class Timing(Contract):
+    """``decode_seconds`` sums every session's decoding; ``load_seconds`` is the last
+    session's model loading and ``total_seconds`` that session's wall time."""
+
     load_seconds: float
     decode_seconds: float
     total_seconds: float | None = None  # set by the run itself, not by `pairscope report`
+    sessions: int = 1  # starts of the run: 1, plus one per --resume
 
 
 class Overall(Contract):

@@ -149,6 +149,7 @@ def summarize(run_dir: Path) -> Summary:
     settings = config.settings
     records: dict[str, ByKind] = defaultdict(lambda: defaultdict(list))
     load_seconds = 0.0
+    sessions = 0
     seen: set[tuple[str, str, str, str]] = set()
     for rec in iter_records(run_dir):
         key = record_key(rec)
@@ -162,6 +163,7 @@ def summarize(run_dir: Path) -> Summary:
         seen.add(key)
         if isinstance(rec, SessionRecord):
             load_seconds = rec.load_seconds
+            sessions += 1
             continue
         records[rec.task][(rec.kind, rec.method)].append(rec)
     tasks: dict[str, TaskSummary] = {}
@@ -188,7 +190,11 @@ def summarize(run_dir: Path) -> Summary:
         versions=config.versions,
         data=config.data,
         static_overlap=config.static_overlap,
-        timing=Timing(load_seconds=round(load_seconds, 3), decode_seconds=round(decode_seconds, 3)),
+        timing=Timing(
+            load_seconds=round(load_seconds, 3),
+            decode_seconds=round(decode_seconds, 3),
+            **({"sessions": sessions} if sessions > 1 else {}),
+        ),
         tasks=tasks,
         overall=Overall(
             verdict=overall.value,

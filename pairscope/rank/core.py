@@ -44,6 +44,10 @@ from pairscope.rank.schema import RANK_SCHEMA_VERSION, Race, RankResult
 from pairscope.schema import Interval
 
 METHODS = PROBE_METHODS
+# NUDGING's position protocol: its per-sample counts are bounded by the budget, as the
+# race's fixed confidence sequences need (the reference protocol's re-encoded base turns
+# are not).
+CELL_PROTOCOL = "position"
 FAIL_ON = ("infeasible", "unresolved")
 
 
@@ -119,10 +123,7 @@ class RankOptions:
             dtype=self.dtype,
             batch_size=self.batch,
             trust_remote_code=self.trust_remote_code,
-            # NUDGING's position protocol: its per-sample counts are bounded by the
-            # budget, as the race's fixed confidence sequences need (the reference
-            # protocol's re-encoded base turns are not).
-            **{"protocol": "position", **self.probe},
+            **{"protocol": CELL_PROTOCOL, **self.probe},
         )
         out = cell_path(Path(self.out), base, guide, task, self.method)
         return cell_options(opts, base, guide, task, out)

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 import pairscope.methods as registry
-from pairscope.schema import Interval, SequentialSummary, Summary, TaskSummary
+from pairscope.schema import Interval, SequentialSummary, Summary, TaskSummary, Timing
 
 if TYPE_CHECKING:
     from pairscope.check import CheckReport
@@ -183,10 +183,18 @@ def overall_line(summary: Summary) -> str:
     o, timing = summary.overall, summary.timing
     return (
         f"Overall: [{VERDICT_STYLE.get(o.verdict, '')}]{o.verdict}[/] "
-        f"(gate {'passed' if o.gate_passed else 'failed'}, exit {o.exit_code}); "
-        f"load {timing.load_seconds:.1f} s, decode {timing.decode_seconds:.1f} s, "
-        f"total {timing.total_seconds or 0:.1f} s"
+        f"(gate {'passed' if o.gate_passed else 'failed'}, exit {o.exit_code}); " + _timing(timing)
     )
+
+
+def _timing(timing: Timing) -> str:
+    """Load, decode and wall time; a resumed run's decoding spans its sessions, while its
+    load and wall time are the last session's."""
+    load, decode = f"load {timing.load_seconds:.1f} s", f"decode {timing.decode_seconds:.1f} s"
+    total = f"{timing.total_seconds or 0:.1f} s"
+    if timing.sessions > 1:
+        return f"{decode} over {timing.sessions} sessions; this session: {load}, total {total}"
+    return f"{load}, {decode}, total {total}"
 
 
 def _print_task(console: Console, task: str, t: TaskSummary) -> None:

@@ -559,9 +559,7 @@ def render_compare(run_dirs: Sequence[Path], out: Path) -> Path:
     paradox = []
     for task in tasks:
         pts = points.get(task, [])
-        r, p, interval = paradox_correlation(
-            [pt["ir"] for pt in pts], [pt["score"] for pt in pts]
-        )
+        r, p, interval = paradox_correlation([pt["ir"] for pt in pts], [pt["score"] for pt in pts])
         paradox.append(
             {
                 "task": task,

@@ -18,6 +18,7 @@ from pairscope.metrics.intervention import Verdict
 from pairscope.report.console import (
     check_overall_line,
     marked_text,
+    overall_line,
     print_summary,
     source_legend,
 )
@@ -94,6 +95,19 @@ def test_the_last_lines_are_the_overall_verdict_and_the_run_directory(summary):
     assert lines[-2].startswith(f"Overall: {summary.overall.verdict} (gate ")
     assert f"exit {summary.overall.exit_code}" in lines[-2]
     assert lines[-1] == "Run directory: reports/run"
+
+
+def test_a_resumed_runs_timing_says_what_spans_its_sessions(summary):
+    once = summary.timing.model_copy(update={"total_seconds": 9.0})
+    assert overall_line(summary.model_copy(update={"timing": once})).endswith(
+        f"load {once.load_seconds:.1f} s, decode {once.decode_seconds:.1f} s, total 9.0 s"
+    )
+    resumed = once.model_copy(update={"sessions": 2})
+    line = overall_line(summary.model_copy(update={"timing": resumed}))
+    assert line.endswith(
+        f"decode {once.decode_seconds:.1f} s over 2 sessions; "
+        f"this session: load {once.load_seconds:.1f} s, total 9.0 s"
+    )
 
 
 def _plain(markup: str) -> str:

@@ -46,7 +46,15 @@ def test_every_environment_variable_the_code_reads_is_documented():
         names |= set(re.findall(r"PAIRSCOPE_[A-Z_]+[A-Z]", source.read_text(encoding="utf-8")))
     assert "PAIRSCOPE_VLLM_VENV" in names and "PAIRSCOPE_DATA_DIR" in names
     readme = README.read_text(encoding="utf-8")
-    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+    served = (REPO / "docs" / "vllm.md").read_text(encoding="utf-8")
+
+    def documented(name: str) -> bool:
+        # The served-model family has one README row pointing at docs/vllm.md's table.
+        if name.startswith("PAIRSCOPE_SERVED_") and "`PAIRSCOPE_SERVED_*`" in readme:
+            return f"`{name}`" in served
+        return f"`{name}`" in readme
+
+    assert sorted(n for n in names if not documented(n)) == []
 
 
 @pytest.mark.parametrize("path", USER_TEXT, ids=lambda p: p.name)

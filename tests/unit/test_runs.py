@@ -17,7 +17,7 @@ from pairscope.pipeline.runs import (
     write_json_atomic,
 )
 from pairscope.pipeline.spec import RunSpec
-from pairscope.schema import SCHEMA_VERSION, GenerationRecord
+from pairscope.schema import SCHEMA_VERSION, GenerationRecord, dump
 
 SETTINGS = RunSpec(
     tasks=("gsm8k",),
@@ -179,3 +179,20 @@ def test_write_json_atomic_leaves_no_temporary_file(tmp_path):
     with pytest.raises(ValueError):
         write_json_atomic(tmp_path / "y.json", {"nan": float("nan")})
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_the_summary_counts_a_resumed_runs_sessions(tmp_path):
+    """Decode time spans every session; the load time is the last session's."""
+    from pairscope.schema import SessionRecord
+    from pairscope.summary import summarize
+    from tests.report_fixtures import make_run_dir
+
+    path = make_run_dir(tmp_path / "run")
+    first = summarize(path).timing
+    assert first.sessions == 1 and "sessions" not in json.dumps(dump(first))
+    resumed = SessionRecord(task="-", sample_id="2", method="-", load_seconds=2.25)
+    file = path / RECORDS  # its last line is cut short (a crash): the session goes first
+    file.write_text(json.dumps(dump(resumed)) + "\n" + file.read_text(encoding="utf-8"))
+    again = summarize(path).timing
+    assert again.sessions == 2 and again.load_seconds == first.load_seconds  # the last one's
+    assert again.decode_seconds == first.decode_seconds
