@@ -32,11 +32,18 @@ Engine = Any  # engine.Engine (which imports this module)
 @dataclass(frozen=True)
 class Ask:
     """A greedy completion of ``tokens`` tokens by ``model`` ("base" or "guide") after
-    its prompt followed by ``text``."""
+    its prompt followed by ``text``.
+
+    ``enough``, when given, is asked after each token with the completion so far
+    (``ended`` false): true once those tokens decide everything the asker will read of
+    the whole completion, which is then answered with them and not computed further.
+    It saves compute only: an asker must read the shorter completion exactly as it
+    would have read the whole one."""
 
     model: str
     text: str
     tokens: int
+    enough: Callable[[Completion], bool] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -95,24 +102,39 @@ def complete(view: ModelView, asks: dict[int, tuple[Context, Ask]]) -> dict[int,
     probability at each position, its text and whether it ended."""
     ids = {b: _encode(view, ctx, ask.text) for b, (ctx, ask) in asks.items()}
     made: dict[int, list[int]] = {b: [] for b in asks}
+    strings: dict[int, list[str]] = {b: [] for b in asks}
     probs: dict[int, list[float]] = {b: [] for b in asks}
     ended: set[int] = set()
+    settled: set[int] = set()  # rows whose asker has read enough (Ask.enough)
     live = [b for b in asks if asks[b][1].tokens > 0]
     while live:
         scores = view.stream.scores({b: ids[b] + made[b] for b in live})
         p_top, t_top = scores.top1()
         for b, p, t in zip(live, p_top, t_top):
             made[b].append(t)
+            strings[b].append(_token_string(view, t))
             probs[b].append(p)
             if view.vocab.is_end(t):
                 ended.add(b)
-        live = [b for b in live if b not in ended and len(made[b]) < asks[b][1].tokens]
+                continue
+            enough = asks[b][1].enough
+            if enough is not None and enough(_so_far(view, made[b], strings[b], probs[b])):
+                settled.add(b)
+        live = [
+            b
+            for b in live
+            if b not in ended and b not in settled and len(made[b]) < asks[b][1].tokens
+        ]
     out = {}
     for b in asks:
-        texts = tuple(_token_string(view, t) for t in made[b])
         text = view.vocab.decode(made[b])
-        out[b] = Completion(texts, tuple(probs[b]), text, b in ended)
+        out[b] = Completion(tuple(strings[b]), tuple(probs[b]), text, b in ended)
     return out
+
+
+def _so_far(view: ModelView, made: list[int], strings: list[str], probs: list[float]) -> Completion:
+    """A completion's first tokens, as the asker would read them (not ended)."""
+    return Completion(tuple(strings), tuple(probs), view.vocab.decode(made), False)
 
 
 def base_counter(view: ModelView) -> Callable[[str], int]:

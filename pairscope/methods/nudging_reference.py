@@ -96,6 +96,51 @@ class Limits:
     max_rounds: int = 150
 
 
+def _accepts(after: str, offer: Completion, tau: float) -> bool:
+    """Whether the base's first token of an offer is accepted: it starts the next word,
+    or its probability is at least τ."""
+    return after.startswith(offer.tokens[0]) or offer.top_probs[0] >= tau
+
+
+def _past_cut(probs: tuple[float, ...], tau: float) -> bool:
+    return any(p < tau for p in probs)
+
+
+def _settled(text: str) -> str:
+    """A completion's text without its last piece of a character or of spacing (what
+    later tokens could still change when the whole is decoded)."""
+    return text.rstrip().rstrip("\ufffd").rstrip()
+
+
+def _offer_read(after: str, tau: float) -> Callable[[Completion], bool]:
+    """What the loop reads of an offer's completion (:class:`Ask` ``enough``): a refused
+    first token ends the reading; an accepted one is read as the base's turn, up to its
+    first token below τ and (for the repeat check) whether the rest, joined, lies
+    within the first token, which a non-empty rest no longer can once it does not."""
+
+    def enough(c: Completion) -> bool:
+        if not _accepts(after, c, tau):
+            return True
+        rest = "".join(c.tokens[1:])
+        return _past_cut(c.top_probs[1:], tau) and rest not in c.tokens[0]
+
+    return enough
+
+
+def _turn_read(written: str, tau: float) -> Callable[[Completion], bool]:
+    """What the base's turn reads of a later completion: up to its first token below τ,
+    and whether the whole completion's text lies in ``written``, which it cannot once
+    the text without its last token does not (a longer text contains it)."""
+
+    def enough(c: Completion) -> bool:
+        if not _past_cut(c.top_probs, tau) or len(c.tokens) < 2:
+            return False
+        head = c.text[: len(c.text) - len(c.tokens[-1])] if c.text.endswith(c.tokens[-1]) else ""
+        return bool(_settled(head)) and _settled(head) not in written
+
+    return enough
+
+
 def _guide_words(completion: str) -> tuple[str, list[str]]:
     """A guide completion's leading spaces and its words, split on " "."""
     body = completion.lstrip(" ")
@@ -115,10 +160,11 @@ def _offer_words(
         after = " " + words[taken]
         if after == " ":  # several spaces in a row
             continue
-        base = yield Ask("base", text + space + " ".join(words[:taken]), limits.completion_tokens)
+        offered = text + space + " ".join(words[:taken])
+        base = yield Ask("base", offered, limits.completion_tokens, _offer_read(after, limits.tau))
         if not base.tokens:
             continue
-        accepted = after.startswith(base.tokens[0]) or base.top_probs[0] >= limits.tau
+        accepted = _accepts(after, base, limits.tau)
     return taken, base, accepted
 
 
@@ -133,7 +179,9 @@ def _continue_base(
     fresh = ended = stop = False
     while count(written) < budget and not stop:
         if current is None:
-            c = yield Ask("base", text + written, limits.completion_tokens)
+            c = yield Ask(
+                "base", text + written, limits.completion_tokens, _turn_read(written, limits.tau)
+            )
             tokens, probs, current, fresh = c.tokens, c.top_probs, c.text, True
             ended = c.ended
         if current in written:

@@ -165,3 +165,67 @@ def test_a_stop_string_ends_the_response_and_the_count():
     assert result.text == "A B c"
     assert result.stop_reason == "stop"
     assert (result.rounds, result.base_tokens) == (1, words_count(" B c"))
+
+
+def _fake_model(seed: int):
+    """A deterministic stand-in model: a completion is a function of (model, context),
+    its tokens drawn from a small vocabulary of word pieces (repeats included), the
+    guide sometimes ending its turn."""
+    import random
+
+    pieces = [" a", " b", "c", " d", " a b", ".", " e", "f", " a a"]
+
+    def answer(ask: Ask) -> Completion:
+        rng = random.Random(f"{seed}|{ask.model}|{ask.text}")
+        tokens: list[str] = []
+        probs: list[float] = []
+        for _ in range(ask.tokens):
+            if ask.model == "guide" and rng.random() < 0.04:
+                tokens.append("<end>")
+                probs.append(0.9)
+                return Completion(tuple(tokens), tuple(probs), "".join(tokens[:-1]), True)
+            tokens.append(rng.choice(pieces))
+            probs.append(rng.choice([0.1, 0.3, 0.5, 0.8, 0.95, 0.99]))
+        return Completion(tuple(tokens), tuple(probs), "".join(tokens), False)
+
+    return answer
+
+
+def _read_as_complete_does(answer, ask: Ask) -> tuple[Completion, int]:
+    """Answer ``ask`` as decoding/completions.complete does: token by token, stopping
+    once ``ask.enough`` says the asker has read enough; also the tokens computed."""
+    whole = answer(ask)
+    if ask.enough is None or whole.ended:
+        return whole, len(whole.tokens)
+    for n in range(1, len(whole.tokens) + 1):
+        part = Completion(
+            whole.tokens[:n], whole.top_probs[:n], "".join(whole.tokens[:n]), False
+        )
+        if ask.enough(part):
+            return part, n
+    return whole, len(whole.tokens)
+
+
+def test_reading_only_what_the_loop_reads_changes_no_result():
+    """Ask.enough lets the engine stop a base completion early; over many seeded fake
+    models the loop's result is the same as with every completion whole, and tokens
+    are saved."""
+    saved = 0
+    for seed in range(300):
+        answer = _fake_model(seed)
+        computed = 0
+
+        def short(ask: Ask) -> Completion:
+            nonlocal computed
+            part, n = _read_as_complete_does(answer, ask)
+            computed += n
+            return part
+
+        limits = Limits(tau=0.4, completion_tokens=8, max_tokens=40)
+        whole, _ = play(answer, limits)
+        early, _ = play(short, limits)
+        assert early == whole, seed
+        full = sum(len(answer(a).tokens) for a in play(answer, limits)[1])
+        assert computed <= full
+        saved += full - computed
+    assert saved > 0
