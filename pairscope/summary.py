@@ -147,25 +147,8 @@ def summarize(run_dir: Path) -> Summary:
     config = read_config(run_dir)
     manifests = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
     settings = config.settings
-    records: dict[str, ByKind] = defaultdict(lambda: defaultdict(list))
-    load_seconds = 0.0
-    sessions = 0
-    seen: set[tuple[str, str, str, str]] = set()
-    for rec in iter_records(run_dir):
-        key = record_key(rec)
-        if key in seen:
-            raise RunDirError(
-                f"{run_dir / RECORDS} holds the record {'/'.join(key)} twice; a run "
-                "directory was written by two processes at once, or edited.",
-                hint="Delete the repeated lines (keep the first), or run the probe again "
-                "in a new --out directory.",
-            )
-        seen.add(key)
-        if isinstance(rec, SessionRecord):
-            load_seconds = rec.load_seconds
-            sessions += 1
-            continue
-        records[rec.task][(rec.kind, rec.method)].append(rec)
+    records, sessions = _read_records(run_dir)
+    load_seconds = sessions[-1].load_seconds if sessions else 0.0  # the last session's
     tasks: dict[str, TaskSummary] = {}
     decode_seconds = 0.0
     for task in settings.task_names:
@@ -193,7 +176,7 @@ def summarize(run_dir: Path) -> Summary:
         timing=Timing(
             load_seconds=round(load_seconds, 3),
             decode_seconds=round(decode_seconds, 3),
-            **({"sessions": sessions} if sessions > 1 else {}),
+            **({"sessions": len(sessions)} if len(sessions) > 1 else {}),
         ),
         tasks=tasks,
         overall=Overall(
@@ -208,6 +191,32 @@ def summarize(run_dir: Path) -> Summary:
 
 
 ByKind = dict[tuple[str, str], list[Record]]
+
+
+def _read_records(run_dir: Path) -> tuple[dict[str, ByKind], list[SessionRecord]]:
+    """A run's records by task and (kind, method), and its session records in order.
+
+    Raises:
+        RunDirError: a record's key appears twice.
+    """
+    records: dict[str, ByKind] = defaultdict(lambda: defaultdict(list))
+    sessions: list[SessionRecord] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for rec in iter_records(run_dir):
+        key = record_key(rec)
+        if key in seen:
+            raise RunDirError(
+                f"{run_dir / RECORDS} holds the record {'/'.join(key)} twice; a run "
+                "directory was written by two processes at once, or edited.",
+                hint="Delete the repeated lines (keep the first), or run the probe again "
+                "in a new --out directory.",
+            )
+        seen.add(key)
+        if isinstance(rec, SessionRecord):
+            sessions.append(rec)
+        else:
+            records[rec.task][(rec.kind, rec.method)].append(rec)
+    return records, sessions
 R = TypeVar(
     "R", SessionRecord, GenerationRecord, CalibrationRecord, ArbitrationRecord, AnswerRecord
 )
