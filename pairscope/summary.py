@@ -217,6 +217,8 @@ def _read_records(run_dir: Path) -> tuple[dict[str, ByKind], list[SessionRecord]
         else:
             records[rec.task][(rec.kind, rec.method)].append(rec)
     return records, sessions
+
+
 R = TypeVar(
     "R", SessionRecord, GenerationRecord, CalibrationRecord, ArbitrationRecord, AnswerRecord
 )

@@ -20,6 +20,7 @@ from typing import Any
 from pairscope.pipeline.runs import RunDir, is_run_dir, iter_generations, read_config
 from pairscope.pipeline.spec import RunSpec
 from pairscope.rank.racing import Outcome
+from pairscope.schema import GenerationRecord
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,19 @@ def cell_path(out: Path, base: str, guide: str, task: str, method: str) -> Path:
     return out / "cells" / f"{slug(base)}--{slug(guide)}" / f"{task}-{method}"
 
 
-def read_outcomes(path: Path, task: str, method: str) -> dict[str, Outcome]:
-    """The finished samples of a cell, by sample id (none when it does not exist yet)."""
+def cell_records(path: Path, task: str, method: str) -> dict[str, GenerationRecord]:
+    """A cell's generation records of ``task`` and ``method``, by sample id, in the order
+    written (none when the cell does not exist yet)."""
     if not is_run_dir(path):
         return {}
+    return {r.sample_id: r for r in iter_generations(path) if r.task == task and r.method == method}
+
+
+def read_outcomes(path: Path, task: str, method: str) -> dict[str, Outcome]:
+    """The finished samples of a cell, by sample id (none when it does not exist yet)."""
     return {
-        r.sample_id: Outcome(int(r.ir_numerator or 0), int(r.ir_denominator or 0), float(r.correct))
-        for r in iter_generations(path)
-        if r.task == task and r.method == method
+        i: Outcome(int(r.ir_numerator or 0), int(r.ir_denominator or 0), float(r.correct))
+        for i, r in cell_records(path, task, method).items()
     }
 
 
@@ -161,4 +167,13 @@ def cell_options(base_opts: RunSpec, base: str, guide: str, task: str, out: Path
     )
 
 
-__all__ = ["Cell", "TaskPlan", "cell_options", "cell_path", "finish", "plan_task", "read_outcomes"]
+__all__ = [
+    "Cell",
+    "TaskPlan",
+    "cell_options",
+    "cell_path",
+    "cell_records",
+    "finish",
+    "plan_task",
+    "read_outcomes",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pairscope.pipeline.runs import is_run_dir, iter_generations
+from pairscope.rank.cells import cell_records
 from pairscope.rank.schema import GuideStanding, Race
 from pairscope.schema import GenerationRecord
 
@@ -76,16 +76,6 @@ def _order(race: Race) -> list[GuideStanding]:
     return sorted(decoded, key=key)
 
 
-def _records(path: Path, race: Race) -> dict[str, GenerationRecord]:
-    if not is_run_dir(path):
-        return {}
-    return {
-        r.sample_id: r
-        for r in iter_generations(path)
-        if r.task == race.task and r.method == race.method
-    }
-
-
 def drill_down(out_dir: Path, race: Race) -> DrillDown | None:
     """The race's two leading guides, paired on the samples both finished (None when
     fewer than two guides were decoded)."""
@@ -99,8 +89,8 @@ def drill_down(out_dir: Path, race: Race) -> DrillDown | None:
         label = "winner vs runner-up"
     else:
         label = "leader vs runner-up"
-    a = _records(out_dir / (first.cell or ""), race)
-    b = _records(out_dir / (second.cell or ""), race)
+    a = cell_records(out_dir / (first.cell or ""), race.task, race.method)
+    b = cell_records(out_dir / (second.cell or ""), race.task, race.method)
     samples = [PairedSample(i, a[i], b[i]) for i in a if i in b]
     return DrillDown(race, first, second, label, samples)
 

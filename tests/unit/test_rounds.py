@@ -198,9 +198,7 @@ def _read_as_complete_does(answer, ask: Ask) -> tuple[Completion, int]:
     if ask.enough is None or whole.ended:
         return whole, len(whole.tokens)
     for n in range(1, len(whole.tokens) + 1):
-        part = Completion(
-            whole.tokens[:n], whole.top_probs[:n], "".join(whole.tokens[:n]), False
-        )
+        part = Completion(whole.tokens[:n], whole.top_probs[:n], "".join(whole.tokens[:n]), False)
         if ask.enough(part):
             return part, n
     return whole, len(whole.tokens)
@@ -215,7 +213,7 @@ def test_reading_only_what_the_loop_reads_changes_no_result():
         answer = _fake_model(seed)
         computed = 0
 
-        def short(ask: Ask) -> Completion:
+        def short(ask: Ask, answer=answer) -> Completion:
             nonlocal computed
             part, n = _read_as_complete_does(answer, ask)
             computed += n
