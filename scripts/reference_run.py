@@ -32,7 +32,9 @@ the two prompt strings, the text, the rounds (NUDGING) or uncertain positions
     PAIRSCOPE_VLLM_VENV=.venv-vllm nice python scripts/reference_run.py \\
         --reference BLENDIN --data-dir DATA --n 24 [--workers 12]
 
-Requests run ``--workers`` at a time (the server batches them); vLLM on a CPU is not
+A rerun keeps what is recorded (``METHOD.jsonl`` and a cut-short run's
+``METHOD.partial.jsonl``) and runs only the prompts missing from it, so ``--n`` can be
+raised later. Requests run ``--workers`` at a time (the server batches them); vLLM on a CPU is not
 guaranteed to give bit-identical logprobs across batch compositions, so a rerun may
 differ where a probability sits within float error of τ.
 """
@@ -258,8 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         # The first half of each task's prompts for each method (NUDGING first), then the
         # rest: a run cut short has a balanced part of every task.
         half = (args.n + 1) // 2
+        done_keys = {(r["method"], r["task"], r["sample_id"]) for r in recorded(args.out, methods)}
         jobs = sorted(
-            ((it, m) for it in items for m in methods),
+            (
+                (it, m)
+                for it in items
+                for m in methods
+                if (m, it["task"], it["sample_id"]) not in done_keys
+            ),
             key=lambda j: (
                 j[0]["order"] >= half,
                 methods.index(j[1]),
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 TASKS.index(j[0]["task"]),
             ),
         )
+        print(f"{len(jobs)} runs to make, {len(done_keys)} recorded", flush=True)
         sinks = {m: (args.out / f"{m}.partial.jsonl").open("a") for m in methods}
         with ThreadPoolExecutor(args.workers) as pool:
             futures = [pool.submit(run_one, utils, clients, it, m) for it, m in jobs]
@@ -285,17 +294,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def recorded(out: Path, methods: list[str]) -> list[dict[str, Any]]:
+    """Every record kept so far: ``METHOD.jsonl`` and ``METHOD.partial.jsonl``, the first
+    of each (method, task, sample) only."""
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for m in methods:
+        for name in (f"{m}.jsonl", f"{m}.partial.jsonl"):
+            path = out / name
+            lines = path.read_text().splitlines() if path.exists() else []
+            for line in filter(None, lines):
+                rec = json.loads(line)
+                seen.setdefault((rec["method"], rec["task"], rec["sample_id"]), rec)
+    return list(seen.values())
+
+
 def finish(out: Path, methods: list[str], items: list[dict[str, Any]]) -> None:
     """Sort each method's records into ``METHOD.jsonl`` (task, then selection order),
     each with its sample's prompt fields (``items``)."""
     fields = {(it["task"], it["sample_id"]): it for it in items}
+    kept = recorded(out, methods)
     for m in methods:
         part = out / f"{m}.partial.jsonl"
-        source = part if part.exists() else out / f"{m}.jsonl"
-        recs = [json.loads(line) for line in source.read_text().splitlines() if line]
+        recs = [r for r in kept if r["method"] == m]
         recs.sort(key=lambda r: (TASKS.index(r["task"]), r["order"]))
         for r in recs:
-            it = fields[(r["task"], r["sample_id"])]
+            it = fields.get((r["task"], r["sample_id"]))
+            if it is None:  # recorded under a larger --n: kept as it is
+                continue
             assert it["base_prompt"] == r["base_prompt"]
             for key in ("guide_user", "guide_system", "guide_prefix"):
                 r[key] = it[key]
