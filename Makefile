@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: install demo demo-rank bench-rank test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-refill bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
+.PHONY: warm-models install demo demo-rank bench-rank test test-fast check lint bench bench-quick bench-standin bench-parts bench-head bench-ahead bench-refill bench-tokenization bench-served bench-sequential bench-metrics browser vllm-env clean
 
 install: $(VENV)/.installed
 
@@ -58,8 +58,21 @@ browser:
 vllm-env:
 	VLLM_VENV=$(VLLM_VENV) bash scripts/vllm_env.sh
 
+# The embedded models, converted once into the cache (the tests share it): a real
+# `pairscope generate` with each embedded guide. `make test` runs it while the browser
+# and the vLLM environment install; if it fails, the tests convert the models themselves.
+WARM_LOG ?= .pytest_cache/warm-models.log
+warm-models: install
+	@mkdir -p $(dir $(WARM_LOG))
+	$(VENV)/bin/pairscope generate --prompt Hi --max-new-tokens 1 --method base >$(WARM_LOG) 2>&1
+	$(VENV)/bin/pairscope generate --prompt Hi --max-new-tokens 1 --method guide \
+	  --guide embedded:qwen2.5-coder-0.5b-instruct >>$(WARM_LOG) 2>&1
+
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-test: install browser vllm-env
+test: install
+	@$(MAKE) --no-print-directory warm-models & warm=$$!; \
+	$(MAKE) --no-print-directory browser vllm-env || { kill $$warm; exit 1; }; \
+	wait $$warm || echo "warm-models failed ($(WARM_LOG)): the tests convert the models"
 	$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1) $(PY) -m pytest -q --durations=30 \
 	  -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 

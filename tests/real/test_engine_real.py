@@ -77,19 +77,18 @@ def test_sliding_window_past_512_live_tokens_equals_uncached(real_pair):
 
 @pytest.fixture(scope="module")
 def gsm8k_probe_requests():
-    return checks.gsm8k_requests(8, 64)
+    return checks.gsm8k_requests(6, 64)
 
 
 def test_gsm8k_probe_texts_and_rates_do_not_depend_on_the_batch(real_pair, gsm8k_probe_requests):
-    """The default GSM8K probe's prompts (8, 64 new tokens) at batch 1, 3 (refills) and 8."""
+    """The default GSM8K probe's prompts (6, 64 new tokens) alone and at batch 4, where
+    finished rows' places are refilled with the waiting prompts."""
     runs = {
         size: generate(real_pair, gsm8k_probe_requests, DecodeSettings("nudging", batch_size=size))
-        for size in (1, 3, 8)
+        for size in (1, 4)
     }
-    texts = {size: [r.text for r in out] for size, out in runs.items()}
-    counts = {size: [r.ir_counts for r in out] for size, out in runs.items()}
-    assert texts[1] == texts[3] == texts[8]
-    assert counts[1] == counts[3] == counts[8]
+    assert [r.text for r in runs[1]] == [r.text for r in runs[4]]
+    assert [r.ir_counts for r in runs[1]] == [r.ir_counts for r in runs[4]]
 
 
 @pytest.mark.parametrize("role", ["base", "guide"])

@@ -31,7 +31,7 @@ from pairscope.methods.nudging_reference import Limits
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
-PER_TASK = 3  # prompts per task decoded by default (CI time)
+PER_TASK = 2  # prompts per task decoded by default (CI time)
 IR_TOL = 0.02
 
 
