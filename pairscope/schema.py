@@ -60,6 +60,7 @@ class StepRecord(Contract):
     overlap: float | None = None
     guide_top1_in_base: bool | None = None
     round_start: bool = False
+    tokens: int = 1
 
 
 class _Keyed(Contract):

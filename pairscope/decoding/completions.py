@@ -143,13 +143,27 @@ def base_counter(view: ModelView) -> Callable[[str], int]:
     return lambda text: len(tok.encode(text, add_special_tokens=False)) if text else 0
 
 
-def _trace(result: RoundsResult, tau: float) -> list[Step]:
+def _trace(result: RoundsResult, count: Callable[[str], int]) -> list[Step]:
+    """One step a piece of the response (a guide's words, a base's turn), weighted by its
+    length in base tokens (``count``, the loop's own counter): a response's positions
+    are its tokens, the uncertain ones the rounds' starts (the base fell below τ there,
+    or the response began), the overridden ones the guide's tokens."""
     steps = []
     for n, (text, source, start, p) in enumerate(result.trace):
-        p_base = 1.0 if p is None else p
-        guided = source == "guide"
+        p_first = 1.0 if p is None else p
         steps.append(
-            Step(n, p_base, None, None, text, source, p_base < tau, guided, round_start=start)
+            Step(
+                n,
+                p_first,
+                None,
+                None,
+                text,
+                source,
+                uncertain=start,
+                override=source == "guide",
+                round_start=start,
+                tokens=count(text),
+            )
         )
     return steps
 
@@ -187,7 +201,7 @@ class CompletionRuns:
         return SampleResult(
             text=result.text,
             method=self.strategy.name,
-            steps=_trace(result, self.strategy.tau),
+            steps=_trace(result, self.count),
             stop_reason=result.stop_reason,
             ir_kind=self.strategy.ir_kind,
             counted=(result.rounds, result.base_tokens),

@@ -30,6 +30,9 @@ class Step:
         overlap: overlap@k of the two top-k string lists (uncertain positions).
         guide_top1_in_base: the guide's top-1 string is in the base top-k.
         round_start: an intervention (a round of guide words) starts at this position.
+        tokens: the positions the step covers: 1 where a method decides position by
+            position; a piece's length in base tokens where a protocol appends whole
+            pieces (NUDGING's reference protocol: a guide's words, a base's turn).
     """
 
     position: int
@@ -43,9 +46,13 @@ class Step:
     overlap: float | None = None
     guide_top1_in_base: bool | None = None
     round_start: bool = False
+    tokens: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.tokens == 1:  # one step, one position: the record stays as it was
+            del out["tokens"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
@@ -77,7 +84,7 @@ class SampleResult:
 
     @property
     def positions(self) -> int:
-        return len(self.steps)
+        return sum(s.tokens for s in self.steps)
 
     @property
     def uncertain(self) -> int:
@@ -85,7 +92,7 @@ class SampleResult:
 
     @property
     def overridden(self) -> int:
-        return sum(s.override for s in self.steps)
+        return sum(s.tokens for s in self.steps if s.override)
 
     @property
     def rounds(self) -> int:
@@ -93,7 +100,7 @@ class SampleResult:
 
     @property
     def base_written(self) -> int:
-        return sum(s.source == "base" for s in self.steps)
+        return sum(s.tokens for s in self.steps if s.source == "base")
 
     @property
     def ir_counts(self) -> tuple[int, int] | None:

@@ -274,8 +274,8 @@ def _guide_ends(
     cut = _cut(text + guide.text, stops, len(text))
     if cut is not None:
         return (text + guide.text)[:cut], "stop"
-    if guide.text:
-        trace.append((guide.text, "guide", True, _first(guide)))
+    if guide.text:  # appended, but not a round the reference counts
+        trace.append((guide.text, "guide", False, _first(guide)))
     return text + guide.text, "nudging_model_stop"
 
 

@@ -218,3 +218,28 @@ def test_reference_protocol_is_batch_and_cache_invariant(sharp_pair, monkeypatch
     every family pair: the same texts and counts at any batch size, with refilled places
     and a shared prefix, and with every completion computed afresh."""
     checks.check_reference_invariance(sharp_pair, _reqs(24), monkeypatch)
+
+
+def test_reference_protocol_counts_tokens_not_pieces(sharp_pair):
+    """Under the reference protocol a step is a piece (a guide's words, a base's turn):
+    a response's positions are its pieces' base tokens, its uncertain positions the
+    rounds the loop counted, its overridden positions the guide's tokens."""
+    from pairscope.decoding.types import Step
+    from pairscope.schema import StepRecord
+
+    settings = DecodeSettings("nudging", protocol="reference", batch_size=4)
+    results = generate(sharp_pair, _reqs(24), settings)
+    tok = sharp_pair.base.tokenizer
+
+    def count(text: str) -> int:
+        return len(tok.encode(text, add_special_tokens=False)) if text else 0
+
+    for r in results:
+        rounds, _ = r.ir_counts
+        assert r.uncertain == rounds
+        assert r.positions == sum(count(s.text) for s in r.steps)
+        assert r.overridden == sum(count(s.text) for s in r.steps if s.source == "guide")
+        for step in r.steps:  # a record keeps the weights
+            assert StepRecord.model_validate(step.to_dict()).tokens == step.tokens
+            assert Step.from_dict(step.to_dict()) == step
+    assert any(r.positions > len(r.steps) for r in results)  # pieces of several tokens
