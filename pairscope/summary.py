@@ -306,6 +306,11 @@ def _task_summary(
         # Rounds but not one base-written token: the guide wrote every word.
         verdict_value = Verdict.FAIL.value
         reason = "intervention rate undefined: the guide wrote every token (no base tokens)"
+    elif verdict_value is None and counts and method_out[gate].ir_definition is not None:
+        # Nothing counted at all (0/0): the reference loop's guide ended every response in
+        # its first turn. No rate, so no PASS: an undecided task.
+        verdict_value = Verdict.WARN.value
+        reason = "intervention rate undefined: no round and no base token was counted (0/0)"
     budget = info.n
     max_new = int(settings.max_new.get(task, 0) or 0)
     test = sequential_test(counts, threshold, max_new, method_out[gate].ir_definition)

@@ -461,3 +461,48 @@ def test_generate_input_reads_lines_by_newline_only(tmp_path):
     read = read_requests(src, 8, (), None, "")
     assert [r.request.base_prompt for r in read] == ["one\u2028two", "x\u0085y\u000cz"]
     assert [r.columns for r in read] == [{"id": "a"}, {"id": 7}]
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_a_task_with_nothing_counted_is_not_a_pass(tmp_path, sequential):
+    """0 rounds over 0 base tokens (the reference loop's guide ended every response in its
+    first turn) is no rate at all: the task is WARN, and the pair cannot PASS overall on
+    the strength of its other tasks."""
+    from pairscope.schema import dump
+    from pairscope.summary import summarize
+    from tests.unit.test_runs import gen
+
+    spec = RunSpec(
+        tasks=("gsm8k", "xstest"),
+        task_names=("gsm8k", "xstest"),
+        n=3,
+        thresholds={"gsm8k": 0.2, "xstest": 0.2},
+        max_new={"gsm8k": 8, "xstest": 8},
+        sequential=sequential,
+    )
+    run = RunDir.create(tmp_path / "run", spec)
+    run.close()
+    passing = [
+        gen(f"g{i}").model_copy(update={"positions": 8, "ir_denominator": 8}) for i in range(3)
+    ]
+    nothing = [
+        gen(f"x{i}").model_copy(
+            update={
+                "task": "xstest",
+                "ir_numerator": 0,
+                "ir_denominator": 0,
+                "intervention_rate": None,
+            }
+        )
+        for i in range(3)
+    ]
+    lines = [json.dumps(dump(r)) for r in passing + nothing]
+    (run.path / RECORDS).write_text("\n".join(lines) + "\n")
+    summary = summarize(run.path)
+    xstest = summary.tasks["xstest"]
+    assert xstest.methods["nudging"].intervention_rate is None
+    assert xstest.verdict == "WARN"
+    assert summary.overall.verdict != "PASS"
+    if not sequential:
+        assert "0/0" in xstest.reason
+        assert summary.tasks["gsm8k"].verdict == "PASS"
