@@ -10,7 +10,20 @@ would):
   use, so both designs decode the same way).
 
 Printed: the samples each design decoded (generations on disk) and its wall time,
-and the ratios rank / fixed. ``--json`` prints one JSON object. By default the base
+and the ratios rank / fixed. ``--json`` prints one JSON object.
+
+``--shared`` also measures the work the guides of one base share or could share:
+
+- **the base-only arm** (``rank --base-arm``, run again on the same directory: every
+  cell resumes, only the arm decodes): decoded once per base and task, on the longest
+  prefix any guide used, instead of once per guide on that guide's own samples. Printed:
+  the arm's samples and decode seconds, and the samples (and, at the arm's measured
+  seconds per sample, the seconds) a per-guide arm would have decoded on top;
+- **the base's prompt prefill**, which rank does not share (each guide's cell prefills
+  the base's prompt itself): the base's forward pass over every race's prompts, timed
+  here in batches of ``--race-batch``, and what sharing it would save at most, the
+  prefill of every sample a second or later guide decoded. An upper bound: the engine
+  already computes a prompt prefix the samples share once per batch. By default the base
 is the embedded Gemma and the guides are the two embedded guides (SmolLM2 and
 Qwen2.5-Coder, optional extra ``qwen``).
 
@@ -53,21 +66,19 @@ def _generations(root: Path) -> int:
     return sum(sum(1 for _ in iter_generations(cfg.parent)) for cfg in root.rglob("config.json"))
 
 
-def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
+def _args(opts: argparse.Namespace, rank_dir: Path) -> tuple[list[str], list[str]]:
+    """The rank command's own arguments and those every design shares."""
     common = ["--tasks", opts.tasks, "--limit", str(opts.limit), "--tau", str(opts.tau)]
     common += ["--data-dir", opts.data_dir] if opts.data_dir else []
     common += ["--max-new-tokens", str(opts.max_new_tokens)] if opts.max_new_tokens else []
     rank_args = ["rank", "--base", opts.base, "--guides", opts.guides]
-    rank_args += [
-        "--race-batch",
-        str(opts.race_batch),
-        "--epsilon",
-        str(opts.epsilon),
-        "--method",
-        opts.method,
-        "--out",
-        str(out / "rank"),
-    ]
+    rank_args += ["--race-batch", str(opts.race_batch), "--epsilon", str(opts.epsilon)]
+    rank_args += ["--method", opts.method, "--out", str(rank_dir)]
+    return rank_args, common
+
+
+def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
+    rank_args, common = _args(opts, out / "rank")
     code, rank_seconds = _run(rank_args + common)
     ranked = json.loads((out / "rank" / "rank.json").read_text())
     fixed_seconds = 0.0
@@ -78,7 +89,7 @@ def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
         fixed_seconds += _run(probe + common)[1]
     fixed_samples = _generations(out / "fixed")
     rank_samples = int(ranked["samples_decoded"])
-    return {
+    result = {
         "settings": {k: v for k, v in vars(opts).items() if k not in ("json", "out")},
         "rank": {
             "samples": rank_samples,
@@ -95,6 +106,73 @@ def bench(opts: argparse.Namespace, out: Path) -> dict[str, Any]:
             "seconds": round(rank_seconds / fixed_seconds, 4) if fixed_seconds else None,
         },
     }
+    if opts.shared:
+        result["shared"] = shared(opts, out / "rank")
+    return result
+
+
+def shared(opts: argparse.Namespace, rank_dir: Path) -> dict[str, Any]:
+    """The base arm and the base's prefill, measured on a finished rank in ``rank_dir``."""
+    rank_args, common = _args(opts, rank_dir)
+    ranked = json.loads((rank_dir / "rank.json").read_text())
+    return {"base_arm": base_arm(rank_dir, rank_args + common), "prefill": prefill(opts, ranked)}
+
+
+def base_arm(rank_dir: Path, rank_args: list[str]) -> dict[str, Any]:
+    """Run the rank again with ``--base-arm`` (only the arm decodes); what sharing it saves."""
+    from pairscope.rank.cells import cell_path, cell_records
+    from pairscope.rank.core import BASE_ALONE
+
+    code, seconds = _run([*rank_args, "--base-arm"])
+    ranked = json.loads((rank_dir / "rank.json").read_text())
+    shared = per_guide = 0
+    decode = 0.0
+    for race in ranked["races"]:
+        path = cell_path(rank_dir, race["base"], BASE_ALONE, race["task"], "base")
+        records = cell_records(path, race["task"], "base")
+        shared += len(records)
+        decode += sum(r.seconds for r in records.values())
+        per_guide += sum(g["n"] for g in race["guides"])
+    each = decode / shared if shared else 0.0
+    return {
+        "wall_seconds": round(seconds, 2),
+        "exit": code,
+        "samples": shared,
+        "decode_seconds": round(decode, 2),
+        "per_guide_samples": per_guide,
+        "saved_samples": per_guide - shared,
+        "saved_seconds": round((per_guide - shared) * each, 2),
+    }
+
+
+def prefill(opts: argparse.Namespace, ranked: dict[str, Any]) -> dict[str, Any]:
+    """The base's prompt prefill on every race's samples, and what sharing it would save."""
+    from pairscope.models import load_model
+    from pairscope.rank.cells import plan_task
+
+    model = load_model(opts.base)
+    tasks = {}
+    saved = 0.0
+    for race in ranked["races"]:
+        n = [g["n"] for g in race["guides"]]
+        if not n or max(n) == 0:
+            continue
+        plan = plan_task(race["task"], opts.data_dir, None, max(n), None, opts.max_new_tokens)
+        prompts = [model.encode_completion_prompt(s.base_prompt) for s in plan.order]
+        started = time.perf_counter()
+        for i in range(0, len(prompts), opts.race_batch):
+            chunk = prompts[i : i + opts.race_batch]
+            model.new_stream(len(chunk)).forward(dict(enumerate(chunk)))
+        each = (time.perf_counter() - started) / len(prompts)
+        repeated = sum(n) - max(n)  # prefills a shared one would have spared
+        tasks[race["task"]] = {
+            "samples": len(prompts),
+            "seconds_per_sample": round(each, 4),
+            "repeated": repeated,
+        }
+        saved += repeated * each
+    model.close()
+    return {"tasks": tasks, "saved_seconds_at_most": round(saved, 2)}
 
 
 def main() -> None:
@@ -112,12 +190,28 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=None, help="Keep the runs here (default: a temp dir).")
+    parser.add_argument(
+        "--shared", action="store_true", help="Also measure the base arm and the base's prefill."
+    )
+    parser.add_argument(
+        "--rank-dir",
+        default=None,
+        help="Only measure the shared work, on this finished rank's directory (run with the "
+        "same models, tasks and budget as given here).",
+    )
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = bench(opts, Path(opts.out or tmp))
+    if opts.rank_dir:
+        result = {"shared": shared(opts, Path(opts.rank_dir))}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = bench(opts, Path(opts.out or tmp))
     if opts.json:
         print(json.dumps(result, indent=2))
+        return
+    if "shared" in result:
+        _print_shared(result["shared"])
+    if "rank" not in result:
         return
     r, f, ratio = result["rank"], result["fixed"], result["ratios"]
     print(f"rank : {r['samples']:6d} samples  {r['seconds']:9.1f} s  (exit {r['exit']})")
@@ -125,6 +219,21 @@ def main() -> None:
     print(f"rank / fixed: samples {ratio['samples']}, wall time {ratio['seconds']}")
     for race in r["races"]:
         print(f"  {race['task']}: {race['status']} after {race['n']} samples {race['winners']}")
+
+
+def _print_shared(shared: dict[str, Any]) -> None:
+    arm, pre = shared["base_arm"], shared["prefill"]
+    print(
+        f"base arm, shared: {arm['samples']} samples, {arm['decode_seconds']:.1f} s decoding "
+        f"(rerun {arm['wall_seconds']:.1f} s); one arm per guide: {arm['per_guide_samples']} "
+        f"samples, {arm['saved_samples']} more (about {arm['saved_seconds']:.1f} s)"
+    )
+    for task, t in pre["tasks"].items():
+        print(
+            f"base prefill, {task}: {t['seconds_per_sample'] * 1000:.1f} ms a sample, "
+            f"repeated for {t['repeated']} samples"
+        )
+    print(f"sharing the prefill would save at most {pre['saved_seconds_at_most']:.1f} s")
 
 
 if __name__ == "__main__":

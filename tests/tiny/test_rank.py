@@ -178,7 +178,7 @@ def test_bench_rank_compares_with_the_fixed_design(tiny_dirs, guides, tmp_path):
     command = [
         sys.executable, str(REPO / "bench" / "rank.py"), "--base", str(tiny_dirs["base"]),
         "--guides", ",".join(map(str, guides)), "--tasks", "xstest", "-n", "30",
-        "--max-new-tokens", "6", "--tau", "2", "--data-dir", str(DATA), "--json",
+        "--max-new-tokens", "6", "--tau", "2", "--data-dir", str(DATA), "--json", "--shared",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -188,3 +188,13 @@ def test_bench_rank_compares_with_the_fixed_design(tiny_dirs, guides, tmp_path):
     assert result["fixed"]["samples"] == 60
     assert result["ratios"]["samples"] == pytest.approx(40 / 60, abs=1e-4)
     assert result["rank"]["seconds"] > 0 and result["fixed"]["seconds"] > 0
+    # --shared: the base arm decoded once, on the 20 samples both guides used, where one
+    # arm per guide would decode 40; the base's prefill repeats for the second guide's 20.
+    arm, prefill = result["shared"]["base_arm"], result["shared"]["prefill"]
+    assert (arm["samples"], arm["per_guide_samples"], arm["saved_samples"]) == (20, 40, 20)
+    assert arm["decode_seconds"] > 0 and arm["saved_seconds"] > 0
+    task = prefill["tasks"]["xstest"]
+    assert task["samples"] == 20 and task["repeated"] == 20 and task["seconds_per_sample"] > 0
+    assert prefill["saved_seconds_at_most"] == pytest.approx(
+        20 * task["seconds_per_sample"], rel=0.01, abs=0.02
+    )
