@@ -56,6 +56,14 @@ class RuntimeFault(PairscopeError):
     exit_code = ExitCode.RUNTIME
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) where a command knows what it kept; ``message`` says what."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -282,12 +284,26 @@ Strict = Annotated[
 ]
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM (a scheduler's preemption, `kill`, a CI job's timeout) stop a command
+    as Ctrl-C does: finished work saved, servers it started stopped, exit 130. Returns
+    the handler it replaced (None where none can be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
+
+
 def guard(func: F) -> F:
     """Run a command body; turn every failure into one line and an exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _route_warnings()
+        previous = _sigterm_as_interrupt()
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -337,6 +353,9 @@ def guard(func: F) -> F:
                 soft_wrap=True,
             )
             raise typer.Exit(int(ExitCode.RUNTIME)) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
 

@@ -29,7 +29,7 @@ from pairscope.cli.app import (
     out,
 )
 from pairscope.defaults import BATCH_SIZE, DEFAULT_PROTOCOL, LAMBDA, TAU, TOP_K
-from pairscope.errors import InputError
+from pairscope.errors import InputError, Interrupted
 from pairscope.pipeline.requests_file import ResultsFile, read_requests, result_line
 
 
@@ -162,14 +162,6 @@ def generate(
     )
 
 
-class GenerateInterrupted(KeyboardInterrupt):
-    """Ctrl-C during `generate --input`; ``message`` says what is kept."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def _generate_rows(
     rows: list[Any],
     output_file: Path | None,
@@ -203,7 +195,7 @@ def _generate_rows(
             except KeyboardInterrupt:
                 if results is None:
                     raise
-                raise GenerateInterrupted(
+                raise Interrupted(
                     f"finished rows are saved in {output_file}; run the same command "
                     "again to decode the rest."
                 ) from None

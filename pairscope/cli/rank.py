@@ -28,6 +28,7 @@ from pairscope.cli.app import (
     out,
 )
 from pairscope.defaults import TAU
+from pairscope.errors import Interrupted
 from pairscope.pipeline.config import parse_csv
 
 
@@ -200,8 +201,14 @@ def rank(
         base_arm=base_arm,
         probe={"tau": tau},
     )
-    with RichProgress(err) as progress:
-        result = run_rank(opts, progress)
+    try:
+        with RichProgress(err) as progress:
+            result = run_rank(opts, progress)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"finished samples are saved in the cells under {opts.out}; run the same "
+            "command again to continue the rank."
+        ) from None
     _show(result, as_json, json_out)
 
 

@@ -206,7 +206,9 @@ def start_probe(args: list, stderr: Any = subprocess.PIPE) -> subprocess.Popen:
     )
 
 
-def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_path, sig):
+    """Ctrl-C, and SIGTERM (a scheduler's preemption, `kill`, a CI timeout), alike."""
     run = tmp_path / "run"
     args = [
         "probe",
@@ -217,7 +219,7 @@ def test_sigint_exits_130_keeps_samples_and_says_how_to_resume(tiny_dirs, tmp_pa
     ]
     proc = start_probe(args)
     wait_for_generations(run / RECORDS, 1, proc, limit=120)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr

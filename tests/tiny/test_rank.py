@@ -126,6 +126,35 @@ def test_a_rank_killed_mid_race_resumes_to_the_same_decision(tiny_dirs, guides, 
     assert json.loads((cell / "summary.json").read_text())["tasks"]["xstest"]["n"] == 20
 
 
+def test_an_interrupted_rank_says_what_it_kept_and_continues(
+    tiny_dirs, guides, tmp_path, monkeypatch
+):
+    """Ctrl-C (or SIGTERM) in the second batch: exit 130 naming where the finished samples
+    are; the same command then reaches the decision of an uninterrupted rank."""
+    from pairscope.rank.cells import Cell
+
+    decode, calls = Cell.decode, []
+
+    def interrupted(self, samples):  # type: ignore[no-untyped-def]
+        calls.append(len(samples))
+        if len(calls) == 3:  # the first guide's share of the second batch
+            raise KeyboardInterrupt
+        return decode(self, samples)
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(Cell, "decode", interrupted)
+    result, ranked = rank(tiny_dirs, guides, out, "--epsilon", "0.3", "--race-batch", "10")
+    assert result.exit_code == 130, result.output
+    assert ranked is None and "Traceback" not in result.output
+    assert f"finished samples are saved in the cells under {out}" in result.output
+    assert "run the same command again to continue the rank" in result.output
+    monkeypatch.setattr(Cell, "decode", decode)
+    again, resumed = rank(tiny_dirs, guides, out, "--epsilon", "0.3", "--race-batch", "10")
+    _, once = rank(tiny_dirs, guides, tmp_path / "once", "--epsilon", "0.3", "--race-batch", "10")
+    assert again.exit_code == 0, again.output
+    assert resumed is not None and once is not None and resumed.races == once.races
+
+
 def test_bad_rank_options_exit_2(tiny_dirs, guides, tmp_path):
     result, _ = rank(tiny_dirs, guides, tmp_path / "r", "--objective", "fastest")
     assert result.exit_code == 2 and "objective" in result.output
