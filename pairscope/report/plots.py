@@ -418,6 +418,7 @@ def paradox_png(
     ]
     fig, (ax,) = figure(5.1, 3.5)
     tasks: list[str] = []
+    below = labels_below([float(pt["score"]) for pt in usable])
     for index, pt in enumerate(usable):
         task = str(pt.get("task", ""))
         if task not in tasks:
@@ -428,11 +429,10 @@ def paradox_png(
         if low is not None and high is not None:
             ax.plot([low, high], [y, y], color=colour, alpha=0.4, linewidth=1.2)
         ax.plot([x], [y], "o", color=colour, markersize=6)
-        # Alternate label sides so pairs with similar values stay readable.
         ax.annotate(
             str(pt.get("label", "")),
             (x, y),
-            xytext=(5, 4 if index % 2 == 0 else -11),
+            xytext=(5, -11 if below[index] else 4),
             textcoords="offset points",
             fontsize=7,
             color=TEXT,
@@ -448,13 +448,34 @@ def paradox_png(
     ax.set_xlim(
         -0.02,
         max(
-            [1.02 if not usable else 0.0] + [float(pt["ir"]) * 1.15 + 0.05 for pt in usable] + [0.5]
+            [1.02 if not usable else 0.0]
+            + [float(pt["ir"]) * 1.15 + 0.05 for pt in usable]
+            + [min(1.02, h) + 0.02 for pt in usable if (h := finite(pt.get("ir_high"))) is not None]
+            + [0.5]
         ),
     )
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(
+        -0.08 if any(b and float(pt["score"]) < 0.1 for b, pt in zip(below, usable)) else -0.02,
+        1.02,
+    )
     if len(tasks) > 1:
         _task_legend(ax, tasks)
     return to_png(fig)
+
+
+LABEL_GAP = 0.08  # scores closer than this would put two labels on one line
+
+
+def labels_below(ys: Sequence[float]) -> list[bool]:
+    """Per point, whether its label goes under it: when another point lies just above
+    it (within :data:`LABEL_GAP`; of equal scores, the later one counts as above), so the
+    two labels part instead of meeting between the points."""
+    return [
+        any(
+            j != i and 0.0 <= ys[j] - y < LABEL_GAP and (ys[j] > y or j > i) for j in range(len(ys))
+        )
+        for i, y in enumerate(ys)
+    ]
 
 
 def _task_legend(ax: Axes, tasks: Sequence[str]) -> None:

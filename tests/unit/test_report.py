@@ -503,3 +503,16 @@ def test_save_figures(eval_run: Path) -> None:
             assert f"reliability_{task}_{model}.png" in names
     assert {"accuracy.png", "intervention_rate.png", "overlap.png"} <= names
     assert all(p.parent == eval_run / "figures" and p.read_bytes().startswith(PNG) for p in paths)
+
+
+def test_paradox_labels_of_close_points_part() -> None:
+    from pairscope.report.plots import labels_below
+
+    # Two guides a few points apart (one race's cells): the lower label goes under its
+    # point, the upper one over it, whichever came first.
+    assert labels_below([0.6, 0.675]) == [True, False]
+    assert labels_below([0.675, 0.6]) == [False, True]
+    # Equal scores part too; far-apart points keep their labels above.
+    assert labels_below([0.2, 0.2]) == [True, False]
+    assert labels_below([0.1, 0.5, 0.9]) == [False, False, False]
+    assert labels_below([]) == []
