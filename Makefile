@@ -36,11 +36,12 @@ demo: install
 	$(VENV)/bin/pairscope probe --out $(DEMO_OUT) --force; \
 	rc=$$?; if [ $$rc -le 1 ]; then echo "demo finished (exit $$rc): open $(DEMO_OUT)/report.html"; else exit $$rc; fi
 
-# The embedded base ranked against both embedded guides on the three probes. Running it
-# again continues the same race (a larger RANK_N raises the budget). Exit 0 (a winner or
-# a tie), 1 (no feasible pair) and 4 (unresolved at the budget) are findings.
+# The embedded base ranked against both embedded guides on the three probes, 40 samples
+# a task at most (about 22 minutes on a 2-core CPU). Running it again continues the same
+# race: RANK_N=100 raises the budget to probe's. Exit 0 (a winner or a tie), 1 (no
+# feasible pair) and 4 (unresolved at the budget) are findings.
 RANK_OUT ?= reports/demo-rank
-RANK_N ?= 100
+RANK_N ?= 40
 RANK_GUIDES ?= embedded:smollm2-135m-instruct,embedded:qwen2.5-coder-0.5b-instruct
 demo-rank: install
 	$(VENV)/bin/pairscope rank --guides $(RANK_GUIDES) --limit $(RANK_N) --out $(RANK_OUT); \
