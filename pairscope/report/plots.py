@@ -445,15 +445,7 @@ def paradox_png(
     ax.set_title(f"{title} — {stat}", fontsize=9, color=TEXT, loc="left")
     ax.set_xlabel("intervention rate", fontsize=8, color=TEXT)
     ax.set_ylabel("score", fontsize=8, color=TEXT)
-    ax.set_xlim(
-        -0.02,
-        max(
-            [1.02 if not usable else 0.0]
-            + [float(pt["ir"]) * 1.15 + 0.05 for pt in usable]
-            + [min(1.02, h) + 0.02 for pt in usable if (h := finite(pt.get("ir_high"))) is not None]
-            + [0.5]
-        ),
-    )
+    ax.set_xlim(-0.02, _paradox_right(usable))
     ax.set_ylim(
         -0.08 if any(b and float(pt["score"]) < 0.1 for b, pt in zip(below, usable)) else -0.02,
         1.02,
@@ -461,6 +453,16 @@ def paradox_png(
     if len(tasks) > 1:
         _task_legend(ax, tasks)
     return to_png(fig)
+
+
+def _paradox_right(points: Sequence[Mapping[str, Any]]) -> float:
+    """The paradox plot's right edge: past every point and its IR interval (to 1.02),
+    at least 0.5, and 1.02 with no point."""
+    if not points:
+        return 1.02
+    ends = [float(pt["ir"]) * 1.15 + 0.05 for pt in points]
+    ends += [min(1.02, h) + 0.02 for pt in points if (h := finite(pt.get("ir_high"))) is not None]
+    return max([*ends, 0.5])
 
 
 LABEL_GAP = 0.08  # scores closer than this would put two labels on one line
